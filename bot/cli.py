@@ -1,0 +1,252 @@
+"""`pgrst-ops check` and `pgrst-ops fix`: the runbook's health probe and recovery operator for CI and people.
+
+Exit codes: 0 healthy / recovered, 1 unhealthy / escalated, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+import httpx
+
+from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
+from bot.escalation import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert
+from bot.probe import EnvReport, Prober, make_http_client
+from bot.recovery import Outcome, RecoveryOperator, RecoveryResult, RecoveryStep, StepKind, StepListener
+from bot.verdicts import info
+from bot.webhook import post_webhook
+
+EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
+RULE = "─" * 70
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgrst-ops", description="Probe and recover PostgREST schema caches (Supabase REST)."
+    )
+    parser.add_argument("--config", help="config file (default: $PGRST_OPS_CONFIG, else ./config.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="probe environments; exit 0 only if all are healthy")
+    check.add_argument("--env", action="append", metavar="NAME", help="environment (repeatable; default: all)")
+    check.add_argument("--json", action="store_true", help="print one JSON document")
+    check.add_argument("--verbose", "-v", action="store_true", help="show URLs, codes and server versions")
+    fix = sub.add_parser("fix", help="reload the schema cache if needed; escalate when that cannot help")
+    fix.add_argument("--env", required=True, metavar="NAME", help="environment to recover")
+    fix.add_argument("--retries", type=int, metavar="N", help="re-check budget: N x delay seconds")
+    fix.add_argument("--delay", type=float, metavar="S", help="seconds per retry in the budget")
+    fix.add_argument("--json", action="store_true", help="print one JSON document")
+    fix.add_argument("--no-alert", action="store_true", help="do not post the CRITICAL alert on escalation")
+    fix.add_argument("--verbose", "-v", action="store_true")
+    return parser
+
+
+def _mark(ok: bool) -> str:
+    return "✅" if ok else "❌"
+
+
+def render_report(report: EnvReport, *, verbose: bool = False) -> str:
+    headline = "HEALTHY" if report.healthy else str(report.verdict).upper()
+    lines = [f"PostgREST Health [{report.env.upper()}]: {_mark(report.healthy)} {headline}"]
+    width = max(len(c.label) for c in report.checks) if report.checks else 0
+    for check in report.checks:
+        status = f"HTTP {check.status}" if check.status is not None else check.detail
+        if check.ok:
+            what = f"OK ({status}, {check.latency_ms:.0f} ms)"
+            if check.auth_limited:
+                what += " auth-limited"
+        else:
+            what = f"{check.detail} ({check.latency_ms:.0f} ms)"
+        lines.append(f"  {check.label:<{width}}: {_mark(check.ok)} {what}")
+        if verbose:
+            extra = [f"{check.method} {check.url}"]
+            if check.server:
+                extra.append(f"server {check.server}")
+            if check.retry_after is not None:
+                extra.append(f"Retry-After {check.retry_after}")
+            lines.append(f"  {'':<{width}}  {' · '.join(extra)}")
+    if not report.healthy or verbose:
+        lines.append(f"  → {report.explanation}")
+        lines.append(f"  → Next: {report.next_step}")
+    return "\n".join(lines)
+
+
+async def run_check(settings: Settings, targets: list[Target], *, as_json: bool, verbose: bool, out: TextIO) -> int:
+    async with make_http_client() as client:
+        reports = await Prober(client, max_body_bytes=settings.max_body_bytes).probe_many(targets)
+    if as_json:
+        json.dump(
+            {"healthy": all(r.healthy for r in reports), "environments": [r.to_json() for r in reports]},
+            out,
+            indent=2,
+            ensure_ascii=False,
+        )
+        out.write("\n")
+    else:
+        out.write("\n\n".join(render_report(r, verbose=verbose) for r in reports) + "\n")
+    return EXIT_OK if all(r.healthy for r in reports) else EXIT_UNHEALTHY
+
+
+def _section(out: TextIO, title: str) -> None:
+    out.write(f"\n{RULE}\n  {title}\n{RULE}\n")
+
+
+def _step_printer(out: TextIO, verbose: bool) -> StepListener:
+    titles = {
+        StepKind.PROBE: "STEP 1: Run Health Probe",
+        StepKind.LISTENER: "STEP 2: Check that PostgREST listens",
+        StepKind.NOTIFY: "STEP 3: Send Schema Reload Command",
+    }
+    rechecks_started = False
+
+    def on_step(step: RecoveryStep) -> None:
+        nonlocal rechecks_started
+        if step.kind in titles:
+            _section(out, titles[step.kind])
+        if step.kind is StepKind.PROBE and step.report is not None:
+            out.write(render_report(step.report, verbose=verbose) + "\n")
+            if not step.report.healthy:
+                meta = info(step.report.verdict)
+                action = "Attempting NOTIFY reload..." if meta.reload_helps else "A reload cannot fix this."
+                out.write(f"  ⚠️  Detected {step.report.verdict}. {action}\n")
+        elif step.kind is StepKind.LISTENER:
+            out.write(f"  {step.message}\n")
+        elif step.kind is StepKind.NOTIFY:
+            out.write(f"  ✅ {step.message}\n")
+        elif step.kind is StepKind.RECHECK:
+            if not rechecks_started:
+                _section(out, "STEP 4: Re-check until healthy")
+                rechecks_started = True
+            ok = step.report is not None and step.report.healthy
+            if ok or verbose or step.message.startswith("re-check 1 "):
+                out.write(f"  {step.message} {'✅ Healthy' if ok else '⏳ Still unhealthy'}\n")
+        elif step.kind is StepKind.DECISION:
+            out.write(f"  {step.message}\n")
+        out.flush()
+
+    return on_step
+
+
+async def run_fix(
+    settings: Settings,
+    target: Target,
+    *,
+    retries: int | None,
+    delay: float | None,
+    as_json: bool,
+    alert: bool,
+    verbose: bool,
+    out: TextIO,
+) -> int:
+    async with make_http_client() as client:
+        prober = Prober(client, max_body_bytes=settings.max_body_bytes)
+        operator = RecoveryOperator(prober, settings.recovery)
+        if not as_json:
+            out.write(
+                f"{'=' * 70}\n  OPERATOR-GRADE SCHEMA CACHE RECOVERY\n{'=' * 70}\n\n  Environment: {target.name.upper()}\n"
+            )
+        on_step = None if as_json else _step_printer(out, verbose)
+        result = await operator.recover(target, retries=retries, delay_s=delay, actor="cli", on_step=on_step)
+        alert_status = None
+        if result.outcome is Outcome.ESCALATED and alert:
+            alert_status = await _send_alert(client, settings, target, result)
+    if as_json:
+        doc = result.to_json()
+        doc["alert"] = alert_status
+        json.dump(doc, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    else:
+        _print_outcome(out, target, result, alert_status)
+    return EXIT_OK if result.ok else EXIT_UNHEALTHY
+
+
+async def _send_alert(client: httpx.AsyncClient, settings: Settings, target: Target, result: RecoveryResult) -> str:
+    ref = settings.discord.webhook_url
+    url = read_optional_secret(ref)
+    if url is None:
+        where = f" ({ref.describe()} is not set)" if ref else ""
+        return f"not sent: no Discord webhook configured{where}"
+    payload = build_critical_alert(
+        target.name,
+        target.config,
+        result.report_after,
+        result=result,
+        alert_role_id=settings.discord.alert_role_id,
+    )
+    sent = await post_webhook(client, url, payload)
+    return "sent" if sent.ok else f"failed: {sent.detail}"
+
+
+def _print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_status: str | None) -> None:
+    if result.outcome is Outcome.ALREADY_HEALTHY:
+        out.write("\n  ✅ Already healthy: no action needed.\n")
+        return
+    if result.outcome is Outcome.RECOVERED:
+        _section(out, "✅ AUTOMATED RECOVERY SUCCESSFUL")
+        out.write(
+            f"\n  PostgREST schema cache has been refreshed: healthy {result.time_to_healthy_ms:.0f} ms after the "
+            f"NOTIFY ({result.attempts} re-checks, NOTIFY took {result.notify_ms:.1f} ms).\n"
+        )
+        return
+    _section(out, "❌ AUTOMATED RECOVERY FAILED")
+    env = target.config
+    out.write(f"\n  Verdict: {result.verdict_after}\n  Reason:  {result.reason}\n")
+    out.write(f"  Diagnosis: {result.report_after.explanation}\n  Next: {result.report_after.next_step}\n")
+    out.write("\n  🚨 ACTION REQUIRED: Go to Supabase Dashboard → Settings → Restart Project\n")
+    link = env.restart_url or env.dashboard_url
+    if link:
+        out.write(f"\n  Dashboard URL:\n    {link}\n")
+    if alert_status is None:
+        out.write("\n  Discord alert: skipped (--no-alert)\n")
+    elif alert_status == "sent":
+        out.write("\n  ✅ Discord alert sent\n")
+    else:
+        out.write(f"\n  ⚠️  Discord alert {alert_status}\n")
+    out.write("\n  Recovery steps:\n")
+    for i, step in enumerate(RECOVERY_STEPS, 1):
+        out.write(f"    {i}. {step.format(env=target.name)}\n")
+    out.write("\n  Troubleshooting steps:\n")
+    for i, step in enumerate(TROUBLESHOOTING_STEPS, 1):
+        out.write(f"    {i}. {step}\n")
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=err)
+    try:
+        settings = load_settings(args.config)
+        if args.command == "check":
+            targets = resolve_targets(settings, args.env, need_dsn=False)
+        else:
+            targets = resolve_targets(settings, [args.env])
+    except ConfigError as exc:
+        err.write(f"pgrst-ops: configuration error: {exc}\n")
+        return EXIT_USAGE
+    if args.command == "check":
+        return asyncio.run(run_check(settings, targets, as_json=args.json, verbose=args.verbose, out=out))
+    if (args.retries is not None and args.retries < 1) or (args.delay is not None and args.delay <= 0):
+        err.write("pgrst-ops: --retries must be >= 1 and --delay > 0\n")
+        return EXIT_USAGE
+    return asyncio.run(
+        run_fix(
+            settings,
+            targets[0],
+            retries=args.retries,
+            delay=args.delay,
+            as_json=args.json,
+            alert=not args.no_alert,
+            verbose=args.verbose,
+            out=out,
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The CRITICAL alert the runbook shows, as a Discord message payload (plain dict, within Discord's limits).
+
+Pure: the bot and a plain webhook post use the same payload. The role ping goes in `content` with
+`allowed_mentions` naming only that role, because mentions inside embeds never notify anyone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.config import EnvironmentConfig
+from bot.probe import CheckResult, EnvReport
+from bot.recovery import RecoveryResult
+from bot.verdicts import info
+
+# Discord's embed limits.
+TITLE_MAX = 256
+DESCRIPTION_MAX = 4096
+FIELDS_MAX = 25
+FIELD_NAME_MAX = 256
+FIELD_VALUE_MAX = 1024
+FOOTER_MAX = 2048
+EMBED_TOTAL_MAX = 6000
+CONTENT_MAX = 2000
+
+CRITICAL_COLOUR = 0xE74C3C
+
+RECOVERY_STEPS = (
+    "Open the dashboard restart page (link above) → Restart project",
+    "Wait for the restart to complete (about 2-3 minutes)",
+    "Run the health check again: `/health` or `pgrst-ops check --env {env}`",
+)
+TROUBLESHOOTING_STEPS = (
+    "Dashboard → Database: is the project paused, or at its connection limit?",
+    "Check for recent migrations or role changes (ALTER ROLE authenticator SET …)",
+    "Read the PostgREST / API logs for the failing schema query",
+    "If a restart does not help, contact support with the checks below",
+)
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_line(check: CheckResult) -> str:
+    status = str(check.status) if check.status is not None else "—"
+    code = f" {check.code}" if check.code else ""
+    mark = "✅" if check.ok else "❌"
+    return f"{mark} {check.label}: {status}{code} · {check.latency_ms:.0f} ms"
+
+
+def _numbered(steps: tuple[str, ...], env: str) -> str:
+    return "\n".join(f"{i}. {s.format(env=env)}" for i, s in enumerate(steps, 1))
+
+
+def fit_embed(embed: dict[str, Any]) -> dict[str, Any]:
+    """Clip every part to Discord's limits, dropping trailing fields if the total would exceed 6000."""
+    embed = dict(embed)
+    if "title" in embed:
+        embed["title"] = truncate(embed["title"], TITLE_MAX)
+    if "description" in embed:
+        embed["description"] = truncate(embed["description"], DESCRIPTION_MAX)
+    fields = [
+        {
+            **f,
+            "name": truncate(f["name"], FIELD_NAME_MAX),
+            "value": truncate(f["value"] or "—", FIELD_VALUE_MAX),
+        }
+        for f in embed.get("fields", [])[:FIELDS_MAX]
+    ]
+    if "footer" in embed:
+        embed["footer"] = {**embed["footer"], "text": truncate(embed["footer"]["text"], FOOTER_MAX)}
+
+    def total(fs: list[dict[str, Any]]) -> int:
+        size = len(embed.get("title", "")) + len(embed.get("description", ""))
+        size += len(embed.get("footer", {}).get("text", ""))
+        return size + sum(len(f["name"]) + len(f["value"]) for f in fs)
+
+    while fields and total(fields) > EMBED_TOTAL_MAX:
+        fields.pop()
+    if fields or "fields" in embed:
+        embed["fields"] = fields
+    return embed
+
+
+def build_critical_alert(
+    env_name: str,
+    env: EnvironmentConfig,
+    report: EnvReport,
+    *,
+    result: RecoveryResult | None = None,
+    since: datetime | None = None,
+    alert_role_id: int | None = None,
+) -> dict[str, Any]:
+    """The CRITICAL message: what is wrong, since when, what was tried, and what to do next."""
+    verdict = report.verdict
+    meta = info(verdict)
+    since = since or (result.started_at if result else report.checked_at)
+    status = "Automated recovery failed" if result and result.notify_sent else "Automated recovery cannot fix this"
+    restart = str(env.restart_url) if env.restart_url else (str(env.dashboard_url) if env.dashboard_url else None)
+    lines = [
+        f"**Environment:** {env_name.upper()}",
+        f"**Status:** {status}",
+        "**Action required:** Manual project restart",
+        f"**Since:** <t:{int(since.timestamp())}:R> ({since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)",
+    ]
+    if restart:
+        lines.append(f"**Restart:** {restart}")
+    fields: list[dict[str, Any]] = [
+        {"name": "Verdict", "value": f"{meta.emoji} `{verdict}`", "inline": True},
+    ]
+    if report.server_version:
+        fields.append({"name": "Server", "value": report.server_version, "inline": True})
+    fields.append({"name": "Diagnosis", "value": report.explanation, "inline": False})
+    if result is not None:
+        tried = (
+            f"NOTIFY sent ({result.notify_ms:.0f} ms), {result.attempts} re-checks"
+            if result.notify_ms is not None
+            else "no NOTIFY sent"
+        )
+        fields.append({"name": "What was tried", "value": f"{tried}\nReason: {result.reason}", "inline": False})
+    fields.append({"name": "Next step", "value": meta.next_step, "inline": False})
+    if env.dashboard_url:
+        fields.append({"name": "Dashboard", "value": str(env.dashboard_url), "inline": False})
+    fields.append({"name": "Recovery steps", "value": _numbered(RECOVERY_STEPS, env_name), "inline": False})
+    fields.append({"name": "Troubleshooting", "value": _numbered(TROUBLESHOOTING_STEPS, env_name), "inline": False})
+    fields.append({"name": "Last checks", "value": "\n".join(check_line(c) for c in report.checks), "inline": False})
+    embed: dict[str, Any] = {
+        "title": "🔥 CRITICAL: PostgREST unhealthy",
+        "description": "\n".join(lines),
+        "color": CRITICAL_COLOUR,
+        "fields": fields,
+        "timestamp": report.checked_at.isoformat(),
+        "footer": {"text": f"pgrst-ops · {env_name}"},
+    }
+    if restart:
+        embed["url"] = restart
+    payload: dict[str, Any] = {"embeds": [fit_embed(embed)]}
+    if alert_role_id is not None:
+        payload["content"] = f"<@&{alert_role_id}> PostgREST {env_name.upper()} is down: manual restart needed"
+        payload["allowed_mentions"] = {"parse": [], "roles": [str(alert_role_id)]}
+    else:
+        payload["content"] = f"PostgREST {env_name.upper()} is down: manual restart needed"
+        payload["allowed_mentions"] = {"parse": []}
+    return payload

@@ -1,0 +1,329 @@
+"""Probe each environment's REST API concurrently and reduce what it sees to one verdict.
+
+Every check has its own httpx timeout and every environment a total budget, so one hung environment
+reports `timeout` on time and never delays the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from bot.classify import (
+    CheckKind,
+    Classification,
+    TransportFailure,
+    classify_response,
+    classify_transport_failure,
+)
+from bot.config import EnvironmentConfig, EnvSecrets, Target
+from bot.verdicts import Verdict, info, worst
+
+USER_AGENT = "pgrst-ops/0.1 (+health probe)"
+
+
+def make_http_client() -> httpx.AsyncClient:
+    """The one shared client: pooled, no redirects (a redirect is itself a finding), explicit timeouts."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    label: str
+    kind: CheckKind
+    method: str
+    url: str
+    send_key: bool = True
+    json_body: Any = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    label: str
+    kind: CheckKind
+    method: str
+    url: str  # never carries a secret: keys travel in headers
+    status: int | None
+    code: str | None
+    message: str | None
+    detail: str
+    retry_after: str | None
+    latency_ms: float
+    server: str | None
+    verdict: Verdict
+    auth_limited: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.HEALTHY
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "method": self.method,
+            "url": self.url,
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "detail": self.detail,
+            "retry_after": self.retry_after,
+            "latency_ms": round(self.latency_ms, 1),
+            "server": self.server,
+            "verdict": str(self.verdict),
+            "ok": self.ok,
+            "auth_limited": self.auth_limited,
+        }
+
+
+@dataclass(frozen=True)
+class EnvReport:
+    env: str
+    verdict: Verdict
+    explanation: str
+    next_step: str
+    checks: tuple[CheckResult, ...]
+    checked_at: datetime
+    duration_ms: float
+    auth_limited: bool
+    server_version: str | None
+
+    @property
+    def healthy(self) -> bool:
+        return self.verdict is Verdict.HEALTHY
+
+    @property
+    def worst_check(self) -> CheckResult | None:
+        failing = [c for c in self.checks if not c.ok]
+        if not failing:
+            return None
+        return max(failing, key=lambda c: info(c.verdict).severity)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "healthy": self.healthy,
+            "verdict": str(self.verdict),
+            "explanation": self.explanation,
+            "next_step": self.next_step,
+            "auth_limited": self.auth_limited,
+            "server_version": self.server_version,
+            "checked_at": self.checked_at.isoformat(timespec="milliseconds"),
+            "duration_ms": round(self.duration_ms, 1),
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
+    """The checks for one environment: admin live/ready, root, and per table data + cache checks."""
+    base = env.rest_base
+    specs: list[CheckSpec] = []
+    if env.admin_base:
+        specs.append(CheckSpec("live", "Admin /live", CheckKind.LIVE, "GET", f"{env.admin_base}/live", send_key=False))
+        specs.append(
+            CheckSpec("ready", "Admin /ready", CheckKind.READY, "GET", f"{env.admin_base}/ready", send_key=False)
+        )
+    # HEAD: the root is the OpenAPI document (megabytes on big schemas); the status is all we need.
+    specs.append(CheckSpec("root", "Root (/)", CheckKind.ROOT, "HEAD", f"{base}/"))
+    for table in env.probe_tables:
+        specs.append(
+            CheckSpec(
+                f"data:{table.name}",
+                f"Data ({table.name})",
+                CheckKind.DATA,
+                "GET",
+                f"{base}/{table.name}?select={table.select}&limit=1",
+            )
+        )
+        specs.append(
+            CheckSpec(
+                f"cache:{table.name}",
+                f"Cache ({table.name})",
+                CheckKind.CACHE,
+                "OPTIONS",
+                f"{base}/{table.name}",
+            )
+        )
+        if table.columns:
+            # An empty insert names the columns: PostgREST checks them against its cache and writes nothing.
+            specs.append(
+                CheckSpec(
+                    f"columns:{table.name}",
+                    f"Columns ({table.name})",
+                    CheckKind.COLUMNS,
+                    "POST",
+                    f"{base}/{table.name}?columns={','.join(table.columns)}",
+                    json_body=[],
+                    extra_headers={"Prefer": "return=minimal"},
+                )
+            )
+    for function in env.probe_functions:
+        specs.append(
+            CheckSpec(f"rpc:{function}", f"RPC ({function})", CheckKind.RPC, "OPTIONS", f"{base}/rpc/{function}")
+        )
+    return specs
+
+
+def _transport_failure(err: httpx.HTTPError) -> TransportFailure:
+    if isinstance(err, httpx.TimeoutException):
+        return TransportFailure.TIMEOUT
+    if isinstance(err, httpx.ConnectError):
+        cause: BaseException | None = err
+        while cause is not None:
+            if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
+                return TransportFailure.REFUSED
+            if isinstance(cause, socket.gaierror):
+                return TransportFailure.DNS
+            cause = cause.__cause__ or cause.__context__
+        text = str(err).lower()
+        if "refused" in text:
+            return TransportFailure.REFUSED
+        if "name or service not known" in text or "nodename nor servname" in text:
+            return TransportFailure.DNS
+        return TransportFailure.OTHER
+    if isinstance(err, httpx.RemoteProtocolError | httpx.ReadError):
+        return TransportFailure.PROTOCOL
+    return TransportFailure.OTHER
+
+
+class Prober:
+    def __init__(self, client: httpx.AsyncClient, *, max_body_bytes: int = 256 * 1024) -> None:
+        self._client = client
+        self._max_body = max_body_bytes
+
+    async def _run_check(self, spec: CheckSpec, env: EnvironmentConfig, secrets: EnvSecrets) -> CheckResult:
+        headers = {"Accept": "application/json", **spec.extra_headers}
+        sent_key = spec.send_key and secrets.api_key is not None
+        if sent_key:
+            assert secrets.api_key is not None
+            key = secrets.api_key.get_secret_value()
+            headers["apikey"] = key
+            headers["Authorization"] = f"Bearer {key}"
+        t = env.timeouts
+        timeout = httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.connect_s)
+        started = time.perf_counter()
+        status: int | None = None
+        resp_headers: dict[str, str] = {}
+        try:
+            request = self._client.build_request(
+                spec.method, spec.url, headers=headers, json=spec.json_body, timeout=timeout
+            )
+            status, resp_headers, body, truncated = await self._send(request)
+            if spec.method == "HEAD" and not 200 <= status < 300:
+                # HEAD carries no body, and the error code lives in the body: ask again with GET.
+                request = self._client.build_request("GET", spec.url, headers=headers, timeout=timeout)
+                status, resp_headers, body, truncated = await self._send(request)
+            cls = classify_response(spec.kind, status, resp_headers, body, sent_key=sent_key, truncated=truncated)
+        except httpx.HTTPError as err:
+            cls = classify_transport_failure(spec.kind, _transport_failure(err), t.read_s)
+        return self._result(spec, cls, status, resp_headers, (time.perf_counter() - started) * 1000)
+
+    async def _send(self, request: httpx.Request) -> tuple[int, dict[str, str], bytes, bool]:
+        response = await self._client.send(request, stream=True)
+        try:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            body, truncated = await self._read_capped(response)
+        finally:
+            await response.aclose()
+        return response.status_code, headers, body, truncated
+
+    async def _read_capped(self, response: httpx.Response) -> tuple[bytes, bool]:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self._max_body:
+                return b"".join(chunks)[: self._max_body], True
+        return b"".join(chunks), False
+
+    @staticmethod
+    def _result(
+        spec: CheckSpec, cls: Classification, status: int | None, headers: dict[str, str], latency_ms: float
+    ) -> CheckResult:
+        return CheckResult(
+            name=spec.name,
+            label=spec.label,
+            kind=spec.kind,
+            method=spec.method,
+            url=spec.url,
+            status=status,
+            code=cls.code,
+            message=cls.message,
+            detail=cls.detail,
+            retry_after=headers.get("retry-after"),
+            latency_ms=latency_ms,
+            server=headers.get("server"),
+            verdict=cls.verdict,
+            auth_limited=cls.auth_limited,
+        )
+
+    async def probe(self, target: Target) -> EnvReport:
+        """All checks of one environment at once, bounded by the environment's total budget."""
+        name, env, secrets = target.name, target.config, target.secrets
+        checked_at = datetime.now(UTC)
+        started = time.perf_counter()
+        specs = plan_checks(env)
+        tasks = [asyncio.create_task(self._run_check(s, env, secrets)) for s in specs]
+        done, pending = await asyncio.wait(tasks, timeout=env.timeouts.total_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        results: list[CheckResult] = []
+        for spec, task in zip(specs, tasks, strict=True):
+            if task in done and not task.cancelled() and task.exception() is None:
+                results.append(task.result())
+            else:
+                elapsed = (time.perf_counter() - started) * 1000
+                cls = classify_transport_failure(spec.kind, TransportFailure.TIMEOUT, env.timeouts.total_s)
+                results.append(self._result(spec, cls, None, {}, elapsed))
+        return summarise(name, results, checked_at, (time.perf_counter() - started) * 1000)
+
+    async def probe_many(self, targets: Iterable[Target]) -> list[EnvReport]:
+        return list(await asyncio.gather(*(self.probe(t) for t in targets)))
+
+
+def summarise(name: str, checks: list[CheckResult], checked_at: datetime, duration_ms: float) -> EnvReport:
+    verdict = worst([c.verdict for c in checks])
+    # Refused on the admin port alone, with the API answering, is a config problem, not a dead PostgREST.
+    main_answered = any(c.status is not None for c in checks if c.kind not in (CheckKind.LIVE, CheckKind.READY))
+    if verdict is Verdict.POSTGREST_DOWN and main_answered:
+        verdict = worst([c.verdict for c in checks if c.verdict is not Verdict.POSTGREST_DOWN] + [Verdict.UNEXPECTED])
+    meta = info(verdict)
+    failing = [c for c in checks if c.verdict is verdict]
+    explanation = meta.summary
+    if failing and verdict is not Verdict.HEALTHY:
+        explanation = f"{meta.summary} Seen: {failing[0].label} → {failing[0].detail}."
+    auth_limited = any(c.auth_limited for c in checks)
+    if verdict is Verdict.HEALTHY and auth_limited:
+        explanation += (
+            " (Auth-limited: some checks got 401/403, which proves PostgREST is up, not that data is readable.)"
+        )
+    servers = [c.server for c in checks if c.server and c.server.lower().startswith("postgrest")]
+    return EnvReport(
+        env=name,
+        verdict=verdict,
+        explanation=explanation,
+        next_step=meta.next_step,
+        checks=tuple(checks),
+        checked_at=checked_at,
+        duration_ms=duration_ms,
+        auth_limited=auth_limited,
+        server_version=servers[0] if servers else None,
+    )

@@ -1,0 +1,325 @@
+"""The recovery operator: probe, decide whether a reload can help, NOTIFY, re-check fast, or escalate.
+
+The runbook's flow with what a real PostgREST needs: no NOTIFY for faults it cannot fix, a listener check
+first, one recovery per environment at a time, and a cap on reloads so the tool never becomes a storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from bot.config import RecoveryConfig, Target
+from bot.database import DatabaseError, ListenerState, connect, listener_status, send_reload
+from bot.probe import EnvReport, Prober
+from bot.verdicts import Verdict, info
+
+log = logging.getLogger(__name__)
+
+# Poll at this pace while a reload usually lands (0.1-1 s), then back off towards max_backoff_ms.
+FAST_POLL_WINDOW_S = 2.0
+
+
+class Outcome(StrEnum):
+    ALREADY_HEALTHY = "already_healthy"
+    RECOVERED = "recovered"
+    ESCALATED = "escalated"
+
+
+class StepKind(StrEnum):
+    PROBE = "probe"
+    DECISION = "decision"
+    LISTENER = "listener"
+    NOTIFY = "notify"
+    RECHECK = "recheck"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class RecoveryStep:
+    kind: StepKind
+    message: str
+    elapsed_ms: float
+    report: EnvReport | None = None
+
+
+StepListener = Callable[[RecoveryStep], None]
+
+
+@dataclass(frozen=True)
+class RecoveryResult:
+    env: str
+    outcome: Outcome
+    verdict_before: Verdict
+    verdict_after: Verdict
+    notify_sent: bool
+    notify_ms: float | None
+    time_to_healthy_ms: float | None
+    attempts: int
+    reason: str | None
+    listener: str | None
+    report_before: EnvReport
+    report_after: EnvReport
+    started_at: datetime
+    finished_at: datetime
+    actor: str
+    steps: tuple[RecoveryStep, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is not Outcome.ESCALATED
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "outcome": str(self.outcome),
+            "verdict_before": str(self.verdict_before),
+            "verdict_after": str(self.verdict_after),
+            "notify_sent": self.notify_sent,
+            "notify_ms": None if self.notify_ms is None else round(self.notify_ms, 2),
+            "time_to_healthy_ms": None if self.time_to_healthy_ms is None else round(self.time_to_healthy_ms, 1),
+            "attempts": self.attempts,
+            "reason": self.reason,
+            "listener": self.listener,
+            "actor": self.actor,
+            "started_at": self.started_at.isoformat(timespec="milliseconds"),
+            "finished_at": self.finished_at.isoformat(timespec="milliseconds"),
+            "explanation": self.report_after.explanation,
+            "next_step": self.report_after.next_step,
+            "checks_after": [c.to_json() for c in self.report_after.checks],
+        }
+
+
+@dataclass
+class _Flight:
+    """One running recovery and everyone waiting on it."""
+
+    task: asyncio.Task[RecoveryResult] | None = None
+    listeners: list[StepListener] = field(default_factory=list)
+    steps: list[RecoveryStep] = field(default_factory=list)
+
+
+class RecoveryOperator:
+    def __init__(self, prober: Prober, config: RecoveryConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._prober = prober
+        self._config = config
+        self._clock = clock
+        self._flights: dict[str, _Flight] = {}
+        self._reloads: dict[str, deque[float]] = {}
+
+    def in_progress(self, env: str) -> bool:
+        return env in self._flights
+
+    def reloads_in_window(self, env: str) -> int:
+        return len(self._prune(env))
+
+    async def recover(
+        self,
+        target: Target,
+        *,
+        retries: int | None = None,
+        delay_s: float | None = None,
+        actor: str = "cli",
+        on_step: StepListener | None = None,
+    ) -> RecoveryResult:
+        """Run (or join) the recovery of one environment. Never raises for database or HTTP trouble."""
+        flight = self._flights.get(target.name)
+        if flight is None:
+            flight = _Flight()
+            self._flights[target.name] = flight
+            if on_step:
+                flight.listeners.append(on_step)
+            deadline_s = (retries or self._config.retries) * (delay_s or self._config.delay_s)
+            flight.task = asyncio.create_task(self._run(target, flight, deadline_s, actor))
+            flight.task.add_done_callback(lambda _t: self._flights.pop(target.name, None))
+        elif on_step:
+            for step in flight.steps:  # a late joiner sees what already happened
+                _call(on_step, step)
+            flight.listeners.append(on_step)
+        assert flight.task is not None
+        # shield: one impatient caller cancelling must not abort the recovery others wait on.
+        return await asyncio.shield(flight.task)
+
+    def _prune(self, env: str) -> deque[float]:
+        times = self._reloads.setdefault(env, deque())
+        horizon = self._clock() - self._config.reload_window_s
+        while times and times[0] < horizon:
+            times.popleft()
+        return times
+
+    async def _run(self, target: Target, flight: _Flight, deadline_s: float, actor: str) -> RecoveryResult:
+        started_at = datetime.now(UTC)
+        t0 = time.perf_counter()
+
+        def emit(kind: StepKind, message: str, report: EnvReport | None = None) -> None:
+            step = RecoveryStep(kind, message, (time.perf_counter() - t0) * 1000, report)
+            flight.steps.append(step)
+            for listener in list(flight.listeners):
+                _call(listener, step)
+
+        def finish(
+            outcome: Outcome,
+            after: EnvReport,
+            *,
+            reason: str | None = None,
+            notify_ms: float | None = None,
+            tth_ms: float | None = None,
+            attempts: int = 0,
+            listener: str | None = None,
+        ) -> RecoveryResult:
+            if outcome is Outcome.ESCALATED:
+                emit(StepKind.DONE, f"escalated: {reason}", after)
+            elif outcome is Outcome.RECOVERED:
+                emit(StepKind.DONE, f"healthy {tth_ms:.0f} ms after the NOTIFY ({attempts} re-checks)", after)
+            else:
+                emit(StepKind.DONE, "already healthy: nothing to do", after)
+            return RecoveryResult(
+                env=target.name,
+                outcome=outcome,
+                verdict_before=before.verdict,
+                verdict_after=after.verdict,
+                notify_sent=notify_ms is not None,
+                notify_ms=notify_ms,
+                time_to_healthy_ms=tth_ms,
+                attempts=attempts,
+                reason=reason,
+                listener=listener,
+                report_before=before,
+                report_after=after,
+                started_at=started_at,
+                finished_at=datetime.now(UTC),
+                actor=actor,
+                steps=tuple(flight.steps),
+            )
+
+        before = await self._prober.probe(target)
+        emit(StepKind.PROBE, f"probe: {before.verdict}", before)
+        if before.healthy:
+            return finish(Outcome.ALREADY_HEALTHY, before)
+
+        verdict_info = info(before.verdict)
+        if not verdict_info.reload_helps:
+            reason = f"{before.verdict}: a reload cannot help ({verdict_info.why_no_reload})"
+            emit(StepKind.DECISION, f"no reload: {reason}")
+            return finish(Outcome.ESCALATED, before, reason=reason)
+
+        if target.secrets.database_dsn is None:
+            reason = f"no database DSN configured for {target.name}: cannot send the reload NOTIFY"
+            return finish(Outcome.ESCALATED, before, reason=reason)
+
+        reloads = self._prune(target.name)
+        if len(reloads) >= self._config.max_reloads:
+            window_min = self._config.reload_window_s / 60
+            reason = (
+                f"reload limit reached: {len(reloads)} reloads in the last {window_min:g} min for {target.name}; "
+                "something keeps breaking the cache (repeated migrations, an event trigger?). Investigate before "
+                "reloading again"
+            )
+            return finish(Outcome.ESCALATED, before, reason=reason)
+
+        channel = target.config.notify_channel
+        try:
+            async with connect(
+                target.secrets.database_dsn,
+                connect_timeout=self._config.db_connect_timeout_s,
+                command_timeout=self._config.db_command_timeout_s,
+            ) as conn:
+                listener = await listener_status(conn, channel)
+                emit(StepKind.LISTENER, listener.detail)
+                if listener.state is ListenerState.ABSENT:
+                    return finish(
+                        Outcome.ESCALATED,
+                        before,
+                        reason=f"{listener.detail}; a NOTIFY would be ignored",
+                        listener=str(listener.state),
+                    )
+                notify_ms = await send_reload(conn, channel)
+        except DatabaseError as err:
+            return finish(Outcome.ESCALATED, before, reason=f"cannot send the reload: {err}")
+        notified_at = time.perf_counter()
+        reloads.append(self._clock())
+        emit(StepKind.NOTIFY, f"NOTIFY {channel} 'reload schema' sent in {notify_ms:.1f} ms")
+
+        return await self._poll(target, deadline_s, notified_at, notify_ms, str(listener.state), emit, finish)
+
+    async def _poll(
+        self,
+        target: Target,
+        deadline_s: float,
+        notified_at: float,
+        notify_ms: float,
+        listener: str,
+        emit: Callable[..., None],
+        finish: Callable[..., RecoveryResult],
+    ) -> RecoveryResult:
+        first = self._config.first_backoff_ms / 1000
+        cap = self._config.max_backoff_ms / 1000
+        backoff = first
+        attempts = 0
+        unfixable_streak = 0
+        report: EnvReport | None = None
+        while True:
+            elapsed = time.perf_counter() - notified_at
+            if elapsed + backoff > deadline_s and report is not None:
+                break
+            await asyncio.sleep(max(0.0, min(backoff, deadline_s - elapsed)))
+            attempts += 1
+            report = await self._prober.probe(target)
+            since_ms = (time.perf_counter() - notified_at) * 1000
+            emit(StepKind.RECHECK, f"re-check {attempts} (+{since_ms:.0f} ms): {report.verdict}", report)
+            if report.healthy:
+                return finish(
+                    Outcome.RECOVERED,
+                    report,
+                    notify_ms=notify_ms,
+                    tth_ms=since_ms,
+                    attempts=attempts,
+                    listener=listener,
+                )
+            # Two re-checks in a row with a fault a reload cannot fix: the reload did not help, or caused it
+            # (a pending authenticator setting applies at reload). Stop burning the budget.
+            unfixable_streak = 0 if info(report.verdict).reload_helps else unfixable_streak + 1
+            if unfixable_streak >= 2:
+                reason = f"after the NOTIFY the environment turned {report.verdict}: {info(report.verdict).summary}"
+                if report.verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE:
+                    reason += (
+                        " The reload itself may have applied a bad role setting (e.g. authenticator "
+                        "statement_timeout); check pg_db_role_setting"
+                    )
+                return finish(
+                    Outcome.ESCALATED,
+                    report,
+                    reason=reason,
+                    notify_ms=notify_ms,
+                    attempts=attempts,
+                    listener=listener,
+                )
+            if time.perf_counter() - notified_at > FAST_POLL_WINDOW_S:
+                backoff = min(cap, backoff * 1.5)
+        assert report is not None
+        reason = (
+            f"still {report.verdict} {deadline_s:g} s after the NOTIFY ({attempts} re-checks): "
+            "the reload did not take effect"
+        )
+        return finish(
+            Outcome.ESCALATED,
+            report,
+            reason=reason,
+            notify_ms=notify_ms,
+            attempts=attempts,
+            listener=listener,
+        )
+
+
+def _call(listener: StepListener, step: RecoveryStep) -> None:
+    try:
+        listener(step)
+    except Exception:  # a broken progress display must never stop a recovery
+        log.exception("recovery step listener failed")

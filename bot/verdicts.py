@@ -1,0 +1,115 @@
+"""The fixed vocabulary of verdicts, with what each means for an operator and what to do next."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    HEALTHY = "healthy"
+    STALE_SCHEMA_CACHE = "stale_schema_cache"
+    SCHEMA_CACHE_UNAVAILABLE = "schema_cache_unavailable"
+    DATABASE_UNREACHABLE = "database_unreachable"
+    POSTGREST_DOWN = "postgrest_down"
+    TIMEOUT = "timeout"
+    AUTH_REJECTED = "auth_rejected"
+    UNEXPECTED = "unexpected"
+
+
+@dataclass(frozen=True)
+class VerdictInfo:
+    emoji: str
+    colour: int  # Discord embed colour
+    severity: int  # the worst check decides the environment's verdict
+    summary: str
+    next_step: str
+    reload_helps: bool
+    why_no_reload: str = ""
+
+
+VERDICT_INFO: dict[Verdict, VerdictInfo] = {
+    Verdict.HEALTHY: VerdictInfo(
+        "✅",
+        0x2ECC71,
+        0,
+        "PostgREST answers and its schema cache serves the probed objects.",
+        "Nothing to do.",
+        reload_helps=False,
+    ),
+    Verdict.STALE_SCHEMA_CACHE: VerdictInfo(
+        "⚠️",
+        0xF1C40F,
+        1,
+        "PostgREST's schema cache is older than the database (objects created or changed since the last reload).",
+        "Send a schema reload: `/reload` or `pgrst-ops fix --env <env>` (NOTIFY fixes this).",
+        reload_helps=True,
+    ),
+    Verdict.UNEXPECTED: VerdictInfo(
+        "❓",
+        0xE67E22,
+        2,
+        "The API answered in a way PostgREST does not (gateway error page, non-JSON, unknown error or huge body).",
+        "Open the URL yourself and read the gateway and PostgREST logs; check rest_url in the config.",
+        reload_helps=False,
+        why_no_reload="the answer does not come from a stale schema cache",
+    ),
+    Verdict.AUTH_REJECTED: VerdictInfo(
+        "🔑",
+        0xE67E22,
+        3,
+        "The API key we sent was rejected, so the checks could not see the data.",
+        "Fix the API key secret the config names (rotated or expired key); this is not a schema cache problem.",
+        reload_helps=False,
+        why_no_reload="the API key is rejected; the schema cache is not the problem",
+    ),
+    Verdict.SCHEMA_CACHE_UNAVAILABLE: VerdictInfo(
+        "🔥",
+        0xE74C3C,
+        4,
+        "PostgREST cannot load its schema cache (PGRST002): its schema query fails on every attempt.",
+        "Find the cause in the database: authenticator role settings (pg_db_role_setting, e.g. a tiny "
+        "statement_timeout), a migration holding a lock, a revoked catalog privilege or a dropped exposed "
+        "schema. PostgREST recovers by itself within a second once the cause is gone; restart the project "
+        "if it does not.",
+        reload_helps=False,
+        why_no_reload="NOTIFY cannot fix PGRST002: PostgREST already retries the schema load in a loop",
+    ),
+    Verdict.DATABASE_UNREACHABLE: VerdictInfo(
+        "🔥",
+        0xE74C3C,
+        5,
+        "PostgREST is up but cannot reach PostgreSQL (down, restarting, paused or out of connections).",
+        "Check the database: is it up, paused, or at its connection limit? Restart the project if it stays down.",
+        reload_helps=False,
+        why_no_reload="PostgREST's listener is down with its database connection, so a NOTIFY is not heard",
+    ),
+    Verdict.TIMEOUT: VerdictInfo(
+        "⏱️",
+        0xE74C3C,
+        6,
+        "No answer within the timeout: the project may be paused, overloaded, or the network path broken.",
+        "Check the dashboard (is the project paused?) and the network path; restart the project if it stays "
+        "unreachable.",
+        reload_helps=False,
+        why_no_reload="the API does not answer at all; a reload cannot make it answer",
+    ),
+    Verdict.POSTGREST_DOWN: VerdictInfo(
+        "💀",
+        0x992D22,
+        7,
+        "Connection refused: the PostgREST process is not running.",
+        "Restart PostgREST (self-hosted) or the project from the dashboard.",
+        reload_helps=False,
+        why_no_reload="PostgREST is not running, so nothing listens for the NOTIFY",
+    ),
+}
+
+
+def info(verdict: Verdict) -> VerdictInfo:
+    return VERDICT_INFO[verdict]
+
+
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
+    return max(verdicts, key=lambda v: VERDICT_INFO[v].severity, default=Verdict.HEALTHY)
