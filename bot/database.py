@@ -124,6 +124,7 @@ select
   count(*) as backends
 from pg_stat_activity
 where application_name like 'PostgREST%'
+  and datname = current_database()  -- NOTIFY reaches listeners of this database only
   and coalesce(backend_type, 'client backend') = 'client backend'
 """
 
