@@ -112,7 +112,9 @@ async def test_concurrent_recoveries_share_one_notify(make_stack):
 
 async def test_reload_cap_escalates_instead_of_a_storm(make_stack):
     stack = make_stack()
-    settings = build_settings({"env": stack.env_config(probe_tables=["orders1", "orders2"])}, recovery={"max_reloads": 1})
+    settings = build_settings(
+        {"env": stack.env_config(probe_tables=["orders1", "orders2"])}, recovery={"max_reloads": 1}
+    )
     (target,) = targets_for(settings, stack.env_vars, need_dsn=True)
     async with make_http_client() as client:
         operator = RecoveryOperator(Prober(client), RecoveryConfig(max_reloads=1))
@@ -137,11 +139,16 @@ async def test_database_errors_are_outcomes_without_the_password(make_stack):
     cases = {
         "wrong password": (stack.dsn("ops", CANARY), "rejected the login"),
         "refused": (f"postgresql://ops:{CANARY}@127.0.0.1:1/{stack.db}", "refused"),
-        "unknown database": (stack.cluster.dsn("ops", stack.cluster.ops_password, dbname="nope_" + CANARY[:4]), "does not exist"),
+        "unknown database": (
+            stack.cluster.dsn("ops", stack.cluster.ops_password, dbname="nope_" + CANARY[:4]),
+            "does not exist",
+        ),
         "malformed": (f"postgresql://ops:{CANARY}@[bad", "malformed"),
     }
     for label, (dsn, expected) in cases.items():
-        result = await recover(stack, env_overrides={"probe_tables": ["orders"]}, environ={f"DSN_{stack.db.upper()}": dsn})
+        result = await recover(
+            stack, env_overrides={"probe_tables": ["orders"]}, environ={f"DSN_{stack.db.upper()}": dsn}
+        )
         assert result.outcome is Outcome.ESCALATED, label
         assert expected in result.reason, (label, result.reason)
         assert CANARY not in str(result.to_json()), label

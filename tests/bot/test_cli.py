@@ -1,0 +1,170 @@
+"""`pgrst-ops check` / `fix` as a CI pipeline runs them: real processes, real PostgREST, exit codes, JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+from aiohttp import web
+
+from tests.conftest import write_config
+
+CANARY = "canary-Pw-1c0ffee"
+
+
+def cli(config, *args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+async def acli(config, *args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(cli, config, *args, env=env)
+
+
+async def test_check_healthy_prints_the_runbook_shape(make_stack, tmp_path):
+    stack = make_stack()
+    proc = await acli(write_config(tmp_path / "c.yaml", {"prod": stack.env_config()}), "check")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "PostgREST Health [PROD]: ✅ HEALTHY"
+    assert any(line.strip().startswith("Root (/)") and "✅ OK (HTTP 200" in line for line in lines)
+    assert any("Data (judgments)" in line for line in lines)
+
+
+async def test_check_json_document_for_ci(make_stack, tmp_path):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    config = write_config(
+        tmp_path / "c.yaml", {"dev": stack.env_config(), "staging": stack.env_config(probe_tables=["orders"])}
+    )
+    proc = await acli(config, "check", "--json")
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    envs = {e["env"]: e for e in doc["environments"]}
+    assert envs["dev"]["healthy"] is True and envs["dev"]["verdict"] == "healthy"
+    assert envs["staging"]["verdict"] == "stale_schema_cache" and envs["staging"]["explanation"]
+    for check in envs["staging"]["checks"]:
+        assert {"name", "url", "status", "code", "latency_ms", "ok"} <= set(check)
+    assert "checked_at" in envs["dev"]
+    only_dev = await acli(config, "check", "--env", "dev", "--json")
+    assert only_dev.returncode == 0 and [e["env"] for e in json.loads(only_dev.stdout)["environments"]] == ["dev"]
+
+
+async def test_fix_recovers_a_stale_cache_and_reports_json(make_stack, tmp_path):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    config = write_config(tmp_path / "c.yaml", {"prod": stack.env_config(probe_tables=["orders"])})
+    proc = await acli(config, "fix", "--env", "prod", "--json", env=stack.env_vars)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["outcome"] == "recovered" and doc["verdict_before"] == "stale_schema_cache"
+    assert doc["verdict_after"] == "healthy" and doc["notify_sent"] is True
+    assert doc["notify_ms"] > 0 and doc["time_to_healthy_ms"] > 0 and doc["attempts"] >= 1
+    assert doc["reason"] is None
+    again = await acli(config, "fix", "--env", "prod", env=stack.env_vars)
+    assert again.returncode == 0 and "Already healthy" in again.stdout
+
+
+async def test_fix_text_output_walks_through_the_steps(make_stack, tmp_path):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    config = write_config(tmp_path / "c.yaml", {"prod": stack.env_config(probe_tables=["orders"])})
+    proc = await acli(config, "fix", "--env", "prod", env=stack.env_vars)
+    assert proc.returncode == 0, proc.stdout
+    out = proc.stdout
+    for marker in ("Environment: PROD", "STEP 1", "stale_schema_cache", "NOTIFY", "✅ AUTOMATED RECOVERY SUCCESSFUL"):
+        assert marker in out, marker
+
+
+class Recorder:
+    """A local stand-in for a Discord webhook that records what it is sent."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.posts: list[dict] = []
+        self.fail_first = fail_first
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.fail_first:
+            self.fail_first -= 1
+            return web.json_response({"message": "You are being rate limited.", "retry_after": 0.2}, status=429)
+        self.posts.append({"query": dict(request.query), "json": await request.json()})
+        return web.json_response({"id": "1"})
+
+    async def __aenter__(self) -> str:
+        app = web.Application()
+        app.router.add_post("/api/webhooks/{id}/{token}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return f"http://127.0.0.1:{port}/api/webhooks/123/tok-{CANARY}"
+
+    async def __aexit__(self, *exc) -> None:
+        await self.runner.cleanup()
+
+
+async def test_pgrst002_fix_escalates_posts_the_critical_alert_and_exits_1(make_stack, tmp_path):
+    stack = make_stack()
+    stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
+    stack.notify()
+    await asyncio.sleep(0.5)
+    recorder = Recorder(fail_first=1)
+    async with recorder as hook_url:
+        config = write_config(
+            tmp_path / "c.yaml",
+            {"prod": stack.env_config()},
+            discord={"webhook_url": {"env": "HOOK"}, "alert_role_id": 4242},
+        )
+        proc = await acli(config, "fix", "--env", "prod", env={**stack.env_vars, "HOOK": hook_url})
+    assert proc.returncode == 1
+    assert "AUTOMATED RECOVERY FAILED" in proc.stdout and "schema_cache_unavailable" in proc.stdout
+    assert "✅ Discord alert sent" in proc.stdout
+    assert "https://supabase.com/dashboard/project/testref/settings/general" in proc.stdout
+    assert len(recorder.posts) == 1 and recorder.posts[0]["query"] == {"wait": "true"}
+    payload = recorder.posts[0]["json"]
+    embed = payload["embeds"][0]
+    assert embed["title"].startswith("🔥 CRITICAL: PostgREST unhealthy")
+    assert "**Environment:** PROD" in embed["description"] and "Manual project restart" in embed["description"]
+    assert "<@&4242>" in payload["content"] and payload["allowed_mentions"] == {"parse": [], "roles": ["4242"]}
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert "schema_cache_unavailable" in fields["Verdict"] and "PGRST002" in fields["Last checks"]
+    assert CANARY not in proc.stdout + proc.stderr
+
+
+async def test_missing_webhook_warns_and_goes_on(make_stack, tmp_path):
+    stack = make_stack()
+    stack.postgrest.stop()
+    config = write_config(
+        tmp_path / "c.yaml", {"prod": stack.env_config()}, discord={"webhook_url": {"env": "NO_SUCH_HOOK"}}
+    )
+    proc = await acli(config, "fix", "--env", "prod", env=stack.env_vars)
+    assert proc.returncode == 1
+    assert "postgrest_down" in proc.stdout and "NO_SUCH_HOOK is not set" in proc.stdout
+
+
+async def test_canary_password_never_appears_in_any_output(make_stack, tmp_path):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    config = write_config(tmp_path / "c.yaml", {"prod": stack.env_config(probe_tables=["orders"])})
+    bad_dsn = {f"DSN_{stack.db.upper()}": stack.dsn("ops", CANARY)}
+    for args in (("fix", "--env", "prod"), ("fix", "--env", "prod", "--json", "--verbose"), ("check", "--verbose")):
+        proc = await acli(config, *args, env=bad_dsn)
+        assert CANARY not in proc.stdout + proc.stderr, args
+    assert (
+        "rejected the login" in proc.stdout
+        or "rejected the login" in (await acli(config, "fix", "--env", "prod", env=bad_dsn)).stdout
+    )
+
+
+def test_bad_usage_exits_2(tmp_path):
+    proc = cli(tmp_path / "none.yaml", "fix")  # --env missing
+    assert proc.returncode == 2 and "--env" in proc.stderr
