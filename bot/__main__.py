@@ -1,8 +1,11 @@
-"""`python -m bot`: until the Discord bot lands, the same as `pgrst-ops check`."""
+"""`python -m bot`: until the Discord bot lands, `pgrst-ops check` (the default subcommand)."""
 
 import sys
 
 from bot.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] if len(sys.argv) > 1 else ["check"]))
+    args = sys.argv[1:]
+    if not any(a in ("check", "fix") for a in args):
+        args.append("check")
+    sys.exit(main(args))
