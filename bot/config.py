@@ -102,6 +102,7 @@ class EnvironmentConfig(_Strict):
     rest_url: AnyHttpUrl
     admin_url: AnyHttpUrl | None = None
     probe_tables: list[Annotated[ProbeTable, Field()]] = Field(default_factory=list)
+    probe_root: bool = True
     probe_functions: list[str] = Field(default_factory=list)
     notify_channel: str = "pgrst"
     dashboard_url: AnyHttpUrl | None = None

@@ -69,7 +69,8 @@ async def test_pgrst002_escalates_at_once_without_a_notify(make_stack):
 
 
 async def test_reload_that_breaks_the_cache_escalates_quickly(make_stack):
-    stack = make_stack()
+    # One pool connection, opened before the bad setting: requests keep working until the reload reconnects.
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
     stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
     # A pending bad setting: harmless until the reload reconnects PostgREST's pool.
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
