@@ -1,11 +1,8 @@
-"""`python -m bot`: until the Discord bot lands, `pgrst-ops check` (the default subcommand)."""
+"""`python -m bot`: the Discord bot, or the console monitor when no token is set."""
 
 import sys
 
-from bot.cli import main
+from bot.app import main
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if not any(a in ("check", "fix") for a in args):
-        args.append("check")
-    sys.exit(main(args))
+    sys.exit(main())

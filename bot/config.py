@@ -167,6 +167,7 @@ class DiscordConfig(_Strict):
     ops_channel_id: int | None = None
     ops_role: str = "ops"
     alert_role_id: int | None = None
+    confirm_timeout_s: float = Field(default=60.0, gt=0, le=600, description="protected /reload confirmation")
     webhook_url: SecretRef | None = None
 
 

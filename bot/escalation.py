@@ -144,3 +144,47 @@ def build_critical_alert(
         payload["content"] = f"PostgREST {env_name.upper()} is down: manual restart needed"
         payload["allowed_mentions"] = {"parse": []}
     return payload
+
+
+RESOLVED_COLOUR = 0x2ECC71
+INFO_COLOUR = 0x3498DB
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min" if not secs else f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def build_resolved_alert(
+    env_name: str, alert_payload: dict[str, Any], started: datetime, resolved_at: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The CRITICAL alert edited to resolved, and the short "resolved after N min" line to post."""
+    duration = format_duration((resolved_at - started).total_seconds())
+    original = alert_payload["embeds"][0]
+    embed = {
+        **original,
+        "title": "✅ RESOLVED: PostgREST healthy again",
+        "color": RESOLVED_COLOUR,
+        "description": (
+            f"**Environment:** {env_name.upper()}\n**Down for:** {duration} "
+            f"(<t:{int(started.timestamp())}:t> → <t:{int(resolved_at.timestamp())}:t>)\n\n"
+            + original.get("description", "")
+        ),
+    }
+    edited: dict[str, Any] = {
+        "content": f"✅ PostgREST {env_name.upper()} resolved after {duration}",
+        "embeds": [fit_embed(embed)],
+        "allowed_mentions": {"parse": []},
+    }
+    line = build_info_line(env_name, f"✅ PostgREST {env_name.upper()} resolved after {duration}.")
+    return edited, line
+
+
+def build_info_line(env_name: str, text: str) -> dict[str, Any]:
+    return {"content": truncate(text, CONTENT_MAX), "allowed_mentions": {"parse": []}}

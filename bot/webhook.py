@@ -20,6 +20,7 @@ class WebhookResult:
     ok: bool
     status: int | None
     detail: str
+    message_id: str | None = None
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -42,20 +43,29 @@ async def post_webhook(
     *,
     timeout_s: float = 10.0,
     attempts: int = 3,
+    edit_message_id: str | None = None,
 ) -> WebhookResult:
-    """POST with ?wait=true so Discord confirms; retry 429 (after retry_after), 5xx and timeouts."""
+    """POST with ?wait=true so Discord confirms (or PATCH a message it sent); retry 429, 5xx, timeouts."""
     raw = url.get_secret_value()
-    target = raw + ("&" if "?" in raw else "?") + "wait=true"
+    base, _, query = raw.partition("?")
+    if edit_message_id is not None:
+        method, target = "PATCH", f"{base.rstrip('/')}/messages/{edit_message_id}" + (f"?{query}" if query else "")
+    else:
+        method, target = "POST", raw + ("&" if "?" in raw else "?") + "wait=true"
     last = WebhookResult(False, None, "not sent")
     for attempt in range(1, attempts + 1):
         try:
-            response = await client.post(target, json=payload, timeout=timeout_s)
+            response = await client.request(method, target, json=payload, timeout=timeout_s)
         except httpx.HTTPError as err:
             last = WebhookResult(False, None, f"webhook unreachable ({type(err).__name__})")
             await asyncio.sleep(0.5 * attempt)
             continue
         if 200 <= response.status_code < 300:
-            return WebhookResult(True, response.status_code, "delivered")
+            try:
+                message_id = str(response.json().get("id")) if response.content else None
+            except (ValueError, AttributeError):
+                message_id = None
+            return WebhookResult(True, response.status_code, "delivered", message_id)
         if response.status_code == 429:
             wait = _retry_after(response)
             last = WebhookResult(False, 429, f"rate limited by Discord (retry after {wait:g} s)")

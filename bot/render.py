@@ -1,0 +1,140 @@
+"""Embed payloads (plain dicts) for /health, /status and /reload: what is wrong, since when, what next."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.escalation import FIELDS_MAX, fit_embed, format_duration, truncate
+from bot.monitor import EnvState, MonitorHealth
+from bot.probe import CheckResult, EnvReport
+from bot.recovery import Outcome, RecoveryResult
+from bot.verdicts import Verdict, info, worst
+
+NEUTRAL_COLOUR = 0x95A5A6
+
+
+def rel(ts: datetime | None) -> str:
+    return f"<t:{int(ts.timestamp())}:R>" if ts else "never"
+
+
+def check_brief(check: CheckResult) -> str:
+    status = str(check.status) if check.status is not None else check.detail
+    code = f" {check.code}" if check.code else ""
+    mark = "✅" if check.ok else "❌"
+    return f"{mark} {check.label}: `{status}{code}` · {check.latency_ms:.0f} ms"
+
+
+def env_block(report: EnvReport) -> str:
+    lines = [check_brief(c) for c in report.checks]
+    if not report.healthy:
+        lines.append(f"**Why:** {report.explanation}")
+        lines.append(f"**Next:** {report.next_step}")
+    elif report.auth_limited:
+        lines.append("ℹ️ auth-limited: some checks got 401/403 (PostgREST is up; data not verified)")
+    return "\n".join(lines)
+
+
+def health_embeds(reports: Sequence[EnvReport]) -> list[dict[str, Any]]:
+    """One embed per 25 environments (Discord allows 10 embeds per message)."""
+    overall = worst(r.verdict for r in reports)
+    unhealthy = [r.env for r in reports if not r.healthy]
+    summary = (
+        f"{info(overall).emoji} {len(unhealthy)} of {len(reports)} unhealthy: {', '.join(unhealthy)}"
+        if unhealthy
+        else f"✅ all {len(reports)} healthy"
+    )
+    embeds = []
+    for start in range(0, len(reports), FIELDS_MAX):
+        chunk = reports[start : start + FIELDS_MAX]
+        embed = {
+            "title": "PostgREST health" if start == 0 else "PostgREST health (continued)",
+            "description": summary if start == 0 else "",
+            "color": info(worst(r.verdict for r in chunk)).colour,
+            "fields": [
+                {
+                    "name": f"{info(r.verdict).emoji} {r.env.upper()} — {r.verdict}",
+                    "value": env_block(r),
+                    "inline": False,
+                }
+                for r in chunk
+            ],
+            "timestamp": max(r.checked_at for r in chunk).isoformat(),
+            "footer": {"text": "pgrst-ops /health · fresh probe"},
+        }
+        embeds.append(fit_embed(embed))
+    return embeds[:10]
+
+
+def status_embed(
+    states: Sequence[EnvState], health: MonitorHealth, *, monitor_alive: bool, reloads_in_window: dict[str, int]
+) -> dict[str, Any]:
+    """From the monitor's memory, not a fresh probe: verdict, since when, last check, reload, alert."""
+    known = [s.verdict for s in states if s.verdict is not None]
+    fields = []
+    for s in states:
+        if s.verdict is None or s.last_report is None:
+            fields.append({"name": f"⏳ {s.name.upper()}", "value": "not checked yet", "inline": False})
+            continue
+        report = s.last_report
+        lines = [
+            f"since {rel(s.since)} · last check {rel(report.checked_at)} ({report.duration_ms:.0f} ms)",
+        ]
+        if not report.healthy:
+            lines.append(f"**Why:** {report.explanation}")
+            lines.append(f"**Next:** {report.next_step}")
+        if s.last_reload:
+            r = s.last_reload
+            tth = f", healthy after {r.time_to_healthy_ms:.0f} ms" if r.time_to_healthy_ms is not None else ""
+            why = f": {r.reason}" if r.reason and r.outcome is Outcome.ESCALATED else ""
+            lines.append(f"last reload {rel(r.at)} by {r.actor}: {r.outcome}{tth}{why}")
+        if reloads_in_window.get(s.name):
+            lines.append(f"reloads in the cap window: {reloads_in_window[s.name]}")
+        if s.alert:
+            lines.append(f"🚨 open alert since {rel(s.alert.opened_at)}")
+        fields.append({"name": f"{info(s.verdict).emoji} {s.name.upper()} — {s.verdict}", "value": "\n".join(lines)})
+    uptime = format_duration((datetime.now(UTC) - health.started_at).total_seconds())
+    sweep = (
+        f"{health.last_sweep_ms:.0f} ms {rel(health.last_sweep_at)}" if health.last_sweep_ms is not None else "none yet"
+    )
+    bot_line = (
+        f"monitor {'✅ running' if monitor_alive else '❌ stopped'} · last check {sweep} · "
+        f"uptime {uptime} · pgrst-ops {health.version}"
+    )
+    colour = info(worst(known)).colour if known else NEUTRAL_COLOUR
+    return fit_embed(
+        {
+            "title": "PostgREST status (monitor)",
+            "description": bot_line,
+            "color": colour,
+            "fields": fields[:FIELDS_MAX],
+            "footer": {"text": "from the monitor's last checks; /health probes now"},
+        }
+    )
+
+
+def reload_embed(env: str, lines: Sequence[str], *, result: RecoveryResult | None, actor: str) -> dict[str, Any]:
+    """The /reload message as it progresses, and finally as an audit line."""
+    if result is None:
+        title, colour = f"🔄 Reloading {env.upper()} schema cache…", NEUTRAL_COLOUR
+    elif result.outcome is Outcome.RECOVERED:
+        title, colour = (
+            f"✅ {env.upper()} healthy after {result.time_to_healthy_ms:.0f} ms",
+            info(Verdict.HEALTHY).colour,
+        )
+    elif result.outcome is Outcome.ALREADY_HEALTHY:
+        title, colour = f"✅ {env.upper()} already healthy: no reload sent", info(Verdict.HEALTHY).colour
+    else:
+        title, colour = f"❌ {env.upper()} escalated", info(Verdict.SCHEMA_CACHE_UNAVAILABLE).colour
+    description = "\n".join(lines[-15:])
+    embed: dict[str, Any] = {"title": title, "description": truncate(description, 4000), "color": colour}
+    if result is not None:
+        audit = f"{actor} · {env} · {result.outcome} · {result.finished_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        fields = [{"name": "Audit", "value": audit, "inline": False}]
+        if result.outcome is Outcome.ESCALATED:
+            fields.append({"name": "Reason", "value": result.reason or "—", "inline": False})
+            fields.append({"name": "Next step", "value": result.report_after.next_step, "inline": False})
+        embed["fields"] = fields
+        embed["timestamp"] = result.finished_at.isoformat()
+    return fit_embed(embed)

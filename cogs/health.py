@@ -1,0 +1,78 @@
+"""/health [env]: probe now, one embed line per environment, and a Re-check button that survives restarts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import PgrstOpsBot
+from bot.config import Target
+from bot.render import health_embeds
+from cogs.common import env_autocomplete, find_target, services, unknown_env
+
+ALL = "*"
+
+
+async def probe_embeds(interaction: discord.Interaction, targets: list[Target]) -> list[discord.Embed]:
+    reports = await services(interaction).prober.probe_many(targets)
+    return [discord.Embed.from_dict(e) for e in health_embeds(reports)]
+
+
+def recheck_view(env: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(RecheckButton(env))
+    return view
+
+
+class RecheckButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pgrst:recheck:(?P<env>[A-Za-z0-9_*-]{1,32})"
+):
+    """State lives in the custom id, so the button works after the bot restarts."""
+
+    def __init__(self, env: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Re-check", emoji="🔄", style=discord.ButtonStyle.secondary, custom_id=f"pgrst:recheck:{env}"
+            )
+        )
+        self.env = env
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> RecheckButton:
+        return cls(match["env"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()  # acknowledge at once; the probe may take seconds
+        svc = services(interaction)
+        targets = list(svc.targets.values()) if self.env == ALL else [t for t in [svc.targets.get(self.env)] if t]
+        if not targets:
+            await interaction.followup.send(unknown_env(interaction, self.env), ephemeral=True)
+            return
+        await interaction.edit_original_response(
+            embeds=await probe_embeds(interaction, targets), view=recheck_view(self.env)
+        )
+
+
+class Health(commands.Cog):
+    @app_commands.command(name="health", description="Probe PostgREST now: all environments, or one")
+    @app_commands.describe(env="Environment to probe (default: all)")
+    @app_commands.autocomplete(env=env_autocomplete)
+    async def health(self, interaction: discord.Interaction, env: str | None = None) -> None:
+        if env is not None and find_target(interaction, env) is None:
+            await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)  # Discord's 3-second rule: acknowledge before any I/O
+        svc = services(interaction)
+        targets = [svc.targets[env]] if env else list(svc.targets.values())
+        await interaction.followup.send(embeds=await probe_embeds(interaction, targets), view=recheck_view(env or ALL))
+
+
+async def setup(bot: PgrstOpsBot) -> None:
+    bot.add_dynamic_items(RecheckButton)
+    await bot.add_cog(Health())

@@ -1,0 +1,152 @@
+"""/reload env: ops role only; protected environments need the author's confirmation; progress is live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import PgrstOpsBot
+from bot.recovery import Outcome, RecoveryStep, StepKind
+from bot.render import reload_embed
+from cogs.common import env_autocomplete, find_target, services, unknown_env
+
+EDIT_EVERY_S = 0.5  # Discord rate-limits edits; progress need not be finer
+
+
+def required_role(interaction: discord.Interaction, env: str) -> str:
+    svc = services(interaction)
+    return svc.targets[env].config.reload_role or svc.settings.discord.ops_role
+
+
+def has_role(user: discord.abc.User, role_name: str) -> bool:
+    return any(role.name == role_name for role in getattr(user, "roles", []))
+
+
+class ConfirmView(discord.ui.View):
+    """Confirm / Cancel that only the person who asked may click; times out to 'cancelled'."""
+
+    def __init__(self, author_id: int, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.author_id = author_id
+        self.confirmed: bool | None = None
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id == self.author_id:
+            return True
+        await interaction.response.send_message(
+            "Only the person who asked for this reload can confirm it.", ephemeral=True
+        )
+        return False
+
+    @discord.ui.button(label="Confirm reload", style=discord.ButtonStyle.danger)
+    async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
+        self.confirmed = True
+        await interaction.response.edit_message(content=f"✅ Confirmed by {interaction.user.display_name}.", view=None)
+        self.stop()
+
+    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
+        self.confirmed = False
+        await interaction.response.edit_message(
+            content=f"Cancelled by {interaction.user.display_name}. Nothing was sent.", embed=None, view=None
+        )
+        self.stop()
+
+
+def step_line(step: RecoveryStep) -> str:
+    icons = {
+        StepKind.PROBE: "🔎",
+        StepKind.DECISION: "🛑",
+        StepKind.LISTENER: "👂",
+        StepKind.NOTIFY: "📣",
+        StepKind.RECHECK: "⏳",
+        StepKind.DONE: "🏁",
+    }
+    return f"{icons[step.kind]} {step.message}"
+
+
+class Reload(commands.Cog):
+    @app_commands.command(name="reload", description="Reload PostgREST's schema cache (NOTIFY) and re-check")
+    @app_commands.describe(env="Environment to reload")
+    @app_commands.autocomplete(env=env_autocomplete)
+    async def reload(self, interaction: discord.Interaction, env: str) -> None:
+        target = find_target(interaction, env)
+        if target is None:
+            await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
+            return
+        role = required_role(interaction, env)
+        if not has_role(interaction.user, role):
+            await interaction.response.send_message(
+                f"⛔ /reload {env} needs the **{role}** role. Ask someone with it, or use /health to look.",
+                ephemeral=True,
+            )
+            return
+        if target.config.protected:
+            if not await self._confirmed(interaction, env):
+                return
+        else:
+            await interaction.response.defer(thinking=True)
+        await self._run(interaction, env)
+
+    async def _confirmed(self, interaction: discord.Interaction, env: str) -> bool:
+        timeout = services(interaction).settings.discord.confirm_timeout_s
+        view = ConfirmView(interaction.user.id, timeout)
+        await interaction.response.send_message(
+            f"⚠️ **{env.upper()}** is protected. Send `NOTIFY` to reload its schema cache? ({timeout:g} s to confirm)",
+            view=view,
+        )
+        timed_out = await view.wait()
+        if view.confirmed:
+            return True
+        if timed_out:
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.edit_original_response(
+                    content=f"⌛ No confirmation within {timeout:g} s: cancelled. Nothing was sent.",
+                    view=None,
+                )
+        return False
+
+    async def _run(self, interaction: discord.Interaction, env: str) -> None:
+        svc = services(interaction)
+        actor = f"{interaction.user.display_name} (/reload)"
+        lines: list[str] = []
+        dirty = asyncio.Event()
+
+        def on_step(step: RecoveryStep) -> None:
+            if step.kind is StepKind.RECHECK and lines and lines[-1].startswith("⏳"):
+                lines[-1] = step_line(step)  # one line for the re-checks, updated in place
+            else:
+                lines.append(step_line(step))
+            dirty.set()
+
+        async def show_progress() -> None:
+            while True:
+                await dirty.wait()
+                dirty.clear()
+                with contextlib.suppress(discord.HTTPException):
+                    embed = discord.Embed.from_dict(reload_embed(env, lines, result=None, actor=actor))
+                    await interaction.edit_original_response(embed=embed)
+                await asyncio.sleep(EDIT_EVERY_S)
+
+        editor = asyncio.create_task(show_progress())
+        try:
+            result = await svc.operator.recover(svc.targets[env], actor=actor, on_step=on_step)
+        finally:
+            editor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await editor
+        if svc.monitor is not None:
+            svc.monitor.record_reload(result)
+        final = discord.Embed.from_dict(reload_embed(env, lines, result=result, actor=actor))
+        await interaction.edit_original_response(embed=final, view=None)
+        if result.outcome is Outcome.ESCALATED and svc.monitor is not None:
+            await svc.monitor.open_alert(env, result.report_after, result)
+
+
+async def setup(bot: PgrstOpsBot) -> None:
+    await bot.add_cog(Reload())

@@ -1,0 +1,32 @@
+"""/status: all environments from the monitor's memory (no fresh probe), and the bot's own health."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import PgrstOpsBot
+from bot.render import status_embed
+from cogs.common import services
+
+
+class Status(commands.Cog):
+    @app_commands.command(name="status", description="What the monitor knows: verdicts, since when, reloads, alerts")
+    async def status(self, interaction: discord.Interaction) -> None:
+        svc = services(interaction)
+        monitor = svc.monitor
+        if monitor is None:
+            await interaction.response.send_message("⏳ The monitor has not started yet; try /health.", ephemeral=True)
+            return
+        embed = status_embed(
+            list(monitor.states.values()),
+            monitor.health,
+            monitor_alive=monitor.alive,
+            reloads_in_window={name: svc.operator.reloads_in_window(name) for name in svc.targets},
+        )
+        await interaction.response.send_message(embed=discord.Embed.from_dict(embed))
+
+
+async def setup(bot: PgrstOpsBot) -> None:
+    await bot.add_cog(Status())
