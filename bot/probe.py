@@ -318,10 +318,14 @@ def summarise(name: str, checks: list[CheckResult], checked_at: datetime, durati
     if verdict is Verdict.POSTGREST_DOWN and main_answered:
         verdict = worst([c.verdict for c in checks if c.verdict is not Verdict.POSTGREST_DOWN] + [Verdict.UNEXPECTED])
     meta = info(verdict)
-    failing = [c for c in checks if c.verdict is verdict]
+    # Quote the most telling check: one with an error code, on the API port rather than the admin port.
+    failing = sorted(
+        (c for c in checks if c.verdict is verdict),
+        key=lambda c: (c.code is None, c.kind in (CheckKind.LIVE, CheckKind.READY)),
+    )
     explanation = meta.summary
     if failing and verdict is not Verdict.HEALTHY:
-        explanation = f"{meta.summary} Seen: {failing[0].label} → {failing[0].detail}."
+        explanation = f"{meta.summary} Seen: {failing[0].label} → {failing[0].detail.rstrip('.')}."
     auth_limited = any(c.auth_limited for c in checks)
     if verdict is Verdict.HEALTHY and auth_limited:
         explanation += (

@@ -1,0 +1,82 @@
+"""`make demo`: a local PostgreSQL + PostgREST sandbox and the console monitor, under a minute.
+
+1. healthy; 2. a migration adds a table (stale cache) → detected → NOTIFY → recovered;
+3. a bad authenticator setting + reload (PGRST002) → CRITICAL alert, no pointless reload;
+4. the setting is fixed → resolved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from bot.app import build_services, run_console
+from bot.config import parse_settings, resolve_targets
+from bot.probe import make_http_client
+from tests.support.pgstack import PgCluster, PostgrestServer
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m=== {text}\033[0m", flush=True)
+
+
+async def wait_for(predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.1)
+
+
+async def main() -> None:
+    say("starting a throwaway PostgreSQL 15 and PostgREST 12 (a few seconds)")
+    cluster = PgCluster()
+    cluster.start()
+    server = PostgrestServer(cluster)
+    server.start()
+    os.environ["DEMO_DSN"] = cluster.dsn("ops")
+    settings = parse_settings(
+        {
+            "environments": {
+                "demo": {
+                    "rest_url": server.url,
+                    "admin_url": server.admin_url,
+                    "probe_tables": ["judgments", "verdicts"],
+                    "restart_url": "https://supabase.com/dashboard/project/demo/settings/general",
+                    "database_dsn": {"env": "DEMO_DSN"},
+                }
+            },
+            "monitor": {"interval_s": 1, "failure_threshold": 3, "success_threshold": 2},
+        }
+    )
+    say("the monitor watches 'judgments' and 'verdicts'; 'verdicts' comes with a migration not applied yet")
+    stop = asyncio.Event()
+    try:
+        async with make_http_client(settings.environments.values()) as http:
+            services = build_services(settings, resolve_targets(settings), http)
+            console = asyncio.create_task(run_console(services, stop))
+            await wait_for(lambda: services.monitor is not None)
+            state = services.monitor.states["demo"]  # type: ignore[union-attr]
+            await wait_for(lambda: state.verdict is not None)
+
+            say("the migration creates 'verdicts': the database has it, PostgREST's cache does not")
+            cluster.sql("CREATE TABLE public.verdicts (id int primary key); GRANT SELECT ON public.verdicts TO anon;")
+            await wait_for(lambda: state.last_reload is not None)
+            await wait_for(lambda: state.verdict == "healthy")
+
+            say("someone sets authenticator's statement_timeout to 1 ms, then a reload applies it (PGRST002)")
+            cluster.sql("ALTER ROLE authenticator SET statement_timeout = '1ms'")
+            cluster.sql("NOTIFY pgrst, 'reload schema'")
+            await wait_for(lambda: state.alert is not None)
+
+            say("the setting is reset; PostgREST recovers by itself and the alert resolves")
+            cluster.sql("ALTER ROLE authenticator RESET statement_timeout")
+            await wait_for(lambda: state.alert is None and state.verdict == "healthy")
+            say("done: that is what pgrst-ops does for every environment, in Discord or here")
+            stop.set()
+            await console
+    finally:
+        server.destroy()
+        cluster.destroy()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
