@@ -254,7 +254,9 @@ async def run(settings: Settings, targets: list[Target], stop: asyncio.Event) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="pgrst-ops Discord bot / console monitor")
     parser.add_argument("--config", help="config file (default: $PGRST_OPS_CONFIG, else ./config.yaml)")
-    parser.add_argument("--env", action="append", metavar="NAME", help="environment to monitor (repeatable; default: all)")
+    parser.add_argument(
+        "--env", action="append", metavar="NAME", help="environment to monitor (repeatable; default: all)"
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
