@@ -60,6 +60,9 @@ async def post_webhook(
             last = WebhookResult(False, None, f"webhook unreachable ({type(err).__name__})")
             await asyncio.sleep(0.5 * attempt)
             continue
+        except (httpx.InvalidURL, ValueError, TypeError) as err:
+            # Their text quotes the URL, which is the secret: name the problem only.
+            return WebhookResult(False, None, f"webhook URL is malformed ({type(err).__name__})")
         if 200 <= response.status_code < 300:
             try:
                 message_id = str(response.json().get("id")) if response.content else None

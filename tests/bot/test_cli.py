@@ -11,6 +11,7 @@ import sys
 from aiohttp import web
 
 from tests.conftest import write_config
+from tests.support.localhttp import LocalServer
 
 CANARY = "canary-Pw-1c0ffee"
 
@@ -101,15 +102,12 @@ class Recorder:
     async def __aenter__(self) -> str:
         app = web.Application()
         app.router.add_post("/api/webhooks/{id}/{token}", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return f"http://127.0.0.1:{port}/api/webhooks/123/tok-{CANARY}"
+        self.server = LocalServer(app)
+        base = await self.server.__aenter__()
+        return f"{base}/api/webhooks/123/tok-{CANARY}"
 
     async def __aexit__(self, *exc) -> None:
-        await self.runner.cleanup()
+        await self.server.__aexit__(*exc)
 
 
 async def test_pgrst002_fix_escalates_posts_the_critical_alert_and_exits_1(make_stack, tmp_path):

@@ -11,6 +11,7 @@ from aiohttp import web
 from bot.probe import Prober, make_http_client
 from bot.verdicts import Verdict
 from tests.conftest import build_settings, targets_for
+from tests.support.localhttp import LocalServer
 from tests.support.pgstack import HungHttpServer, PgCluster, PostgrestServer
 
 
@@ -107,31 +108,12 @@ async def test_key_is_sent_as_apikey_and_bearer_and_never_in_the_url():
         )
         return web.json_response([], headers={"Server": "postgrest/12.0.2"})
 
-    async with serve(handler) as url:
+    async with LocalServer.catch_all(handler) as url:
         report = await probe_one({"rest_url": url, "probe_tables": ["t"], "api_key": {"env": "K"}}, {"K": "s3cr3t-key"})
     assert report.healthy
     assert seen and all(s["apikey"] == "s3cr3t-key" and s["auth"] == "Bearer s3cr3t-key" for s in seen)
     assert all("s3cr3t" not in s["url"] for s in seen)
     assert "s3cr3t" not in str(report.to_json())
-
-
-class serve:
-    """A throwaway aiohttp server on a free loopback port."""
-
-    def __init__(self, handler):
-        self.app = web.Application()
-        self.app.router.add_route("*", "/{tail:.*}", handler)
-
-    async def __aenter__(self) -> str:
-        self.runner = web.AppRunner(self.app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return f"http://127.0.0.1:{port}"
-
-    async def __aexit__(self, *exc) -> None:
-        await self.runner.cleanup()
 
 
 BAD_ANSWERS = [
@@ -156,7 +138,7 @@ async def test_malformed_answers_are_unexpected(status, headers, body, expected)
             return web.Response(status=200)
         return web.Response(status=status, body=body, headers=headers)
 
-    async with serve(handler) as url:
+    async with LocalServer.catch_all(handler) as url:
         report = await probe_one({"rest_url": url, "probe_tables": ["t"]})
     assert report.verdict is Verdict.UNEXPECTED
     assert expected in report.explanation
