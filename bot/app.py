@@ -138,7 +138,7 @@ def _why(err: BaseException) -> str:
 
 
 class PgrstOpsBot(commands.Bot):
-    def __init__(self, services: Services, **options: Any) -> None:
+    def __init__(self, services: Services, *, cogs: tuple[str, ...] = COGS, **options: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # roles and channels; slash commands need no privileged intent
         super().__init__(
@@ -149,12 +149,13 @@ class PgrstOpsBot(commands.Bot):
             **options,
         )
         self.services = services
+        self.cog_names = cogs
         self.sink: AlertSink = DiscordSink(self, services.settings.discord.ops_channel_id, services.webhook)
         self.failed_cogs: dict[str, str] = {}
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
-        for name in COGS:
+        for name in self.cog_names:
             try:
                 await self.load_extension(name)
             except Exception as err:  # one broken cog must not take the others down
@@ -203,9 +204,9 @@ class PgrstOpsBot(commands.Bot):
                 await interaction.response.send_message(text, ephemeral=True)
 
 
-def build_bot(services: Services, **options: Any) -> PgrstOpsBot:
+def build_bot(services: Services, *, cogs: tuple[str, ...] = COGS, **options: Any) -> PgrstOpsBot:
     """The bot, not started: tests and embedders run it in-process."""
-    return PgrstOpsBot(services, **options)
+    return PgrstOpsBot(services, cogs=cogs, **options)
 
 
 async def run_console(services: Services, stop: asyncio.Event) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.app import PgrstOpsBot, build_bot, build_services
+from bot.app import COGS, PgrstOpsBot, build_bot, build_services
 from bot.config import resolve_targets
 from bot.probe import make_http_client
 from tests.conftest import build_settings
@@ -32,12 +32,13 @@ async def running_bot(
         "alert_role_id": fake.role_ids["oncall"],
         **top.pop("discord", {}),
     }
+    cogs = top.pop("cogs", COGS)
     monitor_cfg = {"interval_s": 3600, "failure_threshold": 2, "success_threshold": 1, **top.pop("monitor", {})}
     settings = build_settings(envs, discord=discord_cfg, monitor=monitor_cfg, **top)
     targets = resolve_targets(settings, environ=environ)
     async with make_http_client(t.config for t in targets) as http:
         services = build_services(settings, targets, http)
         services.autostart_monitor = False
-        bot = build_bot(services, guild_ready_timeout=0.05)
+        bot = build_bot(services, cogs=cogs, guild_ready_timeout=0.05)
         async with fake.run_bot(bot):
             yield bot

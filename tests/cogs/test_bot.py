@@ -248,3 +248,13 @@ async def test_channel_failure_falls_back_to_the_webhook(fake, make_stack, monke
         await bot.services.monitor.check("prod")
     assert len(fake.webhook_posts) == 1
     assert "CRITICAL" in str(fake.webhook_posts[0]) and "postgrest_down" in str(fake.webhook_posts[0])
+
+
+async def test_a_broken_cog_does_not_stop_the_others(fake, make_stack):
+    stack = make_stack()
+    cogs = ("cogs.health", "cogs.no_such_cog", "cogs.status")
+    async with running_bot(fake, {"dev": stack.env_config()}, stack.env_vars, cogs=cogs) as bot:
+        record = await fake.invoke_slash("status", user_id=fake.user_ids["carol"])
+        await record.wait_acked()
+    assert {c["name"] for c in fake.commands[fake.guild_id]} == {"health", "status"}
+    assert "cogs.no_such_cog" in bot.failed_cogs and not record.errors
