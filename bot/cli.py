@@ -16,7 +16,7 @@ from typing import TextIO
 import httpx
 
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
-from bot.escalation import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert
+from bot.escalation import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert, numbered_steps
 from bot.probe import EnvReport, Prober, make_http_client
 from bot.recovery import Outcome, RecoveryOperator, RecoveryResult, RecoveryStep, StepKind, StepListener
 from bot.verdicts import info
@@ -207,12 +207,9 @@ def _print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_st
         out.write("\n  ✅ Discord alert sent\n")
     else:
         out.write(f"\n  ⚠️  Discord alert {alert_status}\n")
-    out.write("\n  Recovery steps:\n")
-    for i, step in enumerate(RECOVERY_STEPS, 1):
-        out.write(f"    {i}. {step.format(env=target.name)}\n")
-    out.write("\n  Troubleshooting steps:\n")
-    for i, step in enumerate(TROUBLESHOOTING_STEPS, 1):
-        out.write(f"    {i}. {step}\n")
+    for title, steps in (("Recovery steps", RECOVERY_STEPS), ("Troubleshooting steps", TROUBLESHOOTING_STEPS)):
+        text = numbered_steps(steps, target.name).replace("\n", "\n    ")
+        out.write(f"\n  {title}:\n    {text}\n")
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:

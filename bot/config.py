@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
 from pydantic import (
@@ -101,7 +101,7 @@ class Timeouts(_Strict):
 class EnvironmentConfig(_Strict):
     rest_url: AnyHttpUrl
     admin_url: AnyHttpUrl | None = None
-    probe_tables: list[Annotated[ProbeTable, Field()]] = Field(default_factory=list)
+    probe_tables: list[ProbeTable] = Field(default_factory=list)
     probe_root: bool = True
     probe_functions: list[str] = Field(default_factory=list)
     notify_channel: str = "pgrst"

@@ -44,13 +44,14 @@ def truncate(text: str, limit: int) -> str:
 
 
 def check_line(check: CheckResult) -> str:
-    status = str(check.status) if check.status is not None else "—"
+    """One check for Discord: mark, label, `status code` (or what went wrong), latency."""
+    status = str(check.status) if check.status is not None else check.detail
     code = f" {check.code}" if check.code else ""
     mark = "✅" if check.ok else "❌"
-    return f"{mark} {check.label}: {status}{code} · {check.latency_ms:.0f} ms"
+    return f"{mark} {check.label}: `{status}{code}` · {check.latency_ms:.0f} ms"
 
 
-def _numbered(steps: tuple[str, ...], env: str) -> str:
+def numbered_steps(steps: tuple[str, ...], env: str) -> str:
     return "\n".join(f"{i}. {s.format(env=env)}" for i, s in enumerate(steps, 1))
 
 
@@ -123,8 +124,10 @@ def build_critical_alert(
     fields.append({"name": "Next step", "value": meta.next_step, "inline": False})
     if env.dashboard_url:
         fields.append({"name": "Dashboard", "value": str(env.dashboard_url), "inline": False})
-    fields.append({"name": "Recovery steps", "value": _numbered(RECOVERY_STEPS, env_name), "inline": False})
-    fields.append({"name": "Troubleshooting", "value": _numbered(TROUBLESHOOTING_STEPS, env_name), "inline": False})
+    fields.append({"name": "Recovery steps", "value": numbered_steps(RECOVERY_STEPS, env_name), "inline": False})
+    fields.append(
+        {"name": "Troubleshooting", "value": numbered_steps(TROUBLESHOOTING_STEPS, env_name), "inline": False}
+    )
     fields.append({"name": "Last checks", "value": "\n".join(check_line(c) for c in report.checks), "inline": False})
     embed: dict[str, Any] = {
         "title": "🔥 CRITICAL: PostgREST unhealthy",

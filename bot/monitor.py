@@ -125,10 +125,6 @@ class Monitor:
                 log.exception("monitor check of %s failed", name)
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
-    async def sweep(self) -> None:
-        """Check every environment once, concurrently (used by tests and the console demo)."""
-        await asyncio.gather(*(self.check(name) for name in self.targets))
-
     # -- one check --------------------------------------------------------------------------------
     async def check(self, name: str) -> EnvState:
         async with self._locks[name]:

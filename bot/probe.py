@@ -121,13 +121,6 @@ class EnvReport:
     def healthy(self) -> bool:
         return self.verdict is Verdict.HEALTHY
 
-    @property
-    def worst_check(self) -> CheckResult | None:
-        failing = [c for c in self.checks if not c.ok]
-        if not failing:
-            return None
-        return max(failing, key=lambda c: info(c.verdict).severity)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "env": self.env,

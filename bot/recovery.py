@@ -114,9 +114,6 @@ class RecoveryOperator:
         self._flights: dict[str, _Flight] = {}
         self._reloads: dict[str, deque[float]] = {}
 
-    def in_progress(self, env: str) -> bool:
-        return env in self._flights
-
     def reloads_in_window(self, env: str) -> int:
         return len(self._prune(env))
 

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.escalation import FIELDS_MAX, fit_embed, format_duration, truncate
+from bot.escalation import FIELDS_MAX, check_line, fit_embed, format_duration, truncate
 from bot.monitor import EnvState, MonitorHealth
-from bot.probe import CheckResult, EnvReport
+from bot.probe import EnvReport
 from bot.recovery import Outcome, RecoveryResult
 from bot.verdicts import Verdict, info, worst
 
@@ -19,15 +19,8 @@ def rel(ts: datetime | None) -> str:
     return f"<t:{int(ts.timestamp())}:R>" if ts else "never"
 
 
-def check_brief(check: CheckResult) -> str:
-    status = str(check.status) if check.status is not None else check.detail
-    code = f" {check.code}" if check.code else ""
-    mark = "✅" if check.ok else "❌"
-    return f"{mark} {check.label}: `{status}{code}` · {check.latency_ms:.0f} ms"
-
-
 def env_block(report: EnvReport) -> str:
-    lines = [check_brief(c) for c in report.checks]
+    lines = [check_line(c) for c in report.checks]
     if not report.healthy:
         lines.append(f"**Why:** {report.explanation}")
         lines.append(f"**Next:** {report.next_step}")
