@@ -98,6 +98,32 @@ class Timeouts(_Strict):
     total_s: float = Field(default=10.0, gt=0, le=300)
 
 
+class KpiThresholds(_Strict):
+    """The reload runbook's KPIs (RUN-002): target and alert threshold, in milliseconds."""
+
+    notify_target_ms: float = Field(default=50, gt=0)
+    notify_alert_ms: float = Field(default=200, gt=0)
+    reload_target_ms: float = Field(default=2000, gt=0)
+    reload_alert_ms: float = Field(default=5000, gt=0)
+    api_after_reload_target_ms: float = Field(default=100, gt=0)
+    api_after_reload_alert_ms: float = Field(default=500, gt=0)
+
+
+class SchemaVersionGuard(_Strict):
+    """The application's expected schema version against the database's (pipeline runbook RUN-003)."""
+
+    expected: str | None = Field(default=None, description="expected version, e.g. 1.4.0 or 20260101120000")
+    expected_env: str | None = Field(default=None, description="environment variable holding the expected version")
+    # Default: the newest version in supabase_migrations.schema_migrations.
+    query: str | None = Field(default=None, description="SQL returning the database's version in one column")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SchemaVersionGuard:
+        if not self.expected and not self.expected_env:
+            raise ValueError("set expected or expected_env")
+        return self
+
+
 class EnvironmentConfig(_Strict):
     rest_url: AnyHttpUrl
     admin_url: AnyHttpUrl | None = None
@@ -113,6 +139,12 @@ class EnvironmentConfig(_Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     api_key: SecretRef | None = None
     database_dsn: SecretRef | None = None
+    # PostgREST's db-schemas and the roles requests run as: what "exposed" means for diagnosis and drift.
+    exposed_schemas: list[str] = Field(default_factory=lambda: ["public"], min_length=1)
+    api_roles: list[str] = Field(default_factory=lambda: ["anon", "authenticated"], min_length=1)
+    # The role PostgREST logs in as (its pg_db_role_setting values apply at every reload).
+    authenticator_role: str = "authenticator"
+    schema_version: SchemaVersionGuard | None = None
 
     @field_validator("probe_tables", mode="before")
     @classmethod
@@ -127,6 +159,14 @@ class EnvironmentConfig(_Strict):
         for name in value:
             if not TABLE_NAME_RE.fullmatch(name):
                 raise ValueError(f"not a plain function name: {name!r}")
+        return value
+
+    @field_validator("exposed_schemas", "api_roles", "authenticator_role")
+    @classmethod
+    def _identifiers(cls, value: Any) -> Any:
+        for name in value if isinstance(value, list) else [value]:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]{0,62}", name):
+                raise ValueError(f"not a plain PostgreSQL identifier: {name!r}")
         return value
 
     @field_validator("notify_channel")
@@ -154,6 +194,7 @@ class RecoveryConfig(_Strict):
     reload_window_s: int = Field(default=600, ge=10, le=86_400)
     db_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
     db_command_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    kpi: KpiThresholds = Field(default_factory=KpiThresholds)
 
     @property
     def deadline_s(self) -> float:
@@ -175,6 +216,8 @@ class MonitorConfig(_Strict):
     interval_s: float = Field(default=60.0, ge=1, le=86_400)
     failure_threshold: int = Field(default=2, ge=1, le=100)
     success_threshold: int = Field(default=2, ge=1, le=100)
+    # Schema drift (catalog vs what PostgREST serves) is heavier than a probe: run it less often. 0 = off.
+    drift_interval_s: float = Field(default=900.0, ge=0, le=86_400)
 
 
 class Settings(_Strict):
