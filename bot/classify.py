@@ -97,6 +97,9 @@ def classify_response(
         raw_code = parsed.get("code")
         code = str(raw_code) if raw_code is not None else None
         message = _short(parsed.get("message") or parsed.get("msg") or parsed.get("error"))
+        if code in DB_UNREACHABLE_CODES and parsed.get("details"):
+            # "Database connection error" alone hides the cause; details carry e.g. "too many connections".
+            message = _short(f"{message}: {parsed.get('details')}")
 
     def result(verdict: Verdict, detail: str, *, auth_limited: bool = False) -> Classification:
         parts = [str(status), code or "", detail or (message or "")]
@@ -147,7 +150,9 @@ def classify_response(
         # PostgREST 12 answers OPTIONS/POST on a table missing from its cache with a bare `{}`.
         return result(Verdict.STALE_SCHEMA_CACHE, "table not in the schema cache")
     if code == "42P01":
-        return result(Verdict.UNEXPECTED, "table does not exist in the database (migration not applied or wrong name)")
+        return result(
+            Verdict.MISSING_IN_DATABASE, "table does not exist in the database (migration not applied or wrong name)"
+        )
     if status == 429:
         return result(Verdict.UNEXPECTED, "rate limited by the gateway")
     if parsed is None and body.strip():

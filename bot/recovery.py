@@ -7,6 +7,7 @@ first, one recovery per environment at a time, and a cap on reloads so the tool 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -17,7 +18,9 @@ from enum import StrEnum
 from typing import Any
 
 from bot.config import RecoveryConfig, Target
-from bot.database import DatabaseError, ListenerState, connect, listener_status, send_reload
+from bot.database import DatabaseError, connect, send_reload
+from bot.diagnose import Diagnosis, diagnose, diagnose_with
+from bot.kpi import KpiSample, api_latency_ms, reload_kpis
 from bot.probe import EnvReport, Prober
 from bot.verdicts import Verdict, info
 
@@ -35,6 +38,7 @@ class Outcome(StrEnum):
 
 class StepKind(StrEnum):
     PROBE = "probe"
+    DIAGNOSIS = "diagnosis"
     DECISION = "decision"
     LISTENER = "listener"
     NOTIFY = "notify"
@@ -71,6 +75,10 @@ class RecoveryResult:
     finished_at: datetime
     actor: str
     steps: tuple[RecoveryStep, ...]
+    diagnosis: Diagnosis | None = None
+    refused_by_preflight: bool = False  # a NOTIFY would have made things worse; `force` overrides
+    forced: bool = False
+    kpis: tuple[KpiSample, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -94,6 +102,10 @@ class RecoveryResult:
             "explanation": self.report_after.explanation,
             "next_step": self.report_after.next_step,
             "checks_after": [c.to_json() for c in self.report_after.checks],
+            "diagnosis": None if self.diagnosis is None else self.diagnosis.to_json(),
+            "refused_by_preflight": self.refused_by_preflight,
+            "forced": self.forced,
+            "kpis": [k.to_json() for k in self.kpis],
         }
 
 
@@ -125,8 +137,12 @@ class RecoveryOperator:
         delay_s: float | None = None,
         actor: str = "cli",
         on_step: StepListener | None = None,
+        force: bool = False,
     ) -> RecoveryResult:
-        """Run (or join) the recovery of one environment. Never raises for database or HTTP trouble."""
+        """Run (or join) the recovery of one environment. Never raises for database or HTTP trouble.
+
+        `force` sends the NOTIFY even when the pre-flight found it would break the cache or not be heard.
+        """
         flight = self._flights.get(target.name)
         if flight is None:
             flight = _Flight()
@@ -134,7 +150,7 @@ class RecoveryOperator:
             if on_step:
                 flight.listeners.append(on_step)
             deadline_s = (retries or self._config.retries) * (delay_s or self._config.delay_s)
-            flight.task = asyncio.create_task(self._run(target, flight, deadline_s, actor))
+            flight.task = asyncio.create_task(self._run(target, flight, deadline_s, actor, force))
             flight.task.add_done_callback(lambda _t: self._flights.pop(target.name, None))
         elif on_step:
             for step in flight.steps:  # a late joiner sees what already happened
@@ -151,7 +167,7 @@ class RecoveryOperator:
             times.popleft()
         return times
 
-    async def _run(self, target: Target, flight: _Flight, deadline_s: float, actor: str) -> RecoveryResult:
+    async def _run(self, target: Target, flight: _Flight, deadline_s: float, actor: str, force: bool) -> RecoveryResult:
         started_at = datetime.now(UTC)
         t0 = time.perf_counter()
 
@@ -160,6 +176,8 @@ class RecoveryOperator:
             flight.steps.append(step)
             for listener in list(flight.listeners):
                 _call(listener, step)
+
+        diagnosis: Diagnosis | None = None
 
         def finish(
             outcome: Outcome,
@@ -170,6 +188,7 @@ class RecoveryOperator:
             tth_ms: float | None = None,
             attempts: int = 0,
             listener: str | None = None,
+            refused: bool = False,
         ) -> RecoveryResult:
             if outcome is Outcome.ESCALATED:
                 emit(StepKind.DONE, f"escalated: {reason}", after)
@@ -177,6 +196,7 @@ class RecoveryOperator:
                 emit(StepKind.DONE, f"healthy {tth_ms:.0f} ms after the NOTIFY ({attempts} re-checks)", after)
             else:
                 emit(StepKind.DONE, "already healthy: nothing to do", after)
+            api_ms = api_latency_ms(after) if outcome is Outcome.RECOVERED else None
             return RecoveryResult(
                 env=target.name,
                 outcome=outcome,
@@ -194,6 +214,10 @@ class RecoveryOperator:
                 finished_at=datetime.now(UTC),
                 actor=actor,
                 steps=tuple(flight.steps),
+                diagnosis=diagnosis,
+                refused_by_preflight=refused,
+                forced=force and notify_ms is not None,
+                kpis=reload_kpis(self._config.kpi, notify_ms=notify_ms, reload_ms=tth_ms, api_after_ms=api_ms),
             )
 
         before = await self._prober.probe(target)
@@ -201,42 +225,60 @@ class RecoveryOperator:
         if before.healthy:
             return finish(Outcome.ALREADY_HEALTHY, before)
 
-        verdict_info = info(before.verdict)
-        if not verdict_info.reload_helps:
-            reason = f"{before.verdict}: a reload cannot help ({verdict_info.why_no_reload})"
-            emit(StepKind.DECISION, f"no reload: {reason}")
-            return finish(Outcome.ESCALATED, before, reason=reason)
-
-        if target.secrets.database_dsn is None:
-            reason = f"no database DSN configured for {target.name}: cannot send the reload NOTIFY"
-            return finish(Outcome.ESCALATED, before, reason=reason)
-
-        reloads = self._prune(target.name)
-        if len(reloads) >= self._config.max_reloads:
-            window_min = self._config.reload_window_s / 60
-            reason = (
-                f"reload limit reached: {len(reloads)} reloads in the last {window_min:g} min for {target.name}; "
-                "something keeps breaking the cache (repeated migrations, an event trigger?). Investigate before "
-                "reloading again"
-            )
+        dsn = target.secrets.database_dsn
+        if dsn is None:
+            meta = info(before.verdict)
+            if not meta.reload_helps:
+                reason = f"{before.verdict}: a reload cannot help ({meta.why_no_reload})"
+            else:
+                reason = f"no database DSN configured for {target.name}: cannot send the reload NOTIFY"
             return finish(Outcome.ESCALATED, before, reason=reason)
 
         channel = target.config.notify_channel
         try:
             async with connect(
-                target.secrets.database_dsn,
+                dsn,
                 connect_timeout=self._config.db_connect_timeout_s,
                 command_timeout=self._config.db_command_timeout_s,
             ) as conn:
-                listener = await listener_status(conn, channel)
-                emit(StepKind.LISTENER, listener.detail)
-                if listener.state is ListenerState.ABSENT:
-                    return finish(
-                        Outcome.ESCALATED,
-                        before,
-                        reason=f"{listener.detail}; a NOTIFY would be ignored",
-                        listener=str(listener.state),
+                # Read the catalog first: stale or missing? why PGRST002? would a reload be heard, or hurt?
+                diagnosis = await diagnose_with(conn, target, before)
+                before = diagnosis.report
+                emit(StepKind.DIAGNOSIS, f"diagnosis: {before.verdict}; {diagnosis.headline}", before)
+                if diagnosis.listener is not None:
+                    emit(StepKind.LISTENER, diagnosis.listener.detail)
+                listener = str(diagnosis.listener.state) if diagnosis.listener else None
+
+                meta = info(before.verdict)
+                if not meta.reload_helps:
+                    reason = f"{before.verdict}: a reload cannot help ({meta.why_no_reload})"
+                    if diagnosis.findings:
+                        reason += f". Cause: {diagnosis.headline}"
+                    emit(StepKind.DECISION, f"no reload: {reason}")
+                    return finish(Outcome.ESCALATED, before, reason=reason, listener=listener)
+
+                reloads = self._prune(target.name)
+                if len(reloads) >= self._config.max_reloads:
+                    window_min = self._config.reload_window_s / 60
+                    reason = (
+                        f"reload limit reached: {len(reloads)} reloads in the last {window_min:g} min for "
+                        f"{target.name}; something keeps breaking the cache (repeated migrations, an event "
+                        "trigger?). Investigate before reloading again"
                     )
+                    return finish(Outcome.ESCALATED, before, reason=reason, listener=listener)
+
+                blockers = diagnosis.blockers
+                if blockers and not force:
+                    reason = (
+                        "pre-flight refused the NOTIFY: "
+                        + "; ".join(b.line() for b in blockers)
+                        + f". Fix that first, or force the reload: /reload {target.name} force:true "
+                        f"(CLI: pgrst-ops fix --env {target.name} --force)"
+                    )
+                    emit(StepKind.DECISION, reason)
+                    return finish(Outcome.ESCALATED, before, reason=reason, listener=listener, refused=True)
+                if blockers:
+                    emit(StepKind.DECISION, f"forced by {actor} despite: " + "; ".join(b.title for b in blockers))
                 notify_ms = await send_reload(conn, channel)
         except DatabaseError as err:
             return finish(Outcome.ESCALATED, before, reason=f"cannot send the reload: {err}")
@@ -244,7 +286,21 @@ class RecoveryOperator:
         reloads.append(self._clock())
         emit(StepKind.NOTIFY, f"NOTIFY {channel} 'reload schema' sent in {notify_ms:.1f} ms")
 
-        return await self._poll(target, deadline_s, notified_at, notify_ms, str(listener.state), emit, finish)
+        result = await self._poll(target, deadline_s, notified_at, notify_ms, listener or "unknown", emit, finish)
+        if result.outcome is Outcome.ESCALATED:
+            # Say what the reload ran into (a setting it applied, a lock it waits on), not only that it failed.
+            after = await diagnose(
+                target,
+                result.report_after,
+                connect_timeout=self._config.db_connect_timeout_s,
+                command_timeout=self._config.db_command_timeout_s,
+            )
+            if after.error is None:
+                reason = result.reason or ""
+                if after.findings:
+                    reason += f". Cause: {after.headline}"
+                result = dataclasses.replace(result, diagnosis=after, reason=reason, report_after=after.report)
+        return result
 
     async def _poll(
         self,
@@ -286,10 +342,7 @@ class RecoveryOperator:
             if unfixable_streak >= 2:
                 reason = f"after the NOTIFY the environment turned {report.verdict}: {info(report.verdict).summary}"
                 if report.verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE:
-                    reason += (
-                        " The reload itself may have applied a bad role setting (e.g. authenticator "
-                        "statement_timeout); check pg_db_role_setting"
-                    )
+                    reason += " The reload itself may have applied a bad role setting"
                 return finish(
                     Outcome.ESCALATED,
                     report,

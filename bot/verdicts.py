@@ -10,6 +10,8 @@ from enum import StrEnum
 class Verdict(StrEnum):
     HEALTHY = "healthy"
     STALE_SCHEMA_CACHE = "stale_schema_cache"
+    MISSING_IN_DATABASE = "missing_in_database"
+    NOT_GRANTED = "not_granted"
     SCHEMA_CACHE_UNAVAILABLE = "schema_cache_unavailable"
     DATABASE_UNREACHABLE = "database_unreachable"
     POSTGREST_DOWN = "postgrest_down"
@@ -46,10 +48,30 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "Send a schema reload: `/reload` or `pgrst-ops fix --env <env>` (NOTIFY fixes this).",
         reload_helps=True,
     ),
+    Verdict.MISSING_IN_DATABASE: VerdictInfo(
+        "🧩",
+        0xE67E22,
+        2,
+        "Missing in the database: the object the API was asked for does not exist (migration not applied or "
+        "wrong name).",
+        "Apply the migration that creates it (or fix the name in the app / probe config); a reload cannot help.",
+        reload_helps=False,
+        why_no_reload="the object does not exist in the database, so a fresh cache would not have it either",
+    ),
+    Verdict.NOT_GRANTED: VerdictInfo(
+        "🔒",
+        0xE67E22,
+        2,
+        "The object exists but the API roles have no grant on it (Supabase no longer auto-grants new tables): "
+        "a permission problem, not a stale cache.",
+        "GRANT the needed privileges to the API roles (anon, authenticated), then reload.",
+        reload_helps=False,
+        why_no_reload="the API roles may not use the object; a reload alone does not grant it",
+    ),
     Verdict.UNEXPECTED: VerdictInfo(
         "❓",
         0xE67E22,
-        2,
+        3,
         "The API answered in a way PostgREST does not (gateway error page, non-JSON, unknown error or huge body).",
         "Open the URL yourself and read the gateway and PostgREST logs; check rest_url in the config.",
         reload_helps=False,
@@ -58,7 +80,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
     Verdict.AUTH_REJECTED: VerdictInfo(
         "🔑",
         0xE67E22,
-        3,
+        4,
         "The API key we sent was rejected, so the checks could not see the data.",
         "Fix the API key secret the config names (rotated or expired key); this is not a schema cache problem.",
         reload_helps=False,
@@ -67,7 +89,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
     Verdict.SCHEMA_CACHE_UNAVAILABLE: VerdictInfo(
         "🔥",
         0xE74C3C,
-        4,
+        5,
         "PostgREST cannot load its schema cache (PGRST002): its schema query fails on every attempt.",
         "Find the cause in the database: authenticator role settings (pg_db_role_setting, e.g. a tiny "
         "statement_timeout), a migration holding a lock, a revoked catalog privilege or a dropped exposed "
@@ -79,7 +101,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
     Verdict.DATABASE_UNREACHABLE: VerdictInfo(
         "🔥",
         0xE74C3C,
-        5,
+        6,
         "PostgREST is up but cannot reach PostgreSQL (down, restarting, paused or out of connections).",
         "Check the database: is it up, paused, or at its connection limit? Restart the project if it stays down.",
         reload_helps=False,
@@ -88,7 +110,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
     Verdict.TIMEOUT: VerdictInfo(
         "⏱️",
         0xE74C3C,
-        6,
+        7,
         "No answer within the timeout: the project may be paused, overloaded, or the network path broken.",
         "Check the dashboard (is the project paused?) and the network path; restart the project if it stays "
         "unreachable.",
@@ -98,7 +120,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
     Verdict.POSTGREST_DOWN: VerdictInfo(
         "💀",
         0x992D22,
-        7,
+        8,
         "Connection refused: the PostgREST process is not running.",
         "Restart PostgREST (self-hosted) or the project from the dashboard.",
         reload_helps=False,

@@ -30,7 +30,7 @@ CASES = [
     ("column dropped: 42703", CheckKind.DATA, 400, JSON, err("42703"), True, Verdict.STALE_SCHEMA_CACHE),
     ("function created: PGRST202", CheckKind.RPC, 404, JSON, err("PGRST202"), True, Verdict.STALE_SCHEMA_CACHE),
     ("function dropped: 42883", CheckKind.RPC, 404, JSON, err("42883"), True, Verdict.STALE_SCHEMA_CACHE),
-    ("genuinely absent table: GET 42P01", CheckKind.DATA, 404, JSON, err("42P01"), True, Verdict.UNEXPECTED),
+    ("genuinely absent table: GET 42P01", CheckKind.DATA, 404, JSON, err("42P01"), True, Verdict.MISSING_IN_DATABASE),
     (
         "PGRST002 on data",
         CheckKind.DATA,

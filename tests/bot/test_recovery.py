@@ -34,8 +34,32 @@ async def test_stale_table_recovers_after_one_notify_with_measured_time(make_sta
     assert result.notify_sent and 0 < result.notify_ms < 1000
     assert result.time_to_healthy_ms is not None and 50 <= result.time_to_healthy_ms < 3000
     assert result.attempts >= 1 and result.listener == "present"
-    assert [s.kind for s in steps][:4] == [StepKind.PROBE, StepKind.LISTENER, StepKind.NOTIFY, StepKind.RECHECK]
+    assert [s.kind for s in steps][:5] == [
+        StepKind.PROBE,
+        StepKind.DIAGNOSIS,
+        StepKind.LISTENER,
+        StepKind.NOTIFY,
+        StepKind.RECHECK,
+    ]
+    assert "public.orders exists in the database" in steps[1].message
     assert steps[-1].kind is StepKind.DONE
+    assert [k.key for k in result.kpis] == ["notify", "reload", "api_after_reload"]
+
+
+async def test_missing_table_escalates_without_a_notify(make_stack):
+    result = await recover(make_stack(), env_overrides={"probe_tables": ["orders"]})
+    assert result.outcome is Outcome.ESCALATED and not result.notify_sent
+    assert result.verdict_after is Verdict.MISSING_IN_DATABASE
+    assert "a reload cannot help" in result.reason and "apply the migration" in result.reason
+
+
+async def test_ungranted_table_escalates_with_the_grant_to_run(make_stack):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key);")
+    result = await recover(stack, env_overrides={"probe_tables": ["orders"]})
+    assert result.outcome is Outcome.ESCALATED and not result.notify_sent
+    assert result.verdict_after is Verdict.NOT_GRANTED
+    assert "GRANT SELECT ON public.orders TO anon, authenticated" in result.reason
 
 
 async def test_stale_column_and_function_recover(make_stack):
@@ -68,16 +92,32 @@ async def test_pgrst002_escalates_at_once_without_a_notify(make_stack):
     assert "cannot help" in result.reason and "PGRST002" in result.reason
 
 
-async def test_reload_that_breaks_the_cache_escalates_quickly(make_stack):
+async def test_preflight_refuses_a_notify_that_would_apply_a_tiny_statement_timeout(make_stack):
     # One pool connection, opened before the bad setting: requests keep working until the reload reconnects.
     stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
     stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
-    # A pending bad setting: harmless until the reload reconnects PostgREST's pool.
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
-    result = await recover(stack, env_overrides={"probe_tables": ["orders"]}, recovery={"retries": 3, "delay_s": 3})
-    assert result.outcome is Outcome.ESCALATED
+    result = await recover(stack, env_overrides={"probe_tables": ["orders"]})
+    assert result.outcome is Outcome.ESCALATED and result.refused_by_preflight
+    assert not result.notify_sent and result.verdict_after is Verdict.STALE_SCHEMA_CACHE
+    assert "pre-flight refused" in result.reason and "statement_timeout=1ms" in result.reason
+    assert "force:true" in result.reason and "--force" in result.reason
+    # Nothing was broken: the API still serves from the old cache.
+    again = await recover(stack, env_overrides={"probe_tables": ["judgments"]})
+    assert again.outcome is Outcome.ALREADY_HEALTHY
+
+
+async def test_forced_reload_that_breaks_the_cache_escalates_quickly_naming_the_cause(make_stack):
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
+    result = await recover(
+        stack, env_overrides={"probe_tables": ["orders"]}, recovery={"retries": 3, "delay_s": 3}, force=True
+    )
+    assert result.outcome is Outcome.ESCALATED and result.forced
     assert result.notify_sent and result.verdict_after is Verdict.SCHEMA_CACHE_UNAVAILABLE
-    assert "statement_timeout" in result.reason
+    assert "Cause: statement_timeout too low for authenticator" in result.reason
+    assert result.diagnosis is not None and "applied" in result.diagnosis.findings[0].evidence
     assert (result.finished_at - result.started_at).total_seconds() < 5  # did not burn the 9 s budget
 
 
@@ -86,7 +126,8 @@ async def test_no_listener_escalates_instead_of_retrying_blindly(make_stack):
     stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
     result = await recover(stack, env_overrides={"probe_tables": ["orders"]})
     assert result.outcome is Outcome.ESCALATED and not result.notify_sent
-    assert result.listener == "absent" and "no listener" in result.reason
+    assert result.listener == "absent" and result.refused_by_preflight
+    assert "would not be heard" in result.reason and "channel is disabled" in result.reason
 
 
 async def test_monitor_without_read_all_stats_reports_unknown_and_notifies_anyway(make_stack):

@@ -1,0 +1,602 @@
+"""Diagnosis: why an environment broke, and whether a reload can help, read from the database catalog.
+
+The probe sees the API; this module sees PostgreSQL through the environment's DSN and answers what the
+API cannot tell: is a "not in the schema cache" object really in the database (stale) or genuinely
+missing; why the schema cache cannot load (PGRST002); will a NOTIFY be heard; and would a reload now make
+things worse (pre-flight). Every finding carries the evidence and the fix to run.
+
+Without pg_read_all_stats the monitoring role cannot see other sessions' queries or wait events; the
+checks that need them report "unknown" rather than guess.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from bot.classify import CheckKind
+from bot.config import Target
+from bot.database import DatabaseError, ListenerState, ListenerStatus, connect, listener_status
+from bot.probe import CheckResult, EnvReport, summarise
+from bot.verdicts import Verdict
+
+# Catalogs PostgREST's schema queries read; a revoked SELECT on one of them makes every reload fail.
+SCHEMA_CATALOGS = (
+    "pg_namespace",
+    "pg_class",
+    "pg_attribute",
+    "pg_attrdef",
+    "pg_type",
+    "pg_proc",
+    "pg_constraint",
+    "pg_index",
+    "pg_description",
+    "pg_inherits",
+    "pg_depend",
+    "pg_rewrite",
+    "pg_enum",
+    "pg_roles",
+)
+# PostgREST's slowest schema query takes about this many times our proxy query over the same catalog.
+SCHEMA_LOAD_FACTOR = 10.0
+SCHEMA_LOAD_FLOOR_MS = 20.0
+QUEUE_USAGE_WARN = 0.5
+CONNECTIONS_WARN_RATIO = 0.9
+
+_PGRST204_PATTERNS = (
+    re.compile(r"Column '([^']+)' of relation '([^']+)' does not exist"),  # 12.0.2
+    re.compile(r"Could not find the '([^']+)' column of '([^']+)'"),  # 12.2+
+)
+_42703_PATTERN = re.compile(r'column (?:"?[\w$]+"?\.)?"?([\w$]+)"? does not exist')
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One cause found in the database: what it is, what shows it, and the command that fixes it."""
+
+    cause: str  # stable key: role_setting, lock_wait, catalog_privilege, missing_schema, ...
+    title: str
+    evidence: str
+    fix: str
+    blocks_reload: bool = False  # pre-flight: a NOTIFY now would break the cache or cannot take effect
+
+    def line(self) -> str:
+        return f"{self.title}: {self.evidence}. Fix: {self.fix}"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    env: str
+    report: EnvReport  # the probe report with stale checks confirmed or re-classified from the catalog
+    findings: tuple[Finding, ...] = ()
+    listener: ListenerStatus | None = None
+    queue_usage: float | None = None
+    error: str | None = None  # the database could not be read: nothing here is known
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.report.verdict
+
+    @property
+    def blockers(self) -> list[Finding]:
+        return [f for f in self.findings if f.blocks_reload]
+
+    @property
+    def headline(self) -> str:
+        """One line for the alert: the main cause, or why there is none."""
+        if self.error:
+            return f"diagnosis unavailable: {self.error}"
+        if self.findings:
+            return self.findings[0].line()
+        return "no cause found in the database"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": str(self.verdict),
+            "headline": self.headline,
+            "findings": [f.to_json() for f in self.findings],
+            "listener": None if self.listener is None else str(self.listener.state),
+            "listener_detail": None if self.listener is None else self.listener.detail,
+            "notification_queue_usage": self.queue_usage,
+            "error": self.error,
+        }
+
+
+# -- catalog lookups ------------------------------------------------------------------------------
+_TABLE_SQL = """
+select n.nspname as schema, c.relname as name,
+       bool_or(has_schema_privilege(r, n.oid, 'USAGE')
+               and has_table_privilege(r, c.oid, 'SELECT,INSERT,UPDATE,DELETE')) as usable
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+cross join unnest($3::text[]) r
+where c.relname = $1 and n.nspname = any($2::text[]) and c.relkind in ('r', 'v', 'm', 'f', 'p')
+  and exists (select 1 from pg_roles where rolname = r)
+group by 1, 2
+"""
+_COLUMN_SQL = """
+select a.attname as name,
+       bool_or(has_column_privilege(r, c.oid, a.attnum, 'SELECT,INSERT,UPDATE')) as usable
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+cross join unnest($3::text[]) r
+where c.relname = $1 and n.nspname = any($2::text[]) and exists (select 1 from pg_roles where rolname = r)
+group by 1
+"""
+_FUNCTION_SQL = """
+select n.nspname as schema,
+       bool_or(has_schema_privilege(r, n.oid, 'USAGE') and has_function_privilege(r, p.oid, 'EXECUTE')) as usable
+from pg_proc p
+join pg_namespace n on n.oid = p.pronamespace
+cross join unnest($3::text[]) r
+where p.proname = $1 and n.nspname = any($2::text[]) and exists (select 1 from pg_roles where rolname = r)
+group by 1
+"""
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    exists: bool
+    usable: bool
+    where: str  # schema-qualified name or the schemas searched
+
+
+def _grant_fix(kind: str, qualified: str, roles: list[str], env: str) -> str:
+    who = ", ".join(roles)
+    if kind == "function":
+        return f"GRANT EXECUTE ON FUNCTION {qualified} TO {who}; then /reload {env}"
+    return f"GRANT SELECT ON {qualified} TO {who}; (add INSERT/UPDATE/DELETE as the app needs) then /reload {env}"
+
+
+async def _table_state(conn: asyncpg.Connection, name: str, schemas: list[str], roles: list[str]) -> ObjectState:
+    rows = await conn.fetch(_TABLE_SQL, name, schemas, roles)
+    if not rows:
+        return ObjectState(False, False, f"{'/'.join(schemas)}.{name}")
+    best = max(rows, key=lambda r: bool(r["usable"]))
+    return ObjectState(True, bool(best["usable"]), f"{best['schema']}.{name}")
+
+
+async def _function_state(conn: asyncpg.Connection, name: str, schemas: list[str], roles: list[str]) -> ObjectState:
+    rows = await conn.fetch(_FUNCTION_SQL, name, schemas, roles)
+    if not rows:
+        return ObjectState(False, False, f"{'/'.join(schemas)}.{name}()")
+    best = max(rows, key=lambda r: bool(r["usable"]))
+    return ObjectState(True, bool(best["usable"]), f"{best['schema']}.{name}()")
+
+
+def _columns_named(check: CheckResult, configured: list[str]) -> list[str]:
+    for pattern in _PGRST204_PATTERNS:
+        match = pattern.search(check.message or "")
+        if match:
+            return [match.group(1)]
+    if check.code == "42703":
+        match = _42703_PATTERN.search(check.message or "")
+        if match:
+            return [match.group(1)]
+    return configured
+
+
+def _stale_target(check: CheckResult) -> tuple[str, str] | None:
+    """(kind, name) of the object a stale-looking check is about."""
+    kind, _, name = check.name.partition(":")
+    if check.verdict is Verdict.STALE_SCHEMA_CACHE or check.code in ("42703", "42P01"):
+        if kind in ("cache", "data"):
+            return ("column", name) if check.code == "42703" else ("table", name)
+        if kind == "columns":
+            return ("column", name)
+        if kind == "rpc":
+            return ("function", name)
+    return None
+
+
+async def _refine_check(conn: asyncpg.Connection, target: Target, check: CheckResult) -> tuple[CheckResult, Finding]:
+    """Look the object behind a stale-looking check up in the catalog and say which it really is."""
+    env = target.config
+    schemas, roles = env.exposed_schemas, env.api_roles
+    spec = _stale_target(check)
+    assert spec is not None
+    kind, name = spec
+    table_name = name
+
+    if kind == "function":
+        state = await _function_state(conn, name, schemas, roles)
+        missing = [] if state.exists else [state.where]
+        ungranted = [state.where] if state.exists and not state.usable else []
+        present = state.where
+    else:
+        state = await _table_state(conn, table_name, schemas, roles)
+        missing, ungranted, present = [], [], state.where
+        if not state.exists:
+            missing = [state.where]
+        elif kind == "column":
+            configured = next((t.columns for t in env.probe_tables if t.name == table_name), [])
+            wanted = _columns_named(check, configured) or configured
+            rows = {r["name"]: bool(r["usable"]) for r in await conn.fetch(_COLUMN_SQL, table_name, schemas, roles)}
+            missing = [f"{state.where}.{c}" for c in wanted if c not in rows]
+            ungranted = [f"{state.where}.{c}" for c in wanted if c in rows and not rows[c]]
+            present = ", ".join(f"{state.where}.{c}" for c in wanted) or state.where
+        elif not state.usable:
+            ungranted = [state.where]
+
+    if missing:
+        what = ", ".join(missing)
+        finding = Finding(
+            "missing_in_database",
+            f"{kind} missing in the database",
+            f"{what} does not exist in the exposed schemas ({', '.join(schemas)}); the API answered "
+            f"{check.status} {check.code or check.detail}",
+            "apply the migration that creates it, or fix the name in the app / probe config; a reload cannot help",
+        )
+        verdict, detail = Verdict.MISSING_IN_DATABASE, f"{what} does not exist in the database"
+    elif ungranted:
+        what = ", ".join(ungranted)
+        qualified = ungranted[0].rsplit(".", 1)[0] if kind == "column" else ungranted[0]
+        finding = Finding(
+            "not_granted",
+            f"{kind} exists but the API roles may not use it",
+            f"{what} exists, but none of {', '.join(roles)} has a grant on it (Supabase no longer auto-grants "
+            "new tables)",
+            _grant_fix(kind, qualified, roles, target.name),
+        )
+        verdict, detail = Verdict.NOT_GRANTED, f"{what} exists but is not granted to {', '.join(roles)}"
+    else:
+        finding = Finding(
+            "stale_object",
+            "schema cache is stale",
+            f"{present} exists in the database and the API roles may use it, but PostgREST's cache does not "
+            f"have it ({check.status} {check.code or '{}'})",
+            f"send a schema reload: /reload {target.name} (NOTIFY {env.notify_channel}, 'reload schema')",
+        )
+        verdict, detail = Verdict.STALE_SCHEMA_CACHE, f"{check.detail}; {present} exists in the database (stale)"
+    return dataclasses.replace(check, verdict=verdict, detail=detail), finding
+
+
+# -- why PGRST002? --------------------------------------------------------------------------------
+_ROLE_SETTINGS_SQL = """
+select s.setdatabase <> 0 as per_database, s.setrole <> 0 as per_role, unnest(s.setconfig) as setting
+from pg_db_role_setting s
+where s.setrole in (0, (select oid from pg_roles where rolname = $1))
+  and s.setdatabase in (0, (select oid from pg_database where datname = current_database()))
+  and not (s.setrole = 0 and s.setdatabase = 0)
+"""
+# A stand-in for PostgREST's columns query over the same catalog: its time scales with the catalog size.
+_SCHEMA_PROXY_SQL = """
+select count(*), count(distinct d.adrelid)
+from pg_attribute a
+join pg_class c on c.oid = a.attrelid
+join pg_namespace n on n.oid = c.relnamespace
+left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+left join pg_description e on e.objoid = c.oid
+where n.nspname = any($1::text[]) and a.attnum > 0 and not a.attisdropped
+"""
+
+
+def _timeout_ms(value: str) -> float | None:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*", value)
+    if not match:
+        return None
+    number = float(match.group(1))
+    scale = {"us": 0.001, "ms": 1, None: 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+    return number * scale[match.group(2)]
+
+
+async def _estimate_schema_load_ms(conn: asyncpg.Connection, schemas: list[str]) -> float:
+    started = time.perf_counter()
+    await conn.fetchrow(_SCHEMA_PROXY_SQL, schemas)
+    proxy_ms = (time.perf_counter() - started) * 1000
+    return max(SCHEMA_LOAD_FLOOR_MS, proxy_ms * SCHEMA_LOAD_FACTOR)
+
+
+async def _role_setting_findings(conn: asyncpg.Connection, target: Target, cache_down: bool) -> list[Finding]:
+    role = target.config.authenticator_role
+    rows = await conn.fetch(_ROLE_SETTINGS_SQL, role)
+    # Most specific wins: role+database, then role, then database.
+    settings: dict[str, tuple[int, str]] = {}
+    for row in rows:
+        name, _, value = str(row["setting"]).partition("=")
+        rank = 2 * bool(row["per_role"]) + bool(row["per_database"])
+        if name not in settings or rank > settings[name][0]:
+            settings[name] = (rank, value)
+    findings: list[Finding] = []
+    for name in ("statement_timeout", "lock_timeout"):
+        if name not in settings:
+            continue
+        rank, value = settings[name]
+        limit = _timeout_ms(value)
+        if limit is None or limit == 0:
+            continue
+        estimate = await _estimate_schema_load_ms(conn, target.config.exposed_schemas)
+        if name == "statement_timeout" and limit >= estimate:
+            continue
+        if name == "lock_timeout" and limit >= 1000:
+            continue
+        scope = f" IN DATABASE {await conn.fetchval('select current_database()')}" if rank % 2 else ""
+        if rank < 2:
+            scope_text = "for every role in this database (ALTER DATABASE)"
+            fix = f"ALTER DATABASE {await conn.fetchval('select current_database()')} RESET {name};"
+        else:
+            scope_text = f"for role {role}"
+            fix = f"ALTER ROLE {role}{scope} RESET {name}; (or SET it to at least 8s, Supabase's default)"
+        when = (
+            "applied: it is why the schema cache cannot load"
+            if cache_down
+            else "pending: the next reload reconnects PostgREST's pool and applies it"
+        )
+        what = (
+            f"below the ~{estimate:.0f} ms the schema queries take here"
+            if name == "statement_timeout"
+            else "so short that any lock makes the schema query fail"
+        )
+        findings.append(
+            Finding(
+                "role_setting",
+                f"{name} too low for {role}",
+                f"pg_db_role_setting sets {name}={value} {scope_text}, {what} ({when})",
+                fix + " PostgREST then recovers by itself within a second",
+                blocks_reload=True,
+            )
+        )
+    return findings
+
+
+async def _catalog_privilege_findings(conn: asyncpg.Connection, target: Target) -> list[Finding]:
+    role = target.config.authenticator_role
+    if not await conn.fetchval("select exists (select 1 from pg_roles where rolname = $1)", role):
+        return [
+            Finding(
+                "role_missing",
+                f"role {role} does not exist",
+                f"pg_roles has no {role}; configure authenticator_role to the role PostgREST logs in as",
+                "set authenticator_role in the config (or create the role)",
+            )
+        ]
+    rows = await conn.fetch(
+        "select t from unnest($2::text[]) t where not has_table_privilege($1, 'pg_catalog.' || t, 'SELECT')",
+        role,
+        list(SCHEMA_CATALOGS),
+    )
+    if not rows:
+        return []
+    revoked = [r["t"] for r in rows]
+    grants = " ".join(f"GRANT SELECT ON pg_catalog.{t} TO PUBLIC;" for t in revoked)
+    return [
+        Finding(
+            "catalog_privilege",
+            "catalog privilege revoked",
+            f"{role} may not read pg_catalog.{', pg_catalog.'.join(revoked)}, so PostgREST's schema query fails",
+            f"{grants} PostgREST then recovers by itself within a second",
+            blocks_reload=True,
+        )
+    ]
+
+
+async def _schema_findings(conn: asyncpg.Connection, target: Target) -> list[Finding]:
+    schemas = target.config.exposed_schemas
+    rows = await conn.fetch(
+        "select s from unnest($1::text[]) s where not exists (select 1 from pg_namespace where nspname = s)",
+        schemas,
+    )
+    if not rows:
+        return []
+    gone = [r["s"] for r in rows]
+    return [
+        Finding(
+            "missing_schema",
+            "exposed schema does not exist",
+            f"db-schemas lists {', '.join(gone)}, which no longer exist(s) in the database "
+            "(dropped or renamed by a migration)",
+            f"recreate the schema ({'; '.join(f'CREATE SCHEMA {s}' for s in gone)}) or remove it from PostgREST's "
+            "db-schemas and restart PostgREST; then update exposed_schemas in the pgrst-ops config",
+        )
+    ]
+
+
+_LOCK_WAIT_SQL = """
+select w.pid as waiter, b.pid as blocker, b.application_name, b.usename::text as usename, b.query,
+       extract(epoch from now() - coalesce(b.xact_start, b.query_start)) as held_s,
+       (select string_agg(distinct l.mode, ', ') from pg_locks l where l.pid = b.pid and l.granted
+          and l.locktype = 'relation') as modes,
+       (select string_agg(distinct l.relation::regclass::text, ', ') from pg_locks l
+          where l.pid = b.pid and l.granted and l.locktype = 'relation'
+            and l.mode in ('AccessExclusiveLock', 'ExclusiveLock', 'ShareRowExclusiveLock')) as relations
+from pg_stat_activity w
+cross join lateral unnest(pg_blocking_pids(w.pid)) as bp(pid)
+join pg_stat_activity b on b.pid = bp.pid
+where w.application_name like 'PostgREST%' and w.datname = current_database()
+  and exists (select 1 from pg_locks l where l.pid = w.pid and not l.granted)
+"""
+
+
+def first_words(query: str | None, words: int = 3) -> str:
+    """The start of a statement for a message, without literals (they may hold secrets)."""
+    if not query or query.startswith("<insufficient"):
+        return "(query hidden: grant the monitoring role pg_read_all_stats)"
+    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", query, flags=re.S)
+    tokens = [t for t in text.split() if not any(q in t for q in "'\"$")]
+    return " ".join(tokens[:words]) + " …"
+
+
+async def _lock_findings(conn: asyncpg.Connection, target: Target) -> list[Finding]:
+    rows = await conn.fetch(_LOCK_WAIT_SQL)
+    findings = []
+    for row in rows[:3]:
+        held = row["held_s"]
+        held_text = f"for {held:.0f} s" if held is not None else "(duration hidden without pg_read_all_stats)"
+        app = row["application_name"] or "no application_name"
+        on = f" on {row['relations']}" if row["relations"] else ""
+        findings.append(
+            Finding(
+                "lock_wait",
+                "schema reload blocked by a lock",
+                f"PostgREST backend {row['waiter']} waits for a lock held by PID {row['blocker']} "
+                f"({app}, user {row['usename'] or '?'}){on} {held_text}: {first_words(row['query'])}",
+                f"let that transaction finish, or cancel it: SELECT pg_cancel_backend({row['blocker']}); "
+                f"(pg_terminate_backend({row['blocker']}) if it is idle in transaction); the reload then completes",
+                blocks_reload=True,
+            )
+        )
+    return findings
+
+
+async def _connection_findings(conn: asyncpg.Connection, target: Target, report: EnvReport) -> list[Finding]:
+    role = target.config.authenticator_role
+    # PostgREST's own error names the limit it hit; our sample of pg_stat_activity may fall between retries.
+    messages = " ".join((c.message or "").lower() for c in report.checks)
+    api_role_limit = "too many connections for role" in messages
+    api_server_limit = "too many clients" in messages or "remaining connection slots" in messages
+    row = await conn.fetchrow(
+        """
+        select (select rolconnlimit from pg_roles where rolname = $1) as role_limit,
+               (select count(*) from pg_stat_activity where usename = $1) as role_used,
+               current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+                 as server_limit,
+               (select count(*) from pg_stat_activity where backend_type = 'client backend') as server_used
+        """,
+        role,
+    )
+    assert row is not None
+    findings = []
+    role_limit, role_used = row["role_limit"], int(row["role_used"])
+    role_full = role_limit is not None and role_limit >= 0 and role_used >= role_limit * CONNECTIONS_WARN_RATIO
+    if role_full or api_role_limit:
+        seen = "; PostgREST reports 'too many connections for role'" if api_role_limit else ""
+        findings.append(
+            Finding(
+                "connection_limit",
+                f"{role} is at its connection limit",
+                f"{role_used} of {role_limit} connections allowed for {role} are in use (rolconnlimit){seen}; a "
+                "reload reconnects PostgREST's pool and may not get a connection back",
+                f"ALTER ROLE {role} CONNECTION LIMIT {max(role_limit * 2, role_limit + 10)}; or lower PostgREST's "
+                "db-pool / close idle sessions",
+                blocks_reload=api_role_limit or role_used >= (role_limit or 0),
+            )
+        )
+    server_limit, server_used = int(row["server_limit"]), int(row["server_used"])
+    if server_used >= server_limit * CONNECTIONS_WARN_RATIO or api_server_limit:
+        findings.append(
+            Finding(
+                "connection_limit",
+                "server is at max_connections",
+                f"{server_used} of {server_limit} non-reserved connections are in use",
+                "close idle sessions (pg_terminate_backend on idle ones), use a session pooler, or raise "
+                "max_connections (restart needed)",
+                blocks_reload=api_server_limit or server_used >= server_limit,
+            )
+        )
+    return findings
+
+
+# -- will a NOTIFY be heard? ----------------------------------------------------------------------
+async def _listener_findings(
+    conn: asyncpg.Connection, target: Target, listener: ListenerStatus, report: EnvReport
+) -> list[Finding]:
+    if listener.state is not ListenerState.ABSENT:
+        return []
+    role = target.config.authenticator_role
+    row = await conn.fetchrow(
+        """
+        select count(*) as sessions,
+               count(*) filter (where application_name ~* 'pgbouncer|supavisor|odyssey|pgcat') as pooled
+        from pg_stat_activity where usename = $1 and datname = current_database()
+        """,
+        role,
+    )
+    assert row is not None
+    sessions, pooled = int(row["sessions"]), int(row["pooled"])
+    api_answers = any(c.status is not None for c in report.checks if c.kind not in (CheckKind.LIVE, CheckKind.READY))
+    if listener.postgrest_backends:
+        why, fix = (
+            "PostgREST is connected but none of its sessions LISTENs: the channel is disabled "
+            "(db-channel-enabled=false) or PostgREST listens on another channel",
+            f"set db-channel-enabled=true and db-channel={target.config.notify_channel} (or fix notify_channel in "
+            "the config), then restart PostgREST",
+        )
+    elif pooled or (sessions and api_answers):
+        why, fix = (
+            f"{sessions} session(s) of {role} come through a pooler, not from PostgREST directly: a transaction "
+            "pooler (PgBouncer transaction mode, Supavisor :6543) drops LISTEN",
+            "point PostgREST's db-uri at a direct or session-mode connection (port 5432), then restart it",
+        )
+    elif api_answers:
+        why, fix = (
+            "the API answers but no PostgREST session is connected to this database: the DSN points at another "
+            "database, or a pooler hides PostgREST",
+            "check that database_dsn names the database PostgREST serves (same host, port and db name)",
+        )
+    else:
+        why, fix = (
+            "PostgREST has no connection to the database: it is down or reconnecting",
+            "wait a few seconds and re-check; restart PostgREST / the project if it stays down",
+        )
+    return [Finding("no_listener", "a NOTIFY would not be heard", why, fix, blocks_reload=True)]
+
+
+async def _queue_findings(conn: asyncpg.Connection) -> tuple[float | None, list[Finding]]:
+    usage = float(await conn.fetchval("select pg_notification_queue_usage()"))
+    if usage < QUEUE_USAGE_WARN:
+        return usage, []
+    return usage, [
+        Finding(
+            "notify_queue",
+            "notification queue nearly full",
+            f"pg_notification_queue_usage() = {usage:.0%}: a listening session stuck in a long transaction keeps "
+            "old notifications from being freed, so new ones may fail or never arrive",
+            "find the oldest listening session 'idle in transaction' in pg_stat_activity and end it "
+            "(pg_terminate_backend); then reload",
+            blocks_reload=usage >= 0.99,
+        )
+    ]
+
+
+# -- entry points ---------------------------------------------------------------------------------
+def refine_report(report: EnvReport, checks: list[CheckResult]) -> EnvReport:
+    """The report with re-classified checks; verdict and explanation recomputed the usual way."""
+    refined = summarise(report.env, checks, report.checked_at, report.duration_ms)
+    return dataclasses.replace(refined, server_version=report.server_version or refined.server_version)
+
+
+async def diagnose_with(conn: asyncpg.Connection, target: Target, report: EnvReport) -> Diagnosis:
+    """Everything the catalog can tell about an unhealthy (or about to be reloaded) environment."""
+    findings: list[Finding] = []
+    checks = list(report.checks)
+    for i, check in enumerate(checks):
+        if _stale_target(check) is not None:
+            checks[i], finding = await _refine_check(conn, target, check)
+            if finding not in findings:
+                findings.append(finding)
+    refined = refine_report(report, checks)
+    # Causes first: they explain the symptoms above.
+    cache_down = refined.verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE
+    causes = await _role_setting_findings(conn, target, cache_down)
+    causes += await _catalog_privilege_findings(conn, target)
+    causes += await _lock_findings(conn, target)
+    causes += await _schema_findings(conn, target)
+    causes += await _connection_findings(conn, target, refined)
+    listener = await listener_status(conn, target.config.notify_channel)
+    causes += await _listener_findings(conn, target, listener, refined)
+    queue_usage, queue = await _queue_findings(conn)
+    causes += queue
+    # Object findings (stale / missing / ungranted) come after the causes of a PGRST002, before the rest.
+    ordered = causes + findings if cache_down else findings + causes
+    return Diagnosis(target.name, refined, tuple(ordered), listener, queue_usage)
+
+
+async def diagnose(target: Target, report: EnvReport, *, connect_timeout: float, command_timeout: float) -> Diagnosis:
+    """Open a connection with timeouts and diagnose; never raises for database trouble."""
+    dsn = target.secrets.database_dsn
+    if dsn is None:
+        return Diagnosis(target.name, report, error="no database DSN configured: cannot read the catalog")
+    try:
+        async with connect(dsn, connect_timeout=connect_timeout, command_timeout=command_timeout) as conn:
+            return await diagnose_with(conn, target, report)
+    except DatabaseError as err:
+        return Diagnosis(target.name, report, error=str(err))

@@ -1,0 +1,231 @@
+"""Diagnosis against a real PostgreSQL + PostgREST: each cause reproduced, then named with its fix."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from bot.database import ListenerState
+from bot.diagnose import Diagnosis, diagnose, first_words
+from bot.probe import Prober, make_http_client
+from bot.verdicts import Verdict
+from tests.conftest import build_settings, targets_for
+
+
+async def probe_and_diagnose(stack, *, environ=None, **overrides) -> Diagnosis:
+    settings = build_settings({"env": stack.env_config(**overrides)})
+    (target,) = targets_for(settings, {**stack.env_vars, **(environ or {})}, need_dsn=True)
+    async with make_http_client() as client:
+        report = await Prober(client).probe(target)
+    return await diagnose(target, report, connect_timeout=3, command_timeout=5)
+
+
+def causes(diagnosis: Diagnosis) -> list[str]:
+    return [f.cause for f in diagnosis.findings]
+
+
+async def test_healthy_environment_has_no_findings(make_stack):
+    diagnosis = await probe_and_diagnose(make_stack())
+    assert diagnosis.verdict is Verdict.HEALTHY and diagnosis.findings == ()
+    assert diagnosis.listener is not None and diagnosis.listener.state is ListenerState.PRESENT
+    assert diagnosis.queue_usage == 0
+
+
+@pytest.mark.parametrize(
+    ("setup_sql", "overrides", "verdict", "cause", "names"),
+    [
+        (
+            "CREATE TABLE public.orders (id int); GRANT SELECT ON public.orders TO anon, authenticated;",
+            {"probe_tables": ["orders"]},
+            Verdict.STALE_SCHEMA_CACHE,
+            "stale_object",
+            "public.orders exists",
+        ),
+        ("", {"probe_tables": ["orders"]}, Verdict.MISSING_IN_DATABASE, "missing_in_database", "orders"),
+        (
+            "ALTER TABLE public.judgments ADD COLUMN verdict text;",
+            {"probe_tables": [{"name": "judgments", "columns": ["verdict"]}]},
+            Verdict.STALE_SCHEMA_CACHE,
+            "stale_object",
+            "public.judgments.verdict",
+        ),
+        (
+            "",
+            {"probe_tables": [{"name": "judgments", "columns": ["verdict"]}]},
+            Verdict.MISSING_IN_DATABASE,
+            "missing_in_database",
+            "public.judgments.verdict",
+        ),
+        (
+            "CREATE FUNCTION public.fresh() RETURNS int LANGUAGE sql AS 'select 2';",
+            {"probe_functions": ["fresh"]},
+            Verdict.STALE_SCHEMA_CACHE,
+            "stale_object",
+            "public.fresh()",
+        ),
+        ("", {"probe_functions": ["fresh"]}, Verdict.MISSING_IN_DATABASE, "missing_in_database", "fresh()"),
+        (
+            "CREATE TABLE public.secrets (id int);",
+            {"probe_tables": ["secrets"]},
+            Verdict.NOT_GRANTED,
+            "not_granted",
+            "GRANT SELECT ON public.secrets TO anon, authenticated",
+        ),
+    ],
+    ids=[
+        "new granted table is stale",
+        "absent table is missing",
+        "new column is stale",
+        "absent column is missing",
+        "new function is stale",
+        "absent function is missing",
+        "ungranted new table is a permission problem, not stale",
+    ],
+)
+async def test_stale_or_missing_is_decided_by_the_catalog(make_stack, setup_sql, overrides, verdict, cause, names):
+    stack = make_stack()
+    if setup_sql:
+        stack.sql(setup_sql)
+    diagnosis = await probe_and_diagnose(stack, **overrides)
+    assert diagnosis.verdict is verdict, diagnosis.report.explanation
+    assert diagnosis.findings[0].cause == cause
+    assert names in diagnosis.findings[0].line()
+
+
+async def test_missing_table_explanation_says_migration_not_applied(make_stack):
+    diagnosis = await probe_and_diagnose(make_stack(), probe_tables=["orders"])
+    assert "migration not applied" in diagnosis.report.explanation
+    assert not any(f.blocks_reload for f in diagnosis.findings)
+
+
+async def test_pending_tiny_statement_timeout_is_found_before_it_breaks_anything(make_stack):
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
+    stack.sql("CREATE TABLE public.orders (id int); GRANT SELECT ON public.orders TO anon;")
+    stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '5ms'")
+    diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"])
+    assert diagnosis.verdict is Verdict.STALE_SCHEMA_CACHE
+    (blocker,) = diagnosis.blockers
+    assert blocker.cause == "role_setting" and "pending" in blocker.evidence
+    assert "statement_timeout=5ms" in blocker.evidence
+    assert f"ALTER ROLE authenticator IN DATABASE {stack.db} RESET statement_timeout" in blocker.fix
+
+
+async def test_applied_tiny_statement_timeout_is_named_as_the_cause_of_pgrst002(make_stack):
+    stack = make_stack()
+    stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
+    stack.notify()
+    await asyncio.sleep(0.5)
+    diagnosis = await probe_and_diagnose(stack)
+    assert diagnosis.verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE
+    assert diagnosis.findings[0].cause == "role_setting"
+    assert "applied" in diagnosis.findings[0].evidence
+    assert diagnosis.headline.startswith("statement_timeout too low for authenticator")
+
+
+async def test_sane_statement_timeout_is_not_reported(make_stack):
+    stack = make_stack()
+    stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '8s'")
+    stack.sql("CREATE TABLE public.orders (id int); GRANT SELECT ON public.orders TO anon;")
+    diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"])
+    assert "role_setting" not in causes(diagnosis) and diagnosis.blockers == []
+
+
+async def test_revoked_catalog_privilege_is_named_with_the_grant_to_run(make_stack):
+    stack = make_stack()
+    stack.sql("REVOKE SELECT ON pg_catalog.pg_proc FROM PUBLIC")
+    try:
+        stack.notify()
+        await asyncio.sleep(0.5)
+        diagnosis = await probe_and_diagnose(stack)
+    finally:
+        stack.sql("GRANT SELECT ON pg_catalog.pg_proc TO PUBLIC")
+    assert diagnosis.verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE
+    assert diagnosis.findings[0].cause == "catalog_privilege"
+    assert "GRANT SELECT ON pg_catalog.pg_proc TO PUBLIC" in diagnosis.findings[0].fix
+
+
+async def test_dropped_exposed_schema_is_named(make_stack):
+    stack = make_stack()
+    diagnosis = await probe_and_diagnose(stack, exposed_schemas=["public", "api"])
+    assert "missing_schema" in causes(diagnosis)
+    (finding,) = [f for f in diagnosis.findings if f.cause == "missing_schema"]
+    assert "api" in finding.evidence and "CREATE SCHEMA api" in finding.fix
+
+
+async def test_migration_holding_a_lock_names_the_blocking_pid_and_application(make_stack):
+    stack = make_stack()
+    stack.sql("CREATE VIEW public.recent AS SELECT * FROM public.judgments; GRANT SELECT ON public.recent TO anon;")
+    stack.notify()
+    migration = await asyncpg.connect(
+        stack.dsn("postgres", stack.cluster.superuser_password), server_settings={"application_name": "migrate.sh"}
+    )
+    try:
+        tx = migration.transaction()
+        await tx.start()
+        await migration.execute("LOCK TABLE public.recent IN ACCESS EXCLUSIVE MODE")
+        stack.notify()
+        await asyncio.sleep(0.5)
+        diagnosis = await probe_and_diagnose(stack, probe_tables=[], probe_root=False)
+        blocker_pid = migration.get_server_pid()
+        await tx.rollback()
+    finally:
+        await migration.close()
+    (finding,) = [f for f in diagnosis.findings if f.cause == "lock_wait"]
+    assert f"PID {blocker_pid} (migrate.sh" in finding.evidence
+    assert "LOCK TABLE public.recent …" in finding.evidence and "for " in finding.evidence
+    assert f"pg_cancel_backend({blocker_pid})" in finding.fix and finding.blocks_reload
+
+
+async def test_disabled_channel_says_why_no_notify_would_be_heard(make_stack):
+    stack = make_stack(channel_enabled=False)
+    stack.sql("CREATE TABLE public.orders (id int); GRANT SELECT ON public.orders TO anon;")
+    diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"])
+    (finding,) = [f for f in diagnosis.findings if f.cause == "no_listener"]
+    assert "channel is disabled" in finding.evidence and finding.blocks_reload
+
+
+async def test_monitoring_role_without_stats_gets_unknown_not_a_wrong_answer(make_stack):
+    stack = make_stack(channel_enabled=True, monitor_user="monitor")
+    stack.sql("CREATE TABLE public.orders (id int); GRANT SELECT ON public.orders TO anon;")
+    diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"])
+    assert diagnosis.listener is not None and diagnosis.listener.state is ListenerState.UNKNOWN
+    assert "no_listener" not in causes(diagnosis)
+    assert diagnosis.verdict is Verdict.STALE_SCHEMA_CACHE and diagnosis.blockers == []
+
+
+async def test_role_at_its_connection_limit_blocks_the_reload(make_stack):
+    stack = make_stack()
+    used = int(stack.sql("select count(*) from pg_stat_activity where usename = 'authenticator'").strip())
+    stack.sql(f"ALTER ROLE authenticator CONNECTION LIMIT {used}")
+    try:
+        stack.sql("CREATE TABLE public.orders (id int); GRANT SELECT ON public.orders TO anon;")
+        diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"])
+    finally:
+        stack.sql("ALTER ROLE authenticator CONNECTION LIMIT -1")
+    (finding,) = [f for f in diagnosis.findings if f.cause == "connection_limit"]
+    assert "rolconnlimit" in finding.evidence and finding.blocks_reload
+
+
+async def test_without_a_dsn_diagnosis_says_it_cannot_read_the_catalog(make_stack):
+    stack = make_stack()
+    settings = build_settings({"env": stack.env_config(database_dsn=None)})
+    (target,) = targets_for(settings, {})
+    async with make_http_client() as client:
+        report = await Prober(client).probe(target)
+    diagnosis = await diagnose(target, report, connect_timeout=1, command_timeout=1)
+    assert diagnosis.error and "no database DSN" in diagnosis.headline
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("ALTER ROLE x PASSWORD 'hunter2'", "ALTER ROLE x …"),
+        ("  -- migrate\n  LOCK TABLE public.t IN ACCESS EXCLUSIVE MODE", "LOCK TABLE public.t …"),
+        ("UPDATE t SET secret = $$x$$", "UPDATE t SET …"),
+        ("<insufficient privilege>", "(query hidden: grant the monitoring role pg_read_all_stats)"),
+    ],
+)
+def test_blocking_query_is_cut_to_its_first_words_without_literals(query, expected):
+    assert first_words(query) == expected
