@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -16,6 +17,7 @@ from typing import TextIO
 import httpx
 
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
+from bot.diagnose import Diagnosis, diagnose_unhealthy
 from bot.escalation import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert, numbered_steps
 from bot.probe import EnvReport, Prober, make_http_client
 from bot.recovery import Outcome, RecoveryOperator, RecoveryResult, RecoveryStep, StepKind, StepListener
@@ -42,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--delay", type=float, metavar="S", help="seconds per retry in the budget")
     fix.add_argument("--json", action="store_true", help="print one JSON document")
     fix.add_argument("--no-alert", action="store_true", help="do not post the CRITICAL alert on escalation")
+    fix.add_argument(
+        "--force",
+        action="store_true",
+        help="send the NOTIFY even if the pre-flight check finds it would break the cache or not be heard",
+    )
     fix.add_argument("--verbose", "-v", action="store_true")
     return parser
 
@@ -50,7 +57,19 @@ def _mark(ok: bool) -> str:
     return "✅" if ok else "❌"
 
 
-def render_report(report: EnvReport, *, verbose: bool = False) -> str:
+def render_diagnosis(diagnosis: Diagnosis) -> list[str]:
+    if diagnosis.error:
+        return [f"  🩺 Cause: unknown ({diagnosis.error})"]
+    if not diagnosis.findings:
+        return ["  🩺 Cause: none found in the database"]
+    lines = []
+    for i, finding in enumerate(diagnosis.findings):
+        lines.append(f"  🩺 {'Cause' if i == 0 else 'Also'}: {finding.title}: {finding.evidence}")
+        lines.append(f"     Fix: {finding.fix}")
+    return lines
+
+
+def render_report(report: EnvReport, *, verbose: bool = False, diagnosis: Diagnosis | None = None) -> str:
     headline = "HEALTHY" if report.healthy else str(report.verdict).upper()
     lines = [f"PostgREST Health [{report.env.upper()}]: {_mark(report.healthy)} {headline}"]
     width = max(len(c.label) for c in report.checks) if report.checks else 0
@@ -72,23 +91,41 @@ def render_report(report: EnvReport, *, verbose: bool = False) -> str:
             lines.append(f"  {'':<{width}}  {' · '.join(extra)}")
     if not report.healthy or verbose:
         lines.append(f"  → {report.explanation}")
+        if diagnosis is not None:
+            lines += render_diagnosis(diagnosis)
         lines.append(f"  → Next: {report.next_step}")
     return "\n".join(lines)
+
+
+def with_optional_dsn(target: Target) -> Target:
+    """`check` needs no DSN; when one is set anyway, use it to diagnose what the probe found."""
+    dsn = read_optional_secret(target.config.database_dsn)
+    return dataclasses.replace(target, secrets=dataclasses.replace(target.secrets, database_dsn=dsn))
 
 
 async def run_check(settings: Settings, targets: list[Target], *, as_json: bool, verbose: bool, out: TextIO) -> int:
     async with make_http_client(t.config for t in targets) as client:
         reports = await Prober(client, max_body_bytes=settings.max_body_bytes).probe_many(targets)
+    rec = settings.recovery
+    diagnoses = await diagnose_unhealthy(
+        [with_optional_dsn(t) for t in targets if t.config.database_dsn is not None],
+        reports,
+        connect_timeout=rec.db_connect_timeout_s,
+        command_timeout=rec.db_command_timeout_s,
+    )
+    # The catalog may re-classify a check (stale vs missing in the database vs not granted).
+    reports = [diagnoses[r.env].report if r.env in diagnoses else r for r in reports]
     if as_json:
-        json.dump(
-            {"healthy": all(r.healthy for r in reports), "environments": [r.to_json() for r in reports]},
-            out,
-            indent=2,
-            ensure_ascii=False,
-        )
+        envs = []
+        for r in reports:
+            doc = r.to_json()
+            doc["diagnosis"] = diagnoses[r.env].to_json() if r.env in diagnoses else None
+            envs.append(doc)
+        json.dump({"healthy": all(r.healthy for r in reports), "environments": envs}, out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
-        out.write("\n\n".join(render_report(r, verbose=verbose) for r in reports) + "\n")
+        text = [render_report(r, verbose=verbose, diagnosis=diagnoses.get(r.env)) for r in reports]
+        out.write("\n\n".join(text) + "\n")
     return EXIT_OK if all(r.healthy for r in reports) else EXIT_UNHEALTHY
 
 
@@ -99,7 +136,7 @@ def _section(out: TextIO, title: str) -> None:
 def _step_printer(out: TextIO, verbose: bool) -> StepListener:
     titles = {
         StepKind.PROBE: "STEP 1: Run Health Probe",
-        StepKind.LISTENER: "STEP 2: Check that PostgREST listens",
+        StepKind.DIAGNOSIS: "STEP 2: Diagnose from the database catalog",
         StepKind.NOTIFY: "STEP 3: Send Schema Reload Command",
     }
     rechecks_started = False
@@ -112,9 +149,11 @@ def _step_printer(out: TextIO, verbose: bool) -> StepListener:
             out.write(render_report(step.report, verbose=verbose) + "\n")
             if not step.report.healthy:
                 meta = info(step.report.verdict)
-                action = "Attempting NOTIFY reload..." if meta.reload_helps else "A reload cannot fix this."
+                action = "Checking the database before a reload..." if meta.reload_helps else "A reload cannot fix this."
                 out.write(f"  ⚠️  Detected {step.report.verdict}. {action}\n")
         elif step.kind is StepKind.LISTENER:
+            out.write(f"  👂 {step.message}\n")
+        elif step.kind is StepKind.DIAGNOSIS:
             out.write(f"  {step.message}\n")
         elif step.kind is StepKind.NOTIFY:
             out.write(f"  ✅ {step.message}\n")
@@ -142,6 +181,7 @@ async def run_fix(
     alert: bool,
     verbose: bool,
     out: TextIO,
+    force: bool = False,
 ) -> int:
     async with make_http_client([target.config]) as client:
         prober = Prober(client, max_body_bytes=settings.max_body_bytes)
@@ -151,7 +191,10 @@ async def run_fix(
                 f"{'=' * 70}\n  OPERATOR-GRADE SCHEMA CACHE RECOVERY\n{'=' * 70}\n\n  Environment: {target.name.upper()}\n"
             )
         on_step = None if as_json else _step_printer(out, verbose)
-        result = await operator.recover(target, retries=retries, delay_s=delay, actor="cli", on_step=on_step)
+        actor = "cli --force" if force else "cli"
+        result = await operator.recover(
+            target, retries=retries, delay_s=delay, actor=actor, on_step=on_step, force=force
+        )
         alert_status = None
         if result.outcome is Outcome.ESCALATED and alert:
             alert_status = await _send_alert(client, settings, target, result)
@@ -192,11 +235,18 @@ def _print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_st
             f"\n  PostgREST schema cache has been refreshed: healthy {result.time_to_healthy_ms:.0f} ms after the "
             f"NOTIFY ({result.attempts} re-checks, NOTIFY took {result.notify_ms:.1f} ms).\n"
         )
+        if result.kpis:
+            out.write("\n  KPIs (RUN-002):\n" + "".join(f"    {k.line()}\n" for k in result.kpis))
         return
     _section(out, "❌ AUTOMATED RECOVERY FAILED")
     env = target.config
     out.write(f"\n  Verdict: {result.verdict_after}\n  Reason:  {result.reason}\n")
-    out.write(f"  Diagnosis: {result.report_after.explanation}\n  Next: {result.report_after.next_step}\n")
+    out.write(f"  Diagnosis: {result.report_after.explanation}\n")
+    if result.diagnosis is not None:
+        out.write("\n".join(render_diagnosis(result.diagnosis)) + "\n")
+    if result.refused_by_preflight:
+        out.write(f"  Force it anyway: pgrst-ops fix --env {target.name} --force\n")
+    out.write(f"  Next: {result.report_after.next_step}\n")
     out.write("\n  🚨 ACTION REQUIRED: Go to Supabase Dashboard → Settings → Restart Project\n")
     link = env.restart_url or env.dashboard_url
     if link:
@@ -241,6 +291,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
             alert=not args.no_alert,
             verbose=args.verbose,
             out=out,
+            force=args.force,
         )
     )
 

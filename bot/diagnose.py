@@ -11,9 +11,11 @@ checks that need them report "unknown" rather than guess.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -585,8 +587,11 @@ async def diagnose_with(conn: asyncpg.Connection, target: Target, report: EnvRep
     causes += await _listener_findings(conn, target, listener, refined)
     queue_usage, queue = await _queue_findings(conn)
     causes += queue
-    # Object findings (stale / missing / ungranted) come after the causes of a PGRST002, before the rest.
-    ordered = causes + findings if cache_down else findings + causes
+    # The headline is what matters most: the cause of a PGRST002, else what stops a reload, else the objects.
+    if cache_down:
+        ordered = causes + findings
+    else:
+        ordered = [f for f in causes if f.blocks_reload] + findings + [f for f in causes if not f.blocks_reload]
     return Diagnosis(target.name, refined, tuple(ordered), listener, queue_usage)
 
 
@@ -600,3 +605,19 @@ async def diagnose(target: Target, report: EnvReport, *, connect_timeout: float,
             return await diagnose_with(conn, target, report)
     except DatabaseError as err:
         return Diagnosis(target.name, report, error=str(err))
+
+
+async def diagnose_unhealthy(
+    targets: Sequence[Target], reports: Sequence[EnvReport], *, connect_timeout: float, command_timeout: float
+) -> dict[str, Diagnosis]:
+    """Diagnose, concurrently, each unhealthy environment that has a DSN (keyed by environment name)."""
+    by_name = {t.name: t for t in targets}
+    todo = [
+        (by_name[r.env], r)
+        for r in reports
+        if not r.healthy and r.env in by_name and by_name[r.env].secrets.database_dsn is not None
+    ]
+    results = await asyncio.gather(
+        *(diagnose(t, r, connect_timeout=connect_timeout, command_timeout=command_timeout) for t, r in todo)
+    )
+    return {d.env: d for d in results}

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.config import EnvironmentConfig
+from bot.diagnose import Diagnosis
 from bot.probe import CheckResult, EnvReport
 from bot.recovery import RecoveryResult
 from bot.verdicts import info
@@ -93,17 +94,25 @@ def build_critical_alert(
     result: RecoveryResult | None = None,
     since: datetime | None = None,
     alert_role_id: int | None = None,
+    diagnosis: Diagnosis | None = None,
 ) -> dict[str, Any]:
     """The CRITICAL message: what is wrong, since when, what was tried, and what to do next."""
+    diagnosis = diagnosis or (result.diagnosis if result else None)
     verdict = report.verdict
     meta = info(verdict)
     since = since or (result.started_at if result else report.checked_at)
     status = "Automated recovery failed" if result and result.notify_sent else "Automated recovery cannot fix this"
+    if result and result.refused_by_preflight:
+        status = "Reload refused by the pre-flight check (it would not help or would make things worse)"
+    cause = diagnosis.findings[0] if diagnosis and diagnosis.findings else None
+    action = (
+        "Fix the cause below; restart the project only if that does not help" if cause else "Manual project restart"
+    )
     restart = str(env.restart_url) if env.restart_url else (str(env.dashboard_url) if env.dashboard_url else None)
     lines = [
         f"**Environment:** {env_name.upper()}",
         f"**Status:** {status}",
-        "**Action required:** Manual project restart",
+        f"**Action required:** {action}",
         f"**Since:** <t:{int(since.timestamp())}:R> ({since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)",
     ]
     if restart:
@@ -114,6 +123,22 @@ def build_critical_alert(
     if report.server_version:
         fields.append({"name": "Server", "value": report.server_version, "inline": True})
     fields.append({"name": "Diagnosis", "value": report.explanation, "inline": False})
+    if cause is not None:
+        fields.append({"name": f"🩺 Cause: {cause.title}", "value": cause.evidence, "inline": False})
+        fields.append({"name": "🛠️ Fix", "value": f"```\n{cause.fix}\n```", "inline": False})
+        if diagnosis is not None and len(diagnosis.findings) > 1:
+            more = "\n".join(f"• {f.title}" for f in diagnosis.findings[1:4])
+            fields.append({"name": "Also found", "value": more, "inline": False})
+    elif diagnosis is not None and diagnosis.error:
+        fields.append({"name": "🩺 Cause", "value": f"unknown: {diagnosis.headline}", "inline": False})
+    if result is not None and result.refused_by_preflight:
+        fields.append(
+            {
+                "name": "Force the reload anyway",
+                "value": f"`/reload {env_name} force:true` or `pgrst-ops fix --env {env_name} --force`",
+                "inline": False,
+            }
+        )
     if result is not None:
         tried = (
             f"NOTIFY sent ({result.notify_ms:.0f} ms), {result.attempts} re-checks"
@@ -140,11 +165,12 @@ def build_critical_alert(
     if restart:
         embed["url"] = restart
     payload: dict[str, Any] = {"embeds": [fit_embed(embed)]}
+    headline = f"PostgREST {env_name.upper()} is down: " + (cause.title if cause else "manual restart needed")
     if alert_role_id is not None:
-        payload["content"] = f"<@&{alert_role_id}> PostgREST {env_name.upper()} is down: manual restart needed"
+        payload["content"] = truncate(f"<@&{alert_role_id}> {headline}", CONTENT_MAX)
         payload["allowed_mentions"] = {"parse": [], "roles": [str(alert_role_id)]}
     else:
-        payload["content"] = f"PostgREST {env_name.upper()} is down: manual restart needed"
+        payload["content"] = truncate(headline, CONTENT_MAX)
         payload["allowed_mentions"] = {"parse": []}
     return payload
 

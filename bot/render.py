@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.diagnose import Diagnosis
 from bot.escalation import FIELDS_MAX, check_line, fit_embed, format_duration, truncate
 from bot.monitor import EnvState, MonitorHealth
 from bot.probe import EnvReport
@@ -19,18 +20,36 @@ def rel(ts: datetime | None) -> str:
     return f"<t:{int(ts.timestamp())}:R>" if ts else "never"
 
 
-def env_block(report: EnvReport) -> str:
+def diagnosis_lines(diagnosis: Diagnosis | None) -> list[str]:
+    if diagnosis is None:
+        return []
+    if diagnosis.error:
+        return [f"🩺 cause unknown: {diagnosis.error}"]
+    if not diagnosis.findings:
+        return ["🩺 no cause found in the database"]
+    cause = diagnosis.findings[0]
+    lines = [f"🩺 **Cause:** {cause.title}: {cause.evidence}", f"🛠️ **Fix:** `{cause.fix}`"]
+    lines += [f"➕ also: {f.title}" for f in diagnosis.findings[1:3]]
+    return lines
+
+
+def env_block(report: EnvReport, diagnosis: Diagnosis | None = None) -> str:
     lines = [check_line(c) for c in report.checks]
     if not report.healthy:
         lines.append(f"**Why:** {report.explanation}")
+        lines += diagnosis_lines(diagnosis)
         lines.append(f"**Next:** {report.next_step}")
     elif report.auth_limited:
         lines.append("ℹ️ auth-limited: some checks got 401/403 (PostgREST is up; data not verified)")
     return "\n".join(lines)
 
 
-def health_embeds(reports: Sequence[EnvReport]) -> list[dict[str, Any]]:
-    """One embed per 25 environments (Discord allows 10 embeds per message)."""
+def health_embeds(
+    reports: Sequence[EnvReport], diagnoses: Mapping[str, Diagnosis] | None = None
+) -> list[dict[str, Any]]:
+    """One embed per 25 environments (Discord allows 10 embeds per message); diagnosed reports replace probes."""
+    diagnoses = diagnoses or {}
+    reports = [diagnoses[r.env].report if r.env in diagnoses else r for r in reports]
     overall = worst(r.verdict for r in reports)
     unhealthy = [r.env for r in reports if not r.healthy]
     summary = (
@@ -48,7 +67,7 @@ def health_embeds(reports: Sequence[EnvReport]) -> list[dict[str, Any]]:
             "fields": [
                 {
                     "name": f"{info(r.verdict).emoji} {r.env.upper()} — {r.verdict}",
-                    "value": env_block(r),
+                    "value": env_block(r, diagnoses.get(r.env)),
                     "inline": False,
                 }
                 for r in chunk
@@ -125,8 +144,15 @@ def reload_embed(env: str, lines: Sequence[str], *, result: RecoveryResult | Non
     if result is not None:
         audit = f"{actor} · {env} · {result.outcome} · {result.finished_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
         fields = [{"name": "Audit", "value": audit, "inline": False}]
+        if result.forced:
+            fields.append({"name": "Forced", "value": "sent despite the pre-flight findings", "inline": False})
+        if result.kpis:
+            fields.append({"name": "KPIs", "value": "\n".join(k.line() for k in result.kpis), "inline": False})
         if result.outcome is Outcome.ESCALATED:
             fields.append({"name": "Reason", "value": result.reason or "—", "inline": False})
+            cause = diagnosis_lines(result.diagnosis)
+            if cause:
+                fields.append({"name": "Diagnosis", "value": "\n".join(cause), "inline": False})
             fields.append({"name": "Next step", "value": result.report_after.next_step, "inline": False})
         embed["fields"] = fields
         embed["timestamp"] = result.finished_at.isoformat()

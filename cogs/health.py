@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.app import PgrstOpsBot
 from bot.config import Target
+from bot.diagnose import diagnose_unhealthy
 from bot.render import health_embeds
 from cogs.common import env_autocomplete, find_target, services, unknown_env
 
@@ -18,8 +19,13 @@ ALL = "*"
 
 
 async def probe_embeds(interaction: discord.Interaction, targets: list[Target]) -> list[discord.Embed]:
-    reports = await services(interaction).prober.probe_many(targets)
-    return [discord.Embed.from_dict(e) for e in health_embeds(reports)]
+    svc = services(interaction)
+    reports = await svc.prober.probe_many(targets)
+    rec = svc.settings.recovery
+    diagnoses = await diagnose_unhealthy(
+        targets, reports, connect_timeout=rec.db_connect_timeout_s, command_timeout=rec.db_command_timeout_s
+    )
+    return [discord.Embed.from_dict(e) for e in health_embeds(reports, diagnoses)]
 
 
 def recheck_view(env: str) -> discord.ui.View:

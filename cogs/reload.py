@@ -61,6 +61,7 @@ class ConfirmView(discord.ui.View):
 def step_line(step: RecoveryStep) -> str:
     icons = {
         StepKind.PROBE: "🔎",
+        StepKind.DIAGNOSIS: "🩺",
         StepKind.DECISION: "🛑",
         StepKind.LISTENER: "👂",
         StepKind.NOTIFY: "📣",
@@ -72,9 +73,12 @@ def step_line(step: RecoveryStep) -> str:
 
 class Reload(commands.Cog):
     @app_commands.command(name="reload", description="Reload PostgREST's schema cache (NOTIFY) and re-check")
-    @app_commands.describe(env="Environment to reload")
+    @app_commands.describe(
+        env="Environment to reload",
+        force="Send the NOTIFY even if the pre-flight check says it would break the cache or not be heard",
+    )
     @app_commands.autocomplete(env=env_autocomplete)
-    async def reload(self, interaction: discord.Interaction, env: str) -> None:
+    async def reload(self, interaction: discord.Interaction, env: str, force: bool = False) -> None:
         target = find_target(interaction, env)
         if target is None:
             await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
@@ -86,20 +90,23 @@ class Reload(commands.Cog):
                 ephemeral=True,
             )
             return
-        if target.config.protected:
-            if not await self._confirmed(interaction, env):
+        if target.config.protected or force:
+            if not await self._confirmed(interaction, env, force):
                 return
         else:
             await interaction.response.defer(thinking=True)
-        await self._run(interaction, env)
+        await self._run(interaction, env, force)
 
-    async def _confirmed(self, interaction: discord.Interaction, env: str) -> bool:
+    async def _confirmed(self, interaction: discord.Interaction, env: str, force: bool) -> bool:
         timeout = services(interaction).settings.discord.confirm_timeout_s
         view = ConfirmView(interaction.user.id, timeout)
-        await interaction.response.send_message(
-            f"⚠️ **{env.upper()}** is protected. Send `NOTIFY` to reload its schema cache? ({timeout:g} s to confirm)",
-            view=view,
+        question = (
+            f"⚠️ **Force** a reload of **{env.upper()}**? The NOTIFY is sent even if the pre-flight check finds "
+            "it would break the schema cache (e.g. a too-low statement_timeout) or not be heard."
+            if force
+            else f"⚠️ **{env.upper()}** is protected. Send `NOTIFY` to reload its schema cache?"
         )
+        await interaction.response.send_message(f"{question} ({timeout:g} s to confirm)", view=view)
         timed_out = await view.wait()
         if view.confirmed:
             return True
@@ -111,9 +118,9 @@ class Reload(commands.Cog):
                 )
         return False
 
-    async def _run(self, interaction: discord.Interaction, env: str) -> None:
+    async def _run(self, interaction: discord.Interaction, env: str, force: bool) -> None:
         svc = services(interaction)
-        actor = f"{interaction.user.display_name} (/reload)"
+        actor = f"{interaction.user.display_name} (/reload{' force' if force else ''})"
         lines: list[str] = []
         dirty = asyncio.Event()
 
@@ -135,7 +142,7 @@ class Reload(commands.Cog):
 
         editor = asyncio.create_task(show_progress())
         try:
-            result = await svc.operator.recover(svc.targets[env], actor=actor, on_step=on_step)
+            result = await svc.operator.recover(svc.targets[env], actor=actor, on_step=on_step, force=force)
         finally:
             editor.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -131,10 +131,15 @@ async def test_pgrst002_fix_escalates_posts_the_critical_alert_and_exits_1(make_
     payload = recorder.posts[0]["json"]
     embed = payload["embeds"][0]
     assert embed["title"].startswith("🔥 CRITICAL: PostgREST unhealthy")
-    assert "**Environment:** PROD" in embed["description"] and "Manual project restart" in embed["description"]
+    assert "**Environment:** PROD" in embed["description"] and "Fix the cause below" in embed["description"]
     assert "<@&4242>" in payload["content"] and payload["allowed_mentions"] == {"parse": [], "roles": ["4242"]}
+    assert "statement_timeout too low for authenticator" in payload["content"]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert "schema_cache_unavailable" in fields["Verdict"] and "PGRST002" in fields["Last checks"]
+    # The alert carries the diagnosis: cause, evidence, fix.
+    assert "statement_timeout=1ms" in fields["🩺 Cause: statement_timeout too low for authenticator"]
+    assert f"ALTER ROLE authenticator IN DATABASE {stack.db} RESET statement_timeout" in fields["🛠️ Fix"]
+    assert "🩺 Cause: statement_timeout too low" in proc.stdout
     assert CANARY not in proc.stdout + proc.stderr
 
 
@@ -166,3 +171,43 @@ async def test_canary_password_never_appears_in_any_output(make_stack, tmp_path)
 def test_bad_usage_exits_2(tmp_path):
     proc = cli(tmp_path / "none.yaml", "fix")  # --env missing
     assert proc.returncode == 2 and "--env" in proc.stderr
+
+
+async def test_check_with_a_dsn_tells_missing_from_stale(make_stack, tmp_path):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    config = write_config(
+        tmp_path / "c.yaml",
+        {
+            "staging": stack.env_config(probe_tables=["orders"]),
+            "qa": stack.env_config(probe_tables=["invoices"]),
+        },
+    )
+    proc = await acli(config, "check", env=stack.env_vars)
+    assert proc.returncode == 1
+    assert "PostgREST Health [STAGING]: ❌ STALE_SCHEMA_CACHE" in proc.stdout
+    assert "PostgREST Health [QA]: ❌ MISSING_IN_DATABASE" in proc.stdout
+    assert "🩺 Cause: table missing in the database: public.invoices does not exist" in proc.stdout
+    doc = json.loads((await acli(config, "check", "--json", env=stack.env_vars)).stdout)
+    envs = {e["env"]: e for e in doc["environments"]}
+    assert envs["staging"]["diagnosis"]["findings"][0]["cause"] == "stale_object"
+    assert envs["qa"]["verdict"] == "missing_in_database"
+
+
+async def test_fix_refused_by_preflight_exits_1_and_force_sends_the_notify(make_stack, tmp_path):
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
+    config = write_config(
+        tmp_path / "c.yaml", {"dev": stack.env_config(probe_tables=["orders"])}, recovery={"retries": 2, "delay_s": 1}
+    )
+    refused = await acli(config, "fix", "--env", "dev", "--no-alert", "--json", env=stack.env_vars)
+    doc = json.loads(refused.stdout)
+    assert refused.returncode == 1 and doc["refused_by_preflight"] and not doc["notify_sent"]
+    assert doc["diagnosis"]["findings"][0]["cause"] == "role_setting"
+    text = await acli(config, "fix", "--env", "dev", "--no-alert", env=stack.env_vars)
+    assert "Force it anyway: pgrst-ops fix --env dev --force" in text.stdout
+    forced = await acli(config, "fix", "--env", "dev", "--no-alert", "--force", "--json", env=stack.env_vars)
+    doc = json.loads(forced.stdout)
+    assert forced.returncode == 1 and doc["notify_sent"] and doc["forced"]
+    assert doc["verdict_after"] == "schema_cache_unavailable"

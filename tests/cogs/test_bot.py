@@ -25,8 +25,9 @@ async def test_commands_are_synced_to_the_guild_with_their_options(fake, make_st
     assert set(commands) == {"health", "reload", "status"}
     (health_env,) = commands["health"]["options"]
     assert health_env["name"] == "env" and not health_env.get("required") and health_env["autocomplete"]
-    (reload_env,) = commands["reload"]["options"]
+    reload_env, reload_force = commands["reload"]["options"]
     assert reload_env["name"] == "env" and reload_env["required"] and reload_env["autocomplete"]
+    assert reload_force["name"] == "force" and not reload_force.get("required") and reload_force["type"] == 5
     assert not commands["status"].get("options")
 
 
@@ -258,3 +259,45 @@ async def test_a_broken_cog_does_not_stop_the_others(fake, make_stack):
         await record.wait_acked()
     assert {c["name"] for c in fake.commands[fake.guild_id]} == {"health", "status"}
     assert "cogs.no_such_cog" in bot.failed_cogs and not record.errors
+
+
+async def test_health_names_the_cause_of_an_unhealthy_environment_and_its_fix(fake, make_stack):
+    stack = make_stack()
+    async with running_bot(fake, {"dev": stack.env_config(probe_tables=["orders"])}, stack.env_vars):
+        record = await fake.invoke_slash("health", user_id=fake.user_ids["carol"], options={"env": "dev"})
+        await record.wait_for(lambda r: bool(r.followups) or (r.original is not None and bool(r.original.embeds)), 10)
+    message = record.followups[0] if record.followups else record.original
+    (field,) = message.embeds[0]["fields"]
+    # The API looked stale; the catalog says the table was never created.
+    assert field["name"] == "🧩 DEV — missing_in_database"
+    assert "🩺 **Cause:** table missing in the database" in field["value"]
+    assert "apply the migration" in field["value"]
+
+
+async def test_reload_refused_by_preflight_then_forced_with_confirmation(fake, make_stack):
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
+    stack.sql(STALE_TABLE)
+    stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
+    alice = fake.user_ids["alice"]
+    envs = {"dev": stack.env_config(probe_tables=["orders"])}
+    async with running_bot(fake, envs, stack.env_vars, recovery={"retries": 2, "delay_s": 1}) as bot:
+        refused = await fake.invoke_slash("reload", user_id=alice, options={"env": "dev"})
+        await refused.wait_for(lambda r: r.original is not None and "Audit" in str(r.original.embeds), 15)
+        assert bot.services.operator.reloads_in_window("dev") == 0
+        fields = {f["name"]: f["value"] for f in refused.original.embeds[0]["fields"]}
+        assert "pre-flight refused the NOTIFY" in fields["Reason"] and "force:true" in fields["Reason"]
+        assert "statement_timeout=1ms" in fields["Diagnosis"]
+        alert = await fake.wait_for_message(fake.ops_channel_id, lambda m: "CRITICAL" in m.embed_text(), 10)
+        assert "Force the reload anyway" in alert.embed_text() and "refused by the pre-flight" in alert.embed_text()
+
+        forced = await fake.invoke_slash("reload", user_id=alice, options={"env": "dev", "force": True})
+        await forced.wait_acked()
+        assert "**Force** a reload of **DEV**" in forced.original.content
+        confirm = await fake.click_button(forced.original, forced.original.buttons()[0]["custom_id"], user_id=alice)
+        await confirm.wait_acked()
+        await forced.wait_for(lambda r: r.original is not None and "Audit" in str(r.original.embeds), 20)
+        assert bot.services.operator.reloads_in_window("dev") == 1
+    final = {f["name"]: f["value"] for f in forced.original.embeds[0]["fields"]}
+    assert forced.original.embeds[0]["title"] == "❌ DEV escalated" and "Forced" in final
+    assert "Alice (/reload force)" in final["Audit"]
+    assert "applied: it is why the schema cache cannot load" in final["Diagnosis"]
