@@ -496,6 +496,23 @@ async def _relation_served(api: _Api, schema: str, name: str) -> Presence:
     return _relation_presence(api, await api.send("OPTIONS", f"/{name}", schema=schema))
 
 
+def _lookup_presence(api: _Api, answer: _Answer, *, missing_code: str) -> Presence:
+    """A column or function lookup: `missing_code` while the cache lacks it; proof of a passed lookup otherwise.
+
+    Passed: 415/406 PGRST107 (our unproducible media type), 300 PGRST203 (ambiguous overloads), a PostgreSQL
+    SQLSTATE (the request reached the database), or a success. A bare 401/403 from a gateway proves nothing.
+    """
+    code = answer.code or ""
+    if code == missing_code:
+        return Presence.ABSENT
+    if api.undecided(answer) or answer.status is None:
+        return Presence.UNKNOWN
+    if answer.status < 300 or code in ("PGRST107", "PGRST203") or (code and not code.startswith("PGRST")):
+        return Presence.SERVED
+    api.undecided_answer = api.undecided_answer or answer.label
+    return Presence.UNKNOWN
+
+
 def _quote_column(name: str) -> str:
     return '"' + name.replace('"', "") + '"'
 
@@ -511,11 +528,7 @@ async def _columns_presence(api: _Api, schema: str, table: str, columns: Sequenc
         content=b"[]",
         content_type="application/json",
     )
-    if answer.code == "PGRST204":
-        return Presence.ABSENT
-    if api.undecided(answer) or answer.status == 404:
-        return Presence.UNKNOWN
-    return Presence.SERVED  # 415 PGRST107, or a later refusal (42501 ...): the columns passed the cache
+    return _lookup_presence(api, answer, missing_code="PGRST204")
 
 
 async def _missing_columns(api: _Api, schema: str, table: str, columns: Sequence[str]) -> tuple[list[str], bool]:
@@ -553,11 +566,7 @@ async def _function_served(api: _Api, schema: str, name: str, required: Sequence
         answer = await api.send(
             "GET", f"/rpc/{name}", schema=schema, accept=UNPRODUCIBLE_ACCEPT, params=dict.fromkeys(required, "")
         )
-    if answer.code == "PGRST202":
-        return Presence.ABSENT
-    if api.undecided(answer) or answer.status == 404:
-        return Presence.UNKNOWN
-    return Presence.SERVED  # 415 PGRST107, 300 PGRST203 (ambiguous overloads), or it ran
+    return _lookup_presence(api, answer, missing_code="PGRST202")
 
 
 # ---------------------------------------------------------------------------------------------- compare

@@ -305,17 +305,29 @@ async def test_anonymous_access_disabled_without_a_key_is_unknown_not_in_sync(ma
     assert "(first answer: HTTP 401 PGRST302)" in report.summary
 
 
-async def test_a_404_that_is_not_postgrest_never_makes_tables_missing(make_stack):
+GATEWAY_ANSWERS = [
+    ("plain 404", 404, b"Not Found", "application/octet-stream"),
+    ("gateway 401 without a code", 401, b'{"message": "Invalid API key"}', "application/json"),
+    ("gateway 403 without a code", 403, b'{"message": "forbidden"}', "application/json"),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "ctype"), [g[1:] for g in GATEWAY_ANSWERS], ids=[g[0] for g in GATEWAY_ANSWERS]
+)
+async def test_answers_that_are_not_postgrest_never_make_objects_missing_or_in_sync(make_stack, status, body, ctype):
     stack = make_stack()
+    stack.sql("ALTER TABLE public.judgments ADD COLUMN verdict text;")
 
     async def handler(request: web.Request) -> web.Response:
-        return web.Response(status=404, text="Not Found")
+        return web.Response(status=status, body=body, content_type=ctype)
 
     async with LocalServer.catch_all(handler) as url:
         report = await drift(stack, env_overrides={"rest_url": url})
     assert report.status is DriftStatus.UNKNOWN, report.summary
-    assert not report.missing_in_api
-    assert "public.judgments" in report.unverified
+    assert not report.missing_in_api and not report.extra_in_api
+    assert report.unverified == ("public.judgments", "public.ping")
+    assert f"HTTP {status}" in (report.unclear_answer or "")
 
 
 def test_summary_caps_long_lists_and_stays_on_one_line():
