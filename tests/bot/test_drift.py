@@ -289,7 +289,7 @@ async def test_exposed_schema_postgrest_does_not_serve_is_unknown(make_stack):
     assert "does not serve schema 'api' (PGRST106)" in (report.error or "")
 
 
-async def test_missing_api_role_and_schema_are_noted(make_stack):
+async def test_api_role_missing_from_the_database_is_noted(make_stack):
     stack = make_stack()
     report = await drift(stack, env_overrides={"api_roles": ["anon", "web_user"]}, method="probe")
     assert report.in_sync, report.summary
