@@ -1,0 +1,796 @@
+"""Schema drift: what the database offers the API roles against what PostgREST actually serves.
+
+The reload runbook's `check-schema-sync.sh` compared a count of `pg_tables` with the length of the OpenAPI
+document: wrong on every axis (views, columns, functions, grants, schemas). This module compares object by
+object, and only objects an API role may use, because:
+
+- since 2026 Supabase no longer auto-grants new tables: an ungranted table is a permission problem that a
+  reload cannot fix, so it is reported as `ungranted`, never as a stale cache;
+- PostgREST caches every relation and column of the exposed schemas whatever the grants, so a cached but
+  ungranted object is normal, not drift.
+
+What PostgREST 12 shows, measured on the real binary (see tests/bot/test_drift.py):
+
+- the OpenAPI root (`GET /`, one schema per `Accept-Profile`) lists the cached relations that the requesting
+  role may use *now* (a live privilege query) with their cached columns: new relations and columns are absent
+  until a reload, a dropped column stays, a dropped table vanishes at once;
+- its `/rpc/...` paths come from a live query, not from the cache: useless for stale functions, so functions
+  are always checked one by one: `GET /rpc/<fn>?<required args>` with an Accept type PostgREST cannot produce
+  answers 415 PGRST107 when the function is cached (nothing runs: the lookup precedes negotiation) and
+  404 PGRST202 when it is not. (`OPTIONS /rpc/<fn>` only finds functions callable without arguments.)
+- `OPTIONS /<relation>` answers 404 (`{}`; v13+ PGRST205) while the relation is missing from the cache, and
+  200 otherwise, whatever the grants;
+- `POST /<relation>?columns=a,b` with `[]` answers 400 PGRST204 while a named column is missing from the cache;
+  with the same unproducible Accept type PostgREST stops before inserting anything (415 PGRST107).
+
+When the root cannot be read (401/403 from a gateway that refuses the key, a document over the body cap, not
+JSON, OpenAPI disabled), every object is checked with those per-object requests instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import asyncpg
+import httpx
+
+from bot.config import Target
+from bot.database import DatabaseError, connect
+
+# A media type no PostgREST can produce: the request is looked up in the schema cache, then refused (PGRST107)
+# before any SQL runs.
+UNPRODUCIBLE_ACCEPT = "application/x-pgrst-ops-drift-probe"
+OPENAPI_ACCEPT = "application/openapi+json, application/json;q=0.9"
+PROBE_CONCURRENCY = 8
+SUMMARY_NAMES = 5
+# PostgREST's rule (SchemaCache.hs): a function with unnamed arguments is callable only through a single
+# unnamed argument of one of these types, sent as the whole request body.
+UNNAMED_ARG_BODY = {"json": "application/json", "jsonb": "application/json", "text": "text/plain", "xml": "text/xml"}
+
+
+class DriftStatus(StrEnum):
+    IN_SYNC = "in_sync"
+    STALE = "stale"  # the schema cache lags the database: a reload helps
+    UNKNOWN = "unknown"  # the database or the API could not be read (fully): never reported as in sync
+
+
+class DriftMethod(StrEnum):
+    OPENAPI = "openapi"  # relations and columns from the OpenAPI root (absences confirmed per object)
+    PROBE = "probe"  # every object checked with its own request
+
+
+@dataclass(frozen=True)
+class DriftObjects:
+    """Qualified names: tables `schema.table`, columns `schema.table.column`, functions `schema.function`."""
+
+    tables: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.tables or self.columns or self.functions)
+
+    @property
+    def count(self) -> int:
+        return len(self.tables) + len(self.columns) + len(self.functions)
+
+    def describe(self, limit: int = SUMMARY_NAMES) -> str:
+        parts = []
+        for label, names in (("tables", self.tables), ("columns", self.columns), ("functions", self.functions)):
+            if names:
+                parts.append(f"{label} {cap_names(names, limit)}")
+        return "; ".join(parts)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"tables": list(self.tables), "columns": list(self.columns), "functions": list(self.functions)}
+
+    @staticmethod
+    def of(tables: Iterable[str] = (), columns: Iterable[str] = (), functions: Iterable[str] = ()) -> DriftObjects:
+        return DriftObjects(tuple(sorted(set(tables))), tuple(sorted(set(columns))), tuple(sorted(set(functions))))
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    env: str
+    status: DriftStatus
+    method: DriftMethod | None
+    missing_in_api: DriftObjects  # usable in the database, absent from the cache: a reload helps
+    extra_in_api: DriftObjects  # in the cache, gone from the database: a reload helps
+    ungranted: DriftObjects  # in the database, but no API role may use them: GRANT, a reload cannot help
+    unverified: tuple[str, ...]  # objects the API gave no usable answer for
+    unclear_answer: str | None  # the first such answer, e.g. "HTTP 401 PGRST302"
+    notes: tuple[str, ...]  # how it was checked and what could not be
+    error: str | None
+    compared: dict[str, int]  # usable objects compared: tables, columns, functions
+    requests: int
+    duration_ms: float
+    checked_at: datetime
+
+    @property
+    def in_sync(self) -> bool:
+        return self.status is DriftStatus.IN_SYNC
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.missing_in_api or self.extra_in_api)
+
+    @property
+    def next_step(self) -> str:
+        if self.error:
+            return "fix what stops the check (see the error), then run it again"
+        steps = []
+        if self.stale:
+            steps.append("reload the schema cache (NOTIFY pgrst, 'reload schema')")
+        if self.ungranted:
+            steps.append("GRANT the API roles what they need on the ungranted objects (a reload cannot help)")
+        if self.unverified:
+            steps.append("re-check the unverified objects")
+        return "; ".join(steps) or "nothing to do"
+
+    @property
+    def summary(self) -> str:
+        """One line for an alert or a Discord field."""
+        via = {DriftMethod.OPENAPI: "OpenAPI root", DriftMethod.PROBE: "per-object probes", None: "no API read"}
+        if self.error:
+            head = f"drift unknown: {self.error}"
+        elif self.stale:
+            parts = []
+            if self.missing_in_api:
+                parts.append(f"missing in API: {self.missing_in_api.describe()}")
+            if self.extra_in_api:
+                parts.append(f"served but gone from the database: {self.extra_in_api.describe()}")
+            head = "stale schema cache, a reload helps: " + "; ".join(parts)
+        elif self.unverified:
+            seen = f" (first answer: {self.unclear_answer})" if self.unclear_answer else ""
+            head = f"drift unknown: no clear answer for {cap_names(self.unverified)}{seen}"
+        else:
+            c = self.compared
+            head = (
+                f"in sync: {c.get('tables', 0)} tables, {c.get('columns', 0)} columns, "
+                f"{c.get('functions', 0)} functions usable by the API roles are served"
+            )
+        if self.ungranted and not self.error:
+            head += f"; ungranted (no API role may use them, GRANT them): {self.ungranted.describe()}"
+        return f"{head} (via {via[self.method]})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "status": str(self.status),
+            "in_sync": self.in_sync,
+            "stale": self.stale,
+            "method": str(self.method) if self.method else None,
+            "summary": self.summary,
+            "next_step": self.next_step,
+            "missing_in_api": self.missing_in_api.to_json(),
+            "extra_in_api": self.extra_in_api.to_json(),
+            "ungranted": self.ungranted.to_json(),
+            "unverified": list(self.unverified),
+            "unclear_answer": self.unclear_answer,
+            "notes": list(self.notes),
+            "error": self.error,
+            "compared": dict(self.compared),
+            "requests": self.requests,
+            "duration_ms": round(self.duration_ms, 1),
+            "checked_at": self.checked_at.isoformat(timespec="milliseconds"),
+        }
+
+
+def cap_names(names: Sequence[str], limit: int = SUMMARY_NAMES) -> str:
+    shown = ", ".join(names[:limit])
+    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
+
+
+# ---------------------------------------------------------------------------------------------- catalog side
+
+
+@dataclass(frozen=True)
+class CatalogRelation:
+    schema: str
+    name: str
+    usable: bool  # schema USAGE and a table or column privilege for at least one API role
+    columns: tuple[str, ...]  # every column, in order
+    usable_columns: frozenset[str]
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class CatalogFunction:
+    schema: str
+    name: str
+    usable: bool  # schema USAGE and EXECUTE for at least one API role
+    required_args: tuple[str, ...]  # named arguments without a default
+    unnamed_arg_type: str | None  # the single unnamed argument's type, called through the body
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    relations: tuple[CatalogRelation, ...]
+    functions: tuple[CatalogFunction, ...]
+    notes: tuple[str, ...]
+
+
+# Relations as PostgREST caches them: tables, views, materialized views, foreign and partitioned tables,
+# partitions excluded. Privileges are evaluated for each API role that exists.
+_RELATIONS_SQL = """
+with roles as (select oid, rolname from pg_roles where rolname = any($2::text[]))
+select n.nspname as schema, c.relname as name,
+  exists (
+    select 1 from roles r
+    where has_schema_privilege(r.oid, n.oid, 'USAGE')
+      and (has_table_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE, DELETE')
+           or has_any_column_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE'))
+  ) as usable,
+  coalesce(array_agg(a.attname::text order by a.attnum) filter (where a.attname is not null), '{}') as columns,
+  coalesce(array_agg(a.attname::text) filter (where a.attname is not null and exists (
+    select 1 from roles r
+    where has_schema_privilege(r.oid, n.oid, 'USAGE')
+      and has_column_privilege(r.oid, c.oid, a.attnum, 'SELECT, INSERT, UPDATE')
+  )), '{}') as usable_columns
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+where n.nspname = any($1::text[])
+  and c.relkind in ('r', 'v', 'm', 'f', 'p')
+  and not c.relispartition
+group by n.nspname, n.oid, c.relname, c.oid
+order by 1, 2
+"""
+
+# Functions as PostgREST caches them (prokind 'f', not returning trigger, callable through the API: every
+# input argument named, or a single unnamed one of a body type).
+_FUNCTIONS_SQL = """
+with roles as (select oid, rolname from pg_roles where rolname = any($2::text[])),
+args as (
+  select p.oid,
+    count(*) - count(arg.name) as unnamed,
+    (array_agg(arg.type::regtype::text order by arg.idx))[1] as first_type,
+    coalesce(array_agg(arg.name order by arg.idx)
+      filter (where arg.name is not null and arg.name <> '' and arg.idx <= p.pronargs - p.pronargdefaults), '{}')
+      as required
+  from pg_proc p
+  join pg_namespace n on n.oid = p.pronamespace,
+  unnest(p.proargnames, p.proargtypes, p.proargmodes) with ordinality as arg(name, type, mode, idx)
+  where n.nspname = any($1::text[]) and arg.type is not null
+  group by p.oid
+)
+select n.nspname as schema, p.proname as name,
+  exists (
+    select 1 from roles r
+    where has_schema_privilege(r.oid, n.oid, 'USAGE') and has_function_privilege(r.oid, p.oid, 'EXECUTE')
+  ) as usable,
+  coalesce(a.required, '{}') as required,
+  case when coalesce(a.unnamed, 0) = 1 then a.first_type end as unnamed_type
+from pg_proc p
+join pg_namespace n on n.oid = p.pronamespace
+left join args a on a.oid = p.oid
+where n.nspname = any($1::text[])
+  and p.prokind = 'f'
+  and p.prorettype <> 'trigger'::regtype
+  and (coalesce(a.unnamed, 0) = 0
+       or (a.unnamed = 1 and a.first_type in ('bytea', 'json', 'jsonb', 'text', 'xml')))
+order by 1, 2
+"""
+
+
+async def read_catalog(conn: asyncpg.Connection, schemas: Sequence[str], api_roles: Sequence[str]) -> Catalog:
+    """What the database offers in the exposed schemas, and which objects an API role may use."""
+    notes = []
+    present_roles = {
+        r["rolname"] for r in await conn.fetch("select rolname from pg_roles where rolname = any($1)", list(api_roles))
+    }
+    absent_roles = [r for r in api_roles if r not in present_roles]
+    if absent_roles:
+        notes.append(f"API role(s) {', '.join(absent_roles)} do not exist in the database")
+    present_schemas = {
+        r["nspname"]
+        for r in await conn.fetch("select nspname from pg_namespace where nspname = any($1)", list(schemas))
+    }
+    absent_schemas = [s for s in schemas if s not in present_schemas]
+    if absent_schemas:
+        notes.append(f"exposed schema(s) {', '.join(absent_schemas)} do not exist in the database")
+    relations = tuple(
+        CatalogRelation(
+            schema=r["schema"],
+            name=r["name"],
+            usable=r["usable"],
+            columns=tuple(r["columns"]),
+            usable_columns=frozenset(r["usable_columns"]),
+        )
+        for r in await conn.fetch(_RELATIONS_SQL, list(schemas), list(api_roles))
+    )
+    functions = tuple(
+        CatalogFunction(
+            schema=r["schema"],
+            name=r["name"],
+            usable=r["usable"],
+            required_args=tuple(r["required"]),
+            unnamed_arg_type=r["unnamed_type"],
+        )
+        for r in await conn.fetch(_FUNCTIONS_SQL, list(schemas), list(api_roles))
+    )
+    return Catalog(relations, functions, tuple(notes))
+
+
+# ---------------------------------------------------------------------------------------------- API side
+
+
+class Presence(StrEnum):
+    SERVED = "served"
+    ABSENT = "absent"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int | None
+    code: str | None
+    body: bytes
+    truncated: bool
+    failure: str | None  # transport failure, already worded
+
+    @property
+    def label(self) -> str:
+        if self.failure:
+            return self.failure
+        return f"HTTP {self.status}" + (f" {self.code}" if self.code else "")
+
+
+def _code_of(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    code = data.get("code") if isinstance(data, dict) else None
+    return str(code) if code is not None else None
+
+
+def _undecided(answer: _Answer) -> bool:
+    """No answer about the schema cache: transport trouble, server errors, auth or request-parsing refusals.
+
+    PGRST1xx are request errors raised before the cache lookup, except PGRST107 (media type), which PostgREST
+    raises after it; PGRST3xx are JWT errors.
+    """
+    if answer.failure or answer.status is None or answer.status >= 500:
+        return True
+    code = answer.code or ""
+    return code.startswith("PGRST3") or (code.startswith("PGRST1") and code != "PGRST107")
+
+
+class _Api:
+    """Requests to one environment's REST API: key headers, timeouts, a body cap, bounded concurrency."""
+
+    def __init__(self, client: httpx.AsyncClient, target: Target, max_body_bytes: int) -> None:
+        env = target.config
+        self._client = client
+        self._base = env.rest_base
+        self._max_body = max_body_bytes
+        t = env.timeouts
+        self._timeout = httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.connect_s)
+        self._headers: dict[str, str] = {}
+        if target.secrets.api_key is not None:
+            key = target.secrets.api_key.get_secret_value()
+            self._headers = {"apikey": key, "Authorization": f"Bearer {key}"}
+        self._slots = asyncio.Semaphore(PROBE_CONCURRENCY)
+        self.requests = 0
+        self.undecided_answer: str | None = None  # the first answer that said nothing about the cache
+
+    def undecided(self, answer: _Answer) -> bool:
+        if _undecided(answer):
+            self.undecided_answer = self.undecided_answer or answer.label
+            return True
+        return False
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        schema: str,
+        accept: str = "application/json",
+        params: dict[str, str] | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        cap: int = 8192,
+    ) -> _Answer:
+        # GET/HEAD/OPTIONS pick the schema by Accept-Profile, writes by Content-Profile: send both.
+        headers = {**self._headers, "Accept": accept, "Accept-Profile": schema, "Content-Profile": schema}
+        if content_type:
+            headers["Content-Type"] = content_type
+            headers["Prefer"] = "return=minimal"
+        async with self._slots:
+            self.requests += 1
+            try:
+                request = self._client.build_request(
+                    method,
+                    f"{self._base}{path}",
+                    params=params,
+                    headers=headers,
+                    content=content,
+                    timeout=self._timeout,
+                )
+                response = await self._client.send(request, stream=True)
+                try:
+                    body, truncated = await self._read_capped(response, min(cap, self._max_body))
+                finally:
+                    await response.aclose()
+            except httpx.TimeoutException:
+                return _Answer(None, None, b"", False, f"no answer within {self._timeout.read:g} s")
+            except httpx.HTTPError as err:
+                return _Answer(None, None, b"", False, f"request failed ({type(err).__name__})")
+        return _Answer(response.status_code, _code_of(body), body, truncated, None)
+
+    @staticmethod
+    async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                return b"".join(chunks)[:cap], True
+        return b"".join(chunks), False
+
+
+@dataclass(frozen=True)
+class _OpenApi:
+    """One schema's OpenAPI document reduced to relations and their columns, or why it cannot be used."""
+
+    relations: dict[str, frozenset[str]] | None
+    fallback_reason: str | None = None  # readable as a reason to probe object by object
+    fatal: str | None = None  # the API itself is not answering: probes would fail too
+
+
+async def _read_openapi(api: _Api, schema: str, max_body_bytes: int) -> _OpenApi:
+    answer = await api.send("GET", "/", schema=schema, accept=OPENAPI_ACCEPT, cap=max_body_bytes)
+    if answer.failure or (answer.status is not None and answer.status >= 500):
+        return _OpenApi(None, fatal=f"the API does not answer ({answer.label})")
+    if answer.code == "PGRST106":
+        return _OpenApi(
+            None,
+            fatal=f"PostgREST does not serve schema '{schema}' (PGRST106): exposed_schemas does not match its db-schemas",
+        )
+    if answer.truncated:
+        return _OpenApi(None, f"the OpenAPI root is larger than {max_body_bytes} bytes")
+    if answer.status != 200:
+        return _OpenApi(None, f"the OpenAPI root answered {answer.label}")
+    try:
+        doc = json.loads(answer.body)
+    except (ValueError, UnicodeDecodeError):
+        return _OpenApi(None, "the OpenAPI root is not JSON")
+    definitions = doc.get("definitions") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or "paths" not in doc or not isinstance(definitions, dict | None):
+        return _OpenApi(None, "the root is not an OpenAPI document")
+    relations: dict[str, frozenset[str]] = {}
+    for name, spec in (definitions or {}).items():
+        props = spec.get("properties") if isinstance(spec, dict) else None
+        relations[str(name)] = frozenset(props) if isinstance(props, dict) else frozenset()
+    return _OpenApi(relations)
+
+
+def _relation_presence(api: _Api, answer: _Answer) -> Presence:
+    if api.undecided(answer):
+        return Presence.UNKNOWN
+    if answer.status == 404:
+        # 12.x answers `{}` with no code, v13+ PGRST205; any other 404 is not PostgREST's cache talking
+        # (a wrong URL behind a gateway must not turn every table into "missing").
+        return Presence.ABSENT if answer.code == "PGRST205" or answer.body.strip() == b"{}" else Presence.UNKNOWN
+    return Presence.SERVED if answer.status is not None and answer.status < 300 else Presence.UNKNOWN
+
+
+async def _relation_served(api: _Api, schema: str, name: str) -> Presence:
+    return _relation_presence(api, await api.send("OPTIONS", f"/{name}", schema=schema))
+
+
+def _lookup_presence(api: _Api, answer: _Answer, *, missing_code: str) -> Presence:
+    """A column or function lookup: `missing_code` while the cache lacks it; proof of a passed lookup otherwise.
+
+    Passed: 415/406 PGRST107 (our unproducible media type), 300 PGRST203 (ambiguous overloads), a PostgreSQL
+    SQLSTATE (the request reached the database), or a success. A bare 401/403 from a gateway proves nothing.
+    """
+    code = answer.code or ""
+    if code == missing_code:
+        return Presence.ABSENT
+    if api.undecided(answer) or answer.status is None:
+        return Presence.UNKNOWN
+    if answer.status < 300 or code in ("PGRST107", "PGRST203") or (code and not code.startswith("PGRST")):
+        return Presence.SERVED
+    api.undecided_answer = api.undecided_answer or answer.label
+    return Presence.UNKNOWN
+
+
+def _quote_column(name: str) -> str:
+    return '"' + name.replace('"', "") + '"'
+
+
+async def _columns_presence(api: _Api, schema: str, table: str, columns: Sequence[str]) -> Presence:
+    """Whether every named column is in the cache: an empty insert PostgREST refuses before running it."""
+    answer = await api.send(
+        "POST",
+        f"/{table}",
+        schema=schema,
+        accept=UNPRODUCIBLE_ACCEPT,
+        params={"columns": ",".join(_quote_column(c) for c in columns)},
+        content=b"[]",
+        content_type="application/json",
+    )
+    return _lookup_presence(api, answer, missing_code="PGRST204")
+
+
+async def _missing_columns(api: _Api, schema: str, table: str, columns: Sequence[str]) -> tuple[list[str], bool]:
+    """The columns missing from the cache (PGRST204 names only the first one, so bisect), and if any was undecided."""
+    if not columns:
+        return [], False
+    presence = await _columns_presence(api, schema, table, columns)
+    if presence is Presence.SERVED:
+        return [], False
+    if presence is Presence.UNKNOWN:
+        return [], True
+    if len(columns) == 1:
+        return list(columns), False
+    middle = len(columns) // 2
+    (left, left_unknown), (right, right_unknown) = await asyncio.gather(
+        _missing_columns(api, schema, table, columns[:middle]),
+        _missing_columns(api, schema, table, columns[middle:]),
+    )
+    return left + right, left_unknown or right_unknown
+
+
+async def _function_served(api: _Api, schema: str, name: str, required: Sequence[str], unnamed: str | None) -> Presence:
+    if unnamed is not None:
+        # Called through the body; PostgREST refuses the media type before running it.
+        answer = await api.send(
+            "POST",
+            f"/rpc/{name}",
+            schema=schema,
+            accept=UNPRODUCIBLE_ACCEPT,
+            content=b"{}" if unnamed in ("json", "jsonb") else b"",
+            content_type=UNNAMED_ARG_BODY.get(unnamed, "application/octet-stream"),
+        )
+    else:
+        # GET: should a future PostgREST run it after all, it runs read-only.
+        answer = await api.send(
+            "GET", f"/rpc/{name}", schema=schema, accept=UNPRODUCIBLE_ACCEPT, params=dict.fromkeys(required, "")
+        )
+    return _lookup_presence(api, answer, missing_code="PGRST202")
+
+
+# ---------------------------------------------------------------------------------------------- compare
+
+
+@dataclass
+class _Findings:
+    missing_tables: set[str] = field(default_factory=set)
+    missing_columns: set[str] = field(default_factory=set)
+    missing_functions: set[str] = field(default_factory=set)
+    extra_tables: set[str] = field(default_factory=set)
+    extra_columns: set[str] = field(default_factory=set)
+    extra_functions: set[str] = field(default_factory=set)
+    unverified: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+
+async def _compare_relation(
+    api: _Api, rel: CatalogRelation, served: dict[str, frozenset[str]] | None, found: _Findings
+) -> None:
+    usable_columns = [c for c in rel.columns if c in rel.usable_columns]
+    if served is not None and rel.name in served:
+        cached = served[rel.name]
+        found.missing_columns.update(f"{rel.qualified}.{c}" for c in usable_columns if c not in cached)
+        found.extra_columns.update(f"{rel.qualified}.{c}" for c in cached if c not in rel.columns)
+        return
+    # Not in the document (or no document): the requesting role may just not see it; ask the cache itself.
+    presence = await _relation_served(api, rel.schema, rel.name)
+    if presence is Presence.ABSENT:
+        found.missing_tables.add(rel.qualified)
+    elif presence is Presence.UNKNOWN:
+        found.unverified.add(rel.qualified)
+    else:
+        missing, undecided = await _missing_columns(api, rel.schema, rel.name, usable_columns)
+        found.missing_columns.update(f"{rel.qualified}.{c}" for c in missing)
+        if undecided:
+            found.unverified.add(f"{rel.qualified} (columns)")
+
+
+async def _compare_function(api: _Api, overloads: Sequence[CatalogFunction], found: _Findings) -> None:
+    shapes = {(f.required_args, f.unnamed_arg_type) for f in overloads if f.usable}
+    first = overloads[0]
+    results = await asyncio.gather(
+        *(_function_served(api, first.schema, first.name, req, unnamed) for req, unnamed in sorted(shapes, key=str))
+    )
+    if Presence.ABSENT in results:
+        found.missing_functions.add(first.qualified)
+    elif Presence.UNKNOWN in results:
+        found.unverified.add(first.qualified)
+
+
+async def _check_configured_leftovers(api: _Api, target: Target, catalog: Catalog, found: _Findings) -> None:
+    """Configured probe tables/functions gone from the database: still served means the cache holds them.
+
+    A dropped relation vanishes from the OpenAPI document at once (its privilege query is live), so only names
+    we already know can show that the cache still has them.
+    """
+    env = target.config
+    schema = env.exposed_schemas[0]  # where PostgREST resolves unqualified names
+    known_relations = {r.name for r in catalog.relations if r.schema == schema}
+    known_functions = {f.name for f in catalog.functions if f.schema == schema}
+
+    async def table(name: str) -> None:
+        presence = await _relation_served(api, schema, name)
+        if presence is Presence.SERVED:
+            found.extra_tables.add(f"{schema}.{name}")
+        elif presence is Presence.ABSENT:
+            found.notes.append(f"configured probe table {schema}.{name} exists neither in the database nor in the API")
+
+    async def function(name: str) -> None:
+        presence = await _function_served(api, schema, name, (), None)
+        if presence is Presence.SERVED:
+            found.extra_functions.add(f"{schema}.{name}")
+        elif presence is Presence.ABSENT:
+            found.notes.append(f"configured probe function {schema}.{name} does not exist in the database")
+
+    await asyncio.gather(
+        *(table(t.name) for t in env.probe_tables if t.name not in known_relations),
+        *(function(f) for f in env.probe_functions if f not in known_functions),
+    )
+
+
+async def _compare(
+    api: _Api, target: Target, catalog: Catalog, served: dict[str, dict[str, frozenset[str]]] | None
+) -> _Findings:
+    found = _Findings()
+    for schema, relations in (served or {}).items():
+        known = {r.name for r in catalog.relations if r.schema == schema}
+        # Cannot normally happen (the document's privilege filter is live), kept for other versions.
+        found.extra_tables.update(f"{schema}.{name}" for name in relations if name not in known)
+    functions: dict[tuple[str, str], list[CatalogFunction]] = {}
+    for fn in catalog.functions:
+        if fn.usable:
+            functions.setdefault((fn.schema, fn.name), []).append(fn)
+    await asyncio.gather(
+        *(
+            _compare_relation(api, rel, served.get(rel.schema) if served is not None else None, found)
+            for rel in catalog.relations
+            if rel.usable
+        ),
+        *(_compare_function(api, overloads, found) for overloads in functions.values()),
+        _check_configured_leftovers(api, target, catalog, found),
+    )
+    return found
+
+
+def _ungranted(catalog: Catalog) -> DriftObjects:
+    usable_functions = {f.qualified for f in catalog.functions if f.usable}
+    return DriftObjects.of(
+        tables=(r.qualified for r in catalog.relations if not r.usable),
+        columns=(
+            f"{r.qualified}.{c}" for r in catalog.relations if r.usable for c in r.columns if c not in r.usable_columns
+        ),
+        functions=(f.qualified for f in catalog.functions if f.qualified not in usable_functions),
+    )
+
+
+def _compared_counts(catalog: Catalog) -> dict[str, int]:
+    usable = [r for r in catalog.relations if r.usable]
+    return {
+        "tables": len(usable),
+        "columns": sum(len(r.usable_columns) for r in usable),
+        "functions": len({f.qualified for f in catalog.functions if f.usable}),
+    }
+
+
+async def check_drift(
+    client: httpx.AsyncClient,
+    target: Target,
+    *,
+    max_body_bytes: int,
+    connect_timeout: float,
+    command_timeout: float,
+    method: Literal["auto", "probe"] = "auto",
+    budget_s: float = 60.0,
+) -> DriftReport:
+    """Compare the catalog with what PostgREST serves. Never raises for database or HTTP trouble.
+
+    `method="probe"` skips the OpenAPI root; `budget_s` bounds the whole check (the result is then unknown).
+    """
+    started = time.perf_counter()
+    checked_at = datetime.now(UTC)
+    api = _Api(client, target, max_body_bytes)
+
+    def report(status: DriftStatus, **fields: Any) -> DriftReport:
+        empty = DriftObjects()
+        values: dict[str, Any] = {
+            "method": None,
+            "missing_in_api": empty,
+            "extra_in_api": empty,
+            "ungranted": empty,
+            "unverified": (),
+            "unclear_answer": None,
+            "notes": (),
+            "error": None,
+            "compared": {},
+        }
+        values.update(fields)
+        return DriftReport(
+            env=target.name,
+            status=status,
+            requests=api.requests,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            checked_at=checked_at,
+            **values,
+        )
+
+    dsn = target.secrets.database_dsn
+    if dsn is None:
+        return report(DriftStatus.UNKNOWN, error="no database DSN for this environment: drift needs the catalog")
+    env = target.config
+
+    async def catalog_of() -> Catalog:
+        async with connect(dsn, connect_timeout=connect_timeout, command_timeout=command_timeout) as conn:
+            return await read_catalog(conn, env.exposed_schemas, env.api_roles)
+
+    async def documents() -> list[_OpenApi]:
+        if method == "probe":
+            return []
+        return list(await asyncio.gather(*(_read_openapi(api, s, max_body_bytes) for s in env.exposed_schemas)))
+
+    try:
+        async with asyncio.timeout(budget_s):
+            catalog, docs = await asyncio.gather(catalog_of(), documents())
+            fatal = next((d.fatal for d in docs if d.fatal), None)
+            if fatal:
+                return report(DriftStatus.UNKNOWN, error=fatal, ungranted=_ungranted(catalog), notes=catalog.notes)
+            notes = list(catalog.notes)
+            served: dict[str, dict[str, frozenset[str]]] | None = None
+            if method == "probe":
+                notes.append("OpenAPI root skipped on request: every object checked with its own request")
+            elif any(d.relations is None for d in docs):
+                reason = next(d.fallback_reason for d in docs if d.relations is None)
+                notes.append(
+                    f"{reason}: every object checked with its own request "
+                    "(columns dropped from the database but still cached cannot be seen this way)"
+                )
+            else:
+                served = {s: d.relations or {} for s, d in zip(env.exposed_schemas, docs, strict=True)}
+            found = await _compare(api, target, catalog, served)
+    except DatabaseError as err:
+        return report(DriftStatus.UNKNOWN, error=f"cannot read the catalog: {err}")
+    except TimeoutError:
+        return report(DriftStatus.UNKNOWN, error=f"the drift check did not finish within {budget_s:g} s")
+
+    usable_tables = sum(1 for r in catalog.relations if r.usable)
+    if usable_tables > 1 and len(found.missing_tables) == usable_tables:
+        notes.append("no usable relation is served at all: does the DSN point at the database PostgREST serves?")
+    missing = DriftObjects.of(found.missing_tables, found.missing_columns, found.missing_functions)
+    extra = DriftObjects.of(found.extra_tables, found.extra_columns, found.extra_functions)
+    if missing or extra:
+        status = DriftStatus.STALE
+    elif found.unverified:
+        status = DriftStatus.UNKNOWN
+    else:
+        status = DriftStatus.IN_SYNC
+    return report(
+        status,
+        method=DriftMethod.OPENAPI if served is not None else DriftMethod.PROBE,
+        missing_in_api=missing,
+        extra_in_api=extra,
+        ungranted=_ungranted(catalog),
+        unverified=tuple(sorted(found.unverified)),
+        unclear_answer=api.undecided_answer if found.unverified else None,
+        notes=tuple(notes + sorted(found.notes)),
+        compared=_compared_counts(catalog),
+    )

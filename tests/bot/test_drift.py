@@ -1,0 +1,339 @@
+"""Schema drift against a real PostgreSQL 15 + PostgREST 12.0.2: catalog vs what the API serves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from aiohttp import web
+
+from bot.drift import DriftMethod, DriftObjects, DriftReport, DriftStatus, cap_names, check_drift
+from bot.probe import make_http_client
+from tests.conftest import build_settings, targets_for
+from tests.support.localhttp import LocalServer
+
+METHODS = ["auto", "probe"]
+
+
+async def drift(stack, *, env_overrides=None, environ=None, max_body_bytes=256 * 1024, **kw) -> DriftReport:
+    env = stack.env_config(**(env_overrides or {})) if stack is not None else env_overrides
+    settings = build_settings({"env": env})
+    (target,) = targets_for(settings, {**(stack.env_vars if stack else {}), **(environ or {})}, need_dsn=True)
+    async with make_http_client() as client:
+        return await check_drift(
+            client, target, max_body_bytes=max_body_bytes, connect_timeout=3, command_timeout=3, **kw
+        )
+
+
+async def drift_after_reload(stack, **kw) -> DriftReport:
+    """NOTIFY, then re-check until in sync (a reload takes ~0.2 s here) or 3 s passed."""
+    stack.notify()
+    report = await drift(stack, **kw)
+    for _ in range(30):
+        if report.in_sync:
+            break
+        await asyncio.sleep(0.1)
+        report = await drift(stack, **kw)
+    return report
+
+
+async def test_fresh_stack_is_in_sync_via_the_openapi_root(make_stack):
+    report = await drift(make_stack())
+    assert report.status is DriftStatus.IN_SYNC, report.summary
+    assert report.in_sync and not report.stale
+    assert report.method is DriftMethod.OPENAPI
+    assert report.compared == {"tables": 1, "columns": 2, "functions": 1}
+    assert not report.missing_in_api and not report.extra_in_api and not report.ungranted
+    assert report.summary.startswith("in sync: 1 tables, 2 columns, 1 functions")
+    assert report.next_step == "nothing to do"
+    assert json.loads(json.dumps(report.to_json()))["status"] == "in_sync"
+
+
+STALE_CASES = [
+    (
+        "new granted table",
+        "CREATE TABLE public.orders (id int primary key, total int); GRANT SELECT ON public.orders TO anon;",
+        DriftObjects(tables=("public.orders",)),
+    ),
+    (
+        "new column",
+        "ALTER TABLE public.judgments ADD COLUMN verdict text, ADD COLUMN score int;",
+        DriftObjects(columns=("public.judgments.score", "public.judgments.verdict")),
+    ),
+    (
+        "new function with arguments",
+        "CREATE FUNCTION public.add(a int, b int) RETURNS int LANGUAGE sql AS 'select a + b';",
+        DriftObjects(functions=("public.add",)),
+    ),
+    (
+        "new function without arguments",
+        "CREATE FUNCTION public.fresh() RETURNS int LANGUAGE sql AS 'select 2';",
+        DriftObjects(functions=("public.fresh",)),
+    ),
+    (
+        "new function taking the whole json body",
+        "CREATE FUNCTION public.ingest(json) RETURNS int LANGUAGE sql AS 'select 1';",
+        DriftObjects(functions=("public.ingest",)),
+    ),
+]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("ddl", "expected"), [c[1:] for c in STALE_CASES], ids=[c[0] for c in STALE_CASES])
+async def test_object_created_without_reload_is_missing_in_api_until_a_reload(make_stack, method, ddl, expected):
+    stack = make_stack()
+    stack.sql(ddl)
+    report = await drift(stack, method=method)
+    assert report.status is DriftStatus.STALE, report.summary
+    assert report.stale and not report.in_sync
+    assert report.missing_in_api == expected
+    assert not report.extra_in_api and not report.ungranted and not report.unverified
+    assert report.method is (DriftMethod.PROBE if method == "probe" else DriftMethod.OPENAPI)
+    assert report.summary.startswith("stale schema cache, a reload helps: missing in API:")
+    assert "reload" in report.next_step
+    after = await drift_after_reload(stack, method=method)
+    assert after.in_sync, after.summary
+
+
+async def test_functions_that_already_ran_are_never_executed_by_the_check(make_stack):
+    stack = make_stack()
+    stack.sql(
+        "CREATE TABLE public.calls (fn text); GRANT INSERT ON public.calls TO anon, authenticated;"
+        "CREATE FUNCTION public.touch(a int) RETURNS int LANGUAGE sql AS 'insert into public.calls values (''t''); select 1';"
+        "CREATE FUNCTION public.touch_body(json) RETURNS int LANGUAGE sql AS 'insert into public.calls values (''b''); select 1';"
+    )
+    stack.notify()
+    await asyncio.sleep(0.5)
+    for method in METHODS:
+        report = await drift(stack, method=method)
+        assert report.in_sync, report.summary
+        assert report.compared["functions"] == 3
+    assert stack.sql("select count(*) from public.calls").strip() == "0"
+
+
+async def test_dropped_column_still_cached_is_extra_in_api(make_stack):
+    stack = make_stack()
+    stack.sql("ALTER TABLE public.judgments DROP COLUMN title")
+    report = await drift(stack)
+    assert report.status is DriftStatus.STALE, report.summary
+    assert report.extra_in_api == DriftObjects(columns=("public.judgments.title",))
+    assert not report.missing_in_api
+    assert "served but gone from the database: columns public.judgments.title" in report.summary
+    assert (await drift_after_reload(stack)).in_sync
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_dropped_probe_table_still_cached_is_extra_in_api(make_stack, method):
+    stack = make_stack()
+    stack.sql("DROP TABLE public.judgments")
+    report = await drift(stack, method=method)
+    assert report.status is DriftStatus.STALE, report.summary
+    assert report.extra_in_api == DriftObjects(tables=("public.judgments",))
+    after = await drift_after_reload(stack, method=method)
+    assert after.in_sync, after.summary
+    assert any("public.judgments exists neither in the database nor in the API" in n for n in after.notes)
+
+
+async def test_dropped_probe_function_still_cached_is_extra_in_api(make_stack):
+    stack = make_stack()
+    stack.sql("DROP FUNCTION public.ping()")
+    report = await drift(stack, env_overrides={"probe_functions": ["ping"]})
+    assert report.extra_in_api == DriftObjects(functions=("public.ping",)), report.summary
+    after = await drift_after_reload(stack, env_overrides={"probe_functions": ["ping"]})
+    assert after.in_sync, after.summary
+
+
+UNGRANTED_CASES = [
+    ("table without grants", "CREATE TABLE public.secret (id int);", DriftObjects(tables=("public.secret",))),
+    (
+        "table granted to a role that is not an API role",
+        "CREATE ROLE reporting NOLOGIN; CREATE TABLE public.report (id int); GRANT SELECT ON public.report TO reporting;",
+        DriftObjects(tables=("public.report",)),
+    ),
+    (
+        "column outside a column-level grant",
+        "CREATE TABLE public.people (id int, ssn text); GRANT SELECT (id) ON public.people TO anon;",
+        DriftObjects(columns=("public.people.ssn",)),
+    ),
+    (
+        "function whose EXECUTE was revoked",
+        "CREATE FUNCTION public.admin_only() RETURNS int LANGUAGE sql AS 'select 1';"
+        "REVOKE EXECUTE ON FUNCTION public.admin_only() FROM PUBLIC;",
+        DriftObjects(functions=("public.admin_only",)),
+    ),
+    (
+        "schema without USAGE for the API roles",
+        "CREATE SCHEMA hidden; CREATE TABLE hidden.t (id int); GRANT SELECT ON hidden.t TO anon;",
+        DriftObjects(),  # not exposed: not compared at all
+    ),
+]
+
+
+@pytest.mark.parametrize(("ddl", "expected"), [c[1:] for c in UNGRANTED_CASES], ids=[c[0] for c in UNGRANTED_CASES])
+async def test_ungranted_objects_are_a_permission_problem_not_a_stale_cache(make_stack, ddl, expected):
+    stack = make_stack()
+    stack.sql(ddl)
+    stack.notify()  # the cache knows them: only the grants are missing
+    await asyncio.sleep(0.5)
+    report = await drift(stack)
+    assert report.ungranted == expected
+    assert report.in_sync and not report.stale, report.summary
+    if expected:
+        assert "ungranted (no API role may use them, GRANT them)" in report.summary
+        assert "GRANT" in report.next_step and "NOTIFY" not in report.next_step
+
+
+async def test_new_ungranted_table_without_reload_is_not_reported_as_stale(make_stack):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.fresh_secret (id int);")
+    report = await drift(stack)
+    assert report.ungranted == DriftObjects(tables=("public.fresh_secret",))
+    assert not report.missing_in_api and report.in_sync, report.summary
+
+
+async def test_table_only_the_authenticated_role_may_use_is_confirmed_served_although_anon_cannot_see_it(make_stack):
+    # The OpenAPI root filters by the requesting role (anon here, no key): the absence is confirmed per object.
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.members (id int, name text); GRANT SELECT ON public.members TO authenticated;")
+    stale = await drift(stack)
+    assert stale.missing_in_api == DriftObjects(tables=("public.members",)), stale.summary
+    after = await drift_after_reload(stack)
+    assert after.in_sync and after.method is DriftMethod.OPENAPI, after.summary
+    assert after.compared["tables"] == 2
+
+
+async def test_new_column_of_a_table_hidden_from_the_openapi_role_is_found_per_object(make_stack):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.members (id int); GRANT SELECT ON public.members TO authenticated;")
+    stack.notify()
+    await asyncio.sleep(0.5)
+    stack.sql("ALTER TABLE public.members ADD COLUMN a text, ADD COLUMN b text, ADD COLUMN c text;")
+    report = await drift(stack)
+    assert report.missing_in_api == DriftObjects(columns=tuple(f"public.members.{c}" for c in "abc")), report.summary
+
+
+@pytest.mark.parametrize(
+    ("case", "stack_env", "max_body", "reason"),
+    [
+        ("openapi disabled", {"PGRST_OPENAPI_MODE": "disabled"}, 256 * 1024, "the OpenAPI root answered HTTP 404"),
+        ("root over the body cap", {}, 1024, "the OpenAPI root is larger than 1024 bytes"),
+    ],
+)
+async def test_unreadable_root_falls_back_to_per_object_probes(make_stack, case, stack_env, max_body, reason):
+    stack = make_stack(extra_env=stack_env)
+    stack.sql(
+        "CREATE TABLE public.orders (id int); GRANT SELECT ON public.orders TO anon;"
+        "ALTER TABLE public.judgments ADD COLUMN verdict text;"
+    )
+    report = await drift(stack, max_body_bytes=max_body)
+    assert report.method is DriftMethod.PROBE
+    assert report.missing_in_api == DriftObjects(tables=("public.orders",), columns=("public.judgments.verdict",))
+    assert report.notes and report.notes[0].startswith(reason), report.notes
+    assert "per-object probes" in report.summary
+
+
+async def test_many_missing_columns_are_found_by_bisection_with_few_requests(make_stack):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.wide (" + ", ".join(f"c{i:02} int" for i in range(40)) + ");")
+    stack.sql("GRANT SELECT ON public.wide TO anon;")
+    stack.notify()
+    await asyncio.sleep(0.5)
+    stack.sql("ALTER TABLE public.wide ADD COLUMN z1 int, ADD COLUMN z2 int;")
+    report = await drift(stack, method="probe")
+    assert report.missing_in_api.columns == ("public.wide.z1", "public.wide.z2")
+    assert report.requests < 30, report.requests
+
+
+async def test_no_dsn_is_unknown_never_in_sync(make_stack):
+    stack = make_stack()
+    report = await drift(stack, env_overrides={"database_dsn": None})
+    assert report.status is DriftStatus.UNKNOWN and not report.in_sync and not report.stale
+    assert "no database DSN" in (report.error or "")
+    assert report.summary.startswith("drift unknown:")
+
+
+async def test_unreadable_database_is_unknown_without_leaking_the_dsn(make_stack):
+    stack = make_stack()
+    env_var = next(iter(stack.env_vars))
+    bad_dsn = stack.dsn("ops", password="wrong-pass-xyz")
+    report = await drift(stack, environ={env_var: bad_dsn})
+    assert report.status is DriftStatus.UNKNOWN and not report.in_sync
+    assert "cannot read the catalog" in (report.error or "")
+    assert "wrong-pass-xyz" not in json.dumps(report.to_json())
+
+
+async def test_stopped_postgrest_is_unknown(make_stack):
+    stack = make_stack()
+    stack.postgrest.stop()
+    report = await drift(stack)
+    assert report.status is DriftStatus.UNKNOWN and not report.in_sync
+    assert "does not answer" in (report.error or "")
+
+
+async def test_schema_cache_unavailable_pgrst002_is_unknown(make_stack):
+    stack = make_stack()
+    stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
+    stack.notify()
+    await asyncio.sleep(0.5)
+    report = await drift(stack)
+    assert report.status is DriftStatus.UNKNOWN
+    assert "503 PGRST002" in (report.error or ""), report.error
+
+
+async def test_exposed_schema_postgrest_does_not_serve_is_unknown(make_stack):
+    stack = make_stack()
+    stack.sql("CREATE SCHEMA api; GRANT USAGE ON SCHEMA api TO anon;")
+    report = await drift(stack, env_overrides={"exposed_schemas": ["public", "api"]})
+    assert report.status is DriftStatus.UNKNOWN
+    assert "does not serve schema 'api' (PGRST106)" in (report.error or "")
+
+
+async def test_api_role_missing_from_the_database_is_noted(make_stack):
+    stack = make_stack()
+    report = await drift(stack, env_overrides={"api_roles": ["anon", "web_user"]}, method="probe")
+    assert report.in_sync, report.summary
+    assert any("web_user" in n for n in report.notes)
+
+
+async def test_anonymous_access_disabled_without_a_key_is_unknown_not_in_sync(make_stack):
+    stack = make_stack(extra_env={"PGRST_DB_ANON_ROLE": ""})
+    report = await drift(stack)
+    assert report.status is not DriftStatus.IN_SYNC, report.summary
+    assert report.status is DriftStatus.UNKNOWN
+    assert report.unverified == ("public.judgments", "public.ping")
+    assert "(first answer: HTTP 401 PGRST302)" in report.summary
+
+
+GATEWAY_ANSWERS = [
+    ("plain 404", 404, b"Not Found", "application/octet-stream"),
+    ("gateway 401 without a code", 401, b'{"message": "Invalid API key"}', "application/json"),
+    ("gateway 403 without a code", 403, b'{"message": "forbidden"}', "application/json"),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "ctype"), [g[1:] for g in GATEWAY_ANSWERS], ids=[g[0] for g in GATEWAY_ANSWERS]
+)
+async def test_answers_that_are_not_postgrest_never_make_objects_missing_or_in_sync(make_stack, status, body, ctype):
+    stack = make_stack()
+    stack.sql("ALTER TABLE public.judgments ADD COLUMN verdict text;")
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, content_type=ctype)
+
+    async with LocalServer.catch_all(handler) as url:
+        report = await drift(stack, env_overrides={"rest_url": url})
+    assert report.status is DriftStatus.UNKNOWN, report.summary
+    assert not report.missing_in_api and not report.extra_in_api
+    assert report.unverified == ("public.judgments", "public.ping")
+    assert f"HTTP {status}" in (report.unclear_answer or "")
+
+
+def test_summary_caps_long_lists_and_stays_on_one_line():
+    names = tuple(f"public.t{i:02}" for i in range(17))
+    assert cap_names(names) == "public.t00, public.t01, public.t02, public.t03, public.t04 and 12 more"
+    objects = DriftObjects.of(tables=reversed(names), functions=["public.f"])
+    assert objects.tables == names  # sorted
+    assert objects.describe() == f"tables {cap_names(names)}; functions public.f"
+    assert objects.count == 18
