@@ -28,7 +28,7 @@ from bot.recovery import RecoveryOperator
 
 log = logging.getLogger("pgrst_ops")
 
-COGS = ("cogs.health", "cogs.reload", "cogs.status")
+COGS = ("cogs.health", "cogs.reload", "cogs.status", "cogs.drift")
 
 
 @dataclass

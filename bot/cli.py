@@ -10,17 +10,28 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
 import httpx
 
-from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
+from bot.config import (
+    ConfigError,
+    RecoveryConfig,
+    Settings,
+    Target,
+    load_settings,
+    read_optional_secret,
+    resolve_targets,
+)
 from bot.diagnose import Diagnosis, diagnose_unhealthy
+from bot.drift import check_drift
 from bot.escalation import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert, numbered_steps
 from bot.probe import EnvReport, Prober, make_http_client
 from bot.recovery import Outcome, RecoveryOperator, RecoveryResult, RecoveryStep, StepKind, StepListener
+from bot.schema_version import SchemaVersionReport, check_target_schema_version
 from bot.verdicts import info
 from bot.webhook import post_webhook
 
@@ -38,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--env", action="append", metavar="NAME", help="environment (repeatable; default: all)")
     check.add_argument("--json", action="store_true", help="print one JSON document")
     check.add_argument("--verbose", "-v", action="store_true", help="show URLs, codes and server versions")
+    drift = sub.add_parser(
+        "drift", help="compare the database catalog with what PostgREST serves; exit 0 only if in sync"
+    )
+    drift.add_argument("--env", action="append", metavar="NAME", help="environment (repeatable; default: all)")
+    drift.add_argument("--json", action="store_true", help="print one JSON document")
+    drift.add_argument(
+        "--per-object", action="store_true", help="skip the OpenAPI root: check every object with its own request"
+    )
+    drift.add_argument("--verbose", "-v", action="store_true")
     fix = sub.add_parser("fix", help="reload the schema cache if needed; escalate when that cannot help")
     fix.add_argument("--env", required=True, metavar="NAME", help="environment to recover")
     fix.add_argument("--retries", type=int, metavar="N", help="re-check budget: N x delay seconds")
@@ -115,18 +135,83 @@ async def run_check(settings: Settings, targets: list[Target], *, as_json: bool,
     )
     # The catalog may re-classify a check (stale vs missing in the database vs not granted).
     reports = [diagnoses[r.env].report if r.env in diagnoses else r for r in reports]
+    versions = await schema_versions([with_optional_dsn(t) for t in targets], rec)
     if as_json:
         envs = []
         for r in reports:
             doc = r.to_json()
             doc["diagnosis"] = diagnoses[r.env].to_json() if r.env in diagnoses else None
+            version = versions.get(r.env)
+            doc["schema_version"] = version.to_json() if version else None
             envs.append(doc)
         json.dump({"healthy": all(r.healthy for r in reports), "environments": envs}, out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
-        text = [render_report(r, verbose=verbose, diagnosis=diagnoses.get(r.env)) for r in reports]
+        text = []
+        for r in reports:
+            block = render_report(r, verbose=verbose, diagnosis=diagnoses.get(r.env))
+            if r.env in versions:
+                block += "\n" + version_line(versions[r.env])
+            text.append(block)
         out.write("\n\n".join(text) + "\n")
     return EXIT_OK if all(r.healthy for r in reports) else EXIT_UNHEALTHY
+
+
+async def schema_versions(targets: list[Target], rec: RecoveryConfig) -> dict[str, SchemaVersionReport]:
+    """The schema version guard of each environment that has one (and a DSN to read the database's)."""
+    guarded = [t for t in targets if t.config.schema_version is not None]
+    found = await asyncio.gather(
+        *(
+            check_target_schema_version(
+                t, os.environ, connect_timeout=rec.db_connect_timeout_s, command_timeout=rec.db_command_timeout_s
+            )
+            for t in guarded
+        )
+    )
+    return {t.name: v for t, v in zip(guarded, found, strict=True) if v is not None}
+
+
+def version_line(version: SchemaVersionReport) -> str:
+    mark = {"compatible": "✅", "unknown": "❓"}.get(str(version.status), "❌")
+    return f"  Schema version: {mark} {version.status}: {version.message}"
+
+
+async def run_drift(settings: Settings, targets: list[Target], *, as_json: bool, per_object: bool, out: TextIO) -> int:
+    rec = settings.recovery
+    async with make_http_client(t.config for t in targets) as client:
+        reports = await asyncio.gather(
+            *(
+                check_drift(
+                    client,
+                    with_optional_dsn(t),
+                    max_body_bytes=settings.max_body_bytes,
+                    connect_timeout=rec.db_connect_timeout_s,
+                    command_timeout=rec.db_command_timeout_s,
+                    method="probe" if per_object else "auto",
+                )
+                for t in targets
+            )
+        )
+    if as_json:
+        doc = {"in_sync": all(r.in_sync for r in reports), "environments": [r.to_json() for r in reports]}
+        json.dump(doc, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    else:
+        marks = {"in_sync": "✅", "stale": "❌", "unknown": "❓"}
+        for r in reports:
+            out.write(f"Schema drift [{r.env.upper()}]: {marks[str(r.status)]} {str(r.status).upper()}\n")
+            out.write(f"  {r.summary}\n")
+            for title, objects in (
+                ("Missing in the API (reload helps)", r.missing_in_api),
+                ("Served but gone from the database (reload helps)", r.extra_in_api),
+                ("Not granted to the API roles (GRANT; reload cannot help)", r.ungranted),
+            ):
+                if objects:
+                    out.write(f"  {title}: {objects.describe(limit=50)}\n")
+            for note in r.notes:
+                out.write(f"  note: {note}\n")
+            out.write(f"  → Next: {r.next_step} ({r.requests} requests, {r.duration_ms:.0f} ms)\n\n")
+    return EXIT_OK if all(r.in_sync for r in reports) else EXIT_UNHEALTHY
 
 
 def _section(out: TextIO, title: str) -> None:
@@ -149,7 +234,9 @@ def _step_printer(out: TextIO, verbose: bool) -> StepListener:
             out.write(render_report(step.report, verbose=verbose) + "\n")
             if not step.report.healthy:
                 meta = info(step.report.verdict)
-                action = "Checking the database before a reload..." if meta.reload_helps else "A reload cannot fix this."
+                action = (
+                    "Checking the database before a reload..." if meta.reload_helps else "A reload cannot fix this."
+                )
                 out.write(f"  ⚠️  Detected {step.report.verdict}. {action}\n")
         elif step.kind is StepKind.LISTENER:
             out.write(f"  👂 {step.message}\n")
@@ -269,7 +356,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=err)
     try:
         settings = load_settings(args.config)
-        if args.command == "check":
+        if args.command in ("check", "drift"):
             targets = resolve_targets(settings, args.env, need_dsn=False)
         else:
             targets = resolve_targets(settings, [args.env])
@@ -278,6 +365,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return EXIT_USAGE
     if args.command == "check":
         return asyncio.run(run_check(settings, targets, as_json=args.json, verbose=args.verbose, out=out))
+    if args.command == "drift":
+        return asyncio.run(run_drift(settings, targets, as_json=args.json, per_object=args.per_object, out=out))
     if (args.retries is not None and args.retries < 1) or (args.delay is not None and args.delay <= 0):
         err.write("pgrst-ops: --retries must be >= 1 and --delay > 0\n")
         return EXIT_USAGE

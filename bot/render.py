@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.diagnose import Diagnosis
+from bot.drift import DriftReport
 from bot.escalation import FIELDS_MAX, check_line, fit_embed, format_duration, truncate
 from bot.monitor import EnvState, MonitorHealth
 from bot.probe import EnvReport
@@ -157,3 +158,32 @@ def reload_embed(env: str, lines: Sequence[str], *, result: RecoveryResult | Non
         embed["fields"] = fields
         embed["timestamp"] = result.finished_at.isoformat()
     return fit_embed(embed)
+
+
+DRIFT_MARKS = {"in_sync": ("✅", 0x2ECC71), "stale": ("⚠️", 0xF1C40F), "unknown": ("❓", NEUTRAL_COLOUR)}
+
+
+def drift_embed(report: DriftReport) -> dict[str, Any]:
+    """/drift: what the database has that PostgREST does not serve (and the reverse), and what to do."""
+    mark, colour = DRIFT_MARKS[str(report.status)]
+    fields = []
+    for title, objects in (
+        ("Missing in the API (a reload helps)", report.missing_in_api),
+        ("Served but gone from the database (a reload helps)", report.extra_in_api),
+        ("Not granted to the API roles (GRANT; a reload cannot help)", report.ungranted),
+    ):
+        if objects:
+            fields.append({"name": title, "value": objects.describe(limit=30), "inline": False})
+    if report.notes:
+        fields.append({"name": "Notes", "value": "\n".join(f"• {n}" for n in report.notes[:5]), "inline": False})
+    fields.append({"name": "Next step", "value": report.next_step, "inline": False})
+    return fit_embed(
+        {
+            "title": f"{mark} Schema drift {report.env.upper()}: {report.status}",
+            "description": report.summary,
+            "color": colour,
+            "fields": fields,
+            "timestamp": report.checked_at.isoformat(),
+            "footer": {"text": f"pgrst-ops /drift · {report.requests} requests · {report.duration_ms:.0f} ms"},
+        }
+    )

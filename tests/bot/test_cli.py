@@ -211,3 +211,43 @@ async def test_fix_refused_by_preflight_exits_1_and_force_sends_the_notify(make_
     doc = json.loads(forced.stdout)
     assert forced.returncode == 1 and doc["notify_sent"] and doc["forced"]
     assert doc["verdict_after"] == "schema_cache_unavailable"
+
+
+async def test_drift_names_what_is_missing_and_ungranted_and_exits_1(make_stack, tmp_path):
+    stack = make_stack()
+    stack.sql(
+        "CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;"
+        "CREATE TABLE public.audit (id int);"
+    )
+    config = write_config(tmp_path / "c.yaml", {"dev": stack.env_config()})
+    proc = await acli(config, "drift", "--env", "dev", env=stack.env_vars)
+    assert proc.returncode == 1, proc.stderr
+    assert "Schema drift [DEV]: ❌ STALE" in proc.stdout
+    assert "Missing in the API (reload helps): tables public.orders" in proc.stdout
+    assert "Not granted to the API roles (GRANT; reload cannot help): tables public.audit" in proc.stdout
+    stack.notify()
+    await asyncio.sleep(0.5)
+    again = await acli(config, "drift", "--json", env=stack.env_vars)
+    doc = json.loads(again.stdout)
+    assert (
+        again.returncode == 0 and doc["in_sync"] and doc["environments"][0]["ungranted"]["tables"] == ["public.audit"]
+    )
+
+
+async def test_check_shows_the_schema_version_guard(make_stack, tmp_path):
+    stack = make_stack()
+    stack.sql(
+        "CREATE SCHEMA supabase_migrations;"
+        "CREATE TABLE supabase_migrations.schema_migrations (version text primary key);"
+        "INSERT INTO supabase_migrations.schema_migrations VALUES ('20261101000000'), ('20261115000000');"
+        "GRANT USAGE ON SCHEMA supabase_migrations TO ops;"
+        "GRANT SELECT ON supabase_migrations.schema_migrations TO ops;"
+    )
+    config = write_config(
+        tmp_path / "c.yaml", {"dev": stack.env_config(schema_version={"expected_env": "APP_SCHEMA_VERSION"})}
+    )
+    ahead = await acli(config, "check", env={**stack.env_vars, "APP_SCHEMA_VERSION": "20261120000000"})
+    assert ahead.returncode == 0
+    assert "Schema version: ❌ run_migrations" in ahead.stdout and "20261115000000" in ahead.stdout
+    same = await acli(config, "check", "--json", env={**stack.env_vars, "APP_SCHEMA_VERSION": "20261115000000"})
+    assert json.loads(same.stdout)["environments"][0]["schema_version"]["status"] == "compatible"

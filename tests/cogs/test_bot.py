@@ -22,7 +22,7 @@ async def test_commands_are_synced_to_the_guild_with_their_options(fake, make_st
     stack = make_stack()
     async with running_bot(fake, {"dev": stack.env_config()}, stack.env_vars):
         commands = {c["name"]: c for c in fake.commands[fake.guild_id]}
-    assert set(commands) == {"health", "reload", "status"}
+    assert set(commands) == {"health", "reload", "status", "drift"}
     (health_env,) = commands["health"]["options"]
     assert health_env["name"] == "env" and not health_env.get("required") and health_env["autocomplete"]
     reload_env, reload_force = commands["reload"]["options"]
@@ -301,3 +301,19 @@ async def test_reload_refused_by_preflight_then_forced_with_confirmation(fake, m
     assert forced.original.embeds[0]["title"] == "❌ DEV escalated" and "Forced" in final
     assert "Alice (/reload force)" in final["Audit"]
     assert "applied: it is why the schema cache cannot load" in final["Diagnosis"]
+
+
+async def test_drift_command_lists_the_missing_table_and_the_ungranted_one(fake, make_stack):
+    stack = make_stack()
+    stack.sql(STALE_TABLE + "CREATE TABLE public.audit (id int);")
+    async with running_bot(fake, {"dev": stack.env_config()}, stack.env_vars):
+        record = await fake.invoke_slash("drift", user_id=fake.user_ids["carol"], options={"env": "dev"})
+        await record.wait_acked()
+        await record.wait_for(lambda r: bool(r.followups) or (r.original is not None and bool(r.original.embeds)), 15)
+    assert record.callbacks[0]["type"] == 5
+    message = record.followups[0] if record.followups else record.original
+    embed = message.embeds[0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert embed["title"] == "⚠️ Schema drift DEV: stale"
+    assert fields["Missing in the API (a reload helps)"] == "tables public.orders"
+    assert fields["Not granted to the API roles (GRANT; a reload cannot help)"] == "tables public.audit"

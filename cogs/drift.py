@@ -1,0 +1,38 @@
+"""/drift env: compare the database catalog with what PostgREST serves (the runbook's schema-sync check)."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import PgrstOpsBot
+from bot.drift import check_drift
+from bot.render import drift_embed
+from cogs.common import env_autocomplete, find_target, services, unknown_env
+
+
+class Drift(commands.Cog):
+    @app_commands.command(name="drift", description="Compare the database with what PostgREST serves")
+    @app_commands.describe(env="Environment to compare")
+    @app_commands.autocomplete(env=env_autocomplete)
+    async def drift(self, interaction: discord.Interaction, env: str) -> None:
+        target = find_target(interaction, env)
+        if target is None:
+            await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)  # catalog + API reads can take seconds
+        svc = services(interaction)
+        rec = svc.settings.recovery
+        report = await check_drift(
+            svc.http,
+            target,
+            max_body_bytes=svc.settings.max_body_bytes,
+            connect_timeout=rec.db_connect_timeout_s,
+            command_timeout=rec.db_command_timeout_s,
+        )
+        await interaction.followup.send(embed=discord.Embed.from_dict(drift_embed(report)))
+
+
+async def setup(bot: PgrstOpsBot) -> None:
+    await bot.add_cog(Drift())
