@@ -18,7 +18,7 @@ class CheckKind(StrEnum):
     ROOT = "root"  # GET / : the service answers
     DATA = "data"  # GET /<table>?limit=1 : the runbook's data check
     CACHE = "cache"  # OPTIONS /<table> : 404 {} while the table is missing from the cache
-    RPC = "rpc"  # OPTIONS /rpc/<fn> : 404 PGRST202 while the function is missing from the cache
+    RPC = "rpc"  # GET /rpc/<fn>?<args>= with an unproducible Accept: 404 PGRST202 while missing from the cache
     COLUMNS = "columns"  # POST /<table>?columns=... with [] : PGRST204 while a column is missing
     LIVE = "live"  # admin /live
     READY = "ready"  # admin /ready
@@ -132,6 +132,9 @@ def classify_response(
             return result(Verdict.HEALTHY, "no API key configured: probe is auth-limited", auth_limited=True)
         return result(Verdict.HEALTHY, message or "access denied: probe is auth-limited", auth_limited=True)
 
+    if code == "PGRST107" and kind in (CheckKind.RPC, CheckKind.COLUMNS):
+        # Our probe's unproducible media type was refused after the cache lookup: the object is cached.
+        return result(Verdict.HEALTHY, "")
     if truncated:
         if kind is CheckKind.ROOT and 200 <= status < 300:
             return result(Verdict.HEALTHY, "")  # the OpenAPI document is legitimately large

@@ -30,6 +30,16 @@ CONFIG_PATH_ENV = "PGRST_OPS_CONFIG"
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 TABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+# A function to probe: `name`, or `name(arg, ...)` naming its required arguments (the probe sends them empty).
+FUNCTION_RE = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_$]*(\(\s*([A-Za-z_][A-Za-z0-9_$]*\s*(,\s*[A-Za-z_][A-Za-z0-9_$]*\s*)*)?\))?$"
+)
+
+
+def split_function(entry: str) -> tuple[str, list[str]]:
+    """`add(a, b)` -> ("add", ["a", "b"])."""
+    name, _, rest = entry.partition("(")
+    return name.strip(), [a.strip() for a in rest.rstrip(")").split(",") if a.strip()]
 
 
 class ConfigError(Exception):
@@ -156,9 +166,9 @@ class EnvironmentConfig(_Strict):
     @field_validator("probe_functions")
     @classmethod
     def _functions(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not TABLE_NAME_RE.fullmatch(name):
-                raise ValueError(f"not a plain function name: {name!r}")
+        for entry in value:
+            if not FUNCTION_RE.fullmatch(entry):
+                raise ValueError(f"not a function name or name(arg, ...): {entry!r}")
         return value
 
     @field_validator("exposed_schemas", "api_roles", "authenticator_role")

@@ -24,10 +24,12 @@ from bot.classify import (
     classify_response,
     classify_transport_failure,
 )
-from bot.config import EnvironmentConfig, EnvSecrets, Target
+from bot.config import EnvironmentConfig, EnvSecrets, Target, split_function
 from bot.verdicts import Verdict, info, worst
 
 USER_AGENT = "pgrst-ops/0.1 (+health probe)"
+# A media type no PostgREST produces: requests are looked up in the schema cache, then refused (PGRST107).
+UNPRODUCIBLE_ACCEPT = "application/x-pgrst-ops-probe"
 
 
 def _origin_pattern(url: str) -> str:
@@ -178,12 +180,24 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
                     "POST",
                     f"{base}/{table.name}?columns={','.join(table.columns)}",
                     json_body=[],
-                    extra_headers={"Prefer": "return=minimal"},
+                    # Refused after the column lookup (415 PGRST107): not even statement triggers run.
+                    extra_headers={"Prefer": "return=minimal", "Accept": UNPRODUCIBLE_ACCEPT},
                 )
             )
-    for function in env.probe_functions:
+    for entry in env.probe_functions:
+        # GET with the required arguments (empty) and a media type PostgREST cannot produce: it looks the function
+        # up in its cache (404 PGRST202 when missing), then refuses to negotiate (415 PGRST107): nothing runs.
+        function, args = split_function(entry)
+        query = "?" + "&".join(f"{a}=" for a in args) if args else ""
         specs.append(
-            CheckSpec(f"rpc:{function}", f"RPC ({function})", CheckKind.RPC, "OPTIONS", f"{base}/rpc/{function}")
+            CheckSpec(
+                f"rpc:{function}",
+                f"RPC ({function})",
+                CheckKind.RPC,
+                "GET",
+                f"{base}/rpc/{function}{query}",
+                extra_headers={"Accept": UNPRODUCIBLE_ACCEPT},
+            )
         )
     return specs
 

@@ -6,13 +6,17 @@ never reaches another test's PostgREST.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -52,6 +56,17 @@ class Stack:
 
     def notify(self) -> None:
         self.sql(f"NOTIFY {self.channel}, 'reload schema'")
+
+    async def wait_for_code(self, code: str, within_s: float = 10.0) -> None:
+        """Wait until the API answers with `code` (e.g. PGRST002 once a bad setting has been applied)."""
+        async with httpx.AsyncClient(timeout=2) as client:
+            deadline = time.monotonic() + within_s
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if code in (await client.get(f"{self.postgrest.url}/judgments")).text:
+                        return
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"PostgREST did not answer {code} within {within_s} s")
 
     def env_config(self, **overrides: Any) -> dict[str, Any]:
         config: dict[str, Any] = {

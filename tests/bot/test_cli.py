@@ -114,7 +114,7 @@ async def test_pgrst002_fix_escalates_posts_the_critical_alert_and_exits_1(make_
     stack = make_stack()
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     stack.notify()
-    await asyncio.sleep(0.5)
+    await stack.wait_for_code("PGRST002")
     recorder = Recorder(fail_first=1)
     async with recorder as hook_url:
         config = write_config(

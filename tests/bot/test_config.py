@@ -48,6 +48,13 @@ BAD = [
     ("no environments", "environments: {}\n", "at least one environment"),
     ("top level not a mapping", "- a\n- b\n", "expected a mapping"),
     ("bad table name", GOOD.replace("[judgments]", "['judgments; drop']"), "environments.dev.probe_tables.0.name"),
+    ("bad function", GOOD + "    probe_functions: ['add(a b)']\n", "not a function name or name(arg, ...)"),
+    ("bad exposed schema", GOOD + "    exposed_schemas: ['public; drop']\n", "environments.dev.exposed_schemas"),
+    (
+        "version guard without a source",
+        GOOD + "    schema_version: {query: 'select 1'}\n",
+        "environments.dev.schema_version: set expected or expected_env",
+    ),
 ]
 
 

@@ -116,7 +116,7 @@ async def test_applied_tiny_statement_timeout_is_named_as_the_cause_of_pgrst002(
     stack = make_stack()
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     stack.notify()
-    await asyncio.sleep(0.5)
+    await stack.wait_for_code("PGRST002")
     diagnosis = await probe_and_diagnose(stack)
     assert diagnosis.verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE
     assert diagnosis.findings[0].cause == "role_setting"

@@ -275,7 +275,7 @@ async def test_schema_cache_unavailable_pgrst002_is_unknown(make_stack):
     stack = make_stack()
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     stack.notify()
-    await asyncio.sleep(0.5)
+    await stack.wait_for_code("PGRST002")
     report = await drift(stack)
     assert report.status is DriftStatus.UNKNOWN
     assert "503 PGRST002" in (report.error or ""), report.error

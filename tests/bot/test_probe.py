@@ -22,12 +22,17 @@ async def probe_one(env_config: dict, environ: dict | None = None, **top):
         return await Prober(client, max_body_bytes=settings.max_body_bytes).probe(target)
 
 
+def by_status(report):
+    return {c.name: (c.status, c.code) for c in report.checks}
+
+
 async def test_healthy_postgrest_reports_every_check(make_stack):
     stack = make_stack()
     report = await probe_one(stack.env_config(probe_functions=["ping"]))
     assert report.verdict is Verdict.HEALTHY, report.explanation
     assert [c.name for c in report.checks] == ["live", "ready", "root", "data:judgments", "cache:judgments", "rpc:ping"]
-    assert all(c.status == 200 for c in report.checks)
+    assert all(c.status == 200 for c in report.checks if c.name != "rpc:ping")
+    assert by_status(report)["rpc:ping"] == (415, "PGRST107")  # found in the cache, never called
     assert report.server_version is not None and report.server_version.startswith("postgrest/12")
     assert all(c.latency_ms > 0 for c in report.checks)
 
@@ -62,6 +67,28 @@ async def test_new_function_is_stale(make_stack):
     )
     report = await probe_one(stack.env_config(probe_functions=["fresh"]))
     assert report.verdict is Verdict.STALE_SCHEMA_CACHE, report.explanation
+
+
+async def test_function_with_arguments_is_found_without_running_it_and_columns_insert_nothing(make_stack):
+    stack = make_stack()
+    side_effects = (
+        "CREATE TABLE public.calls (n int);"
+        "CREATE FUNCTION public.add(a int, b int) RETURNS int LANGUAGE sql VOLATILE AS "
+        "'insert into public.calls values (1); select a + b';"
+        "GRANT EXECUTE ON FUNCTION public.add(int, int) TO anon;"
+        "CREATE FUNCTION public.count_call() RETURNS trigger LANGUAGE plpgsql AS "
+        "'begin insert into public.calls values (2); return null; end';"
+        "CREATE TRIGGER judged AFTER INSERT ON public.judgments FOR EACH STATEMENT EXECUTE FUNCTION public.count_call();"
+    )
+    stack.sql(side_effects)
+    stack.notify()
+    await asyncio.sleep(0.5)
+    env = stack.env_config(probe_functions=["add(a, b)"], probe_tables=[{"name": "judgments", "columns": ["title"]}])
+    report = await probe_one(env)
+    assert report.verdict is Verdict.HEALTHY, report.explanation
+    assert by_status(report)["rpc:add"] == (415, "PGRST107")
+    assert by_status(report)["columns:judgments"] == (415, "PGRST107")
+    assert stack.sql("select count(*) from public.calls").strip() == "0"  # neither the function nor a trigger ran
 
 
 async def test_pgrst002_is_schema_cache_unavailable(make_stack):

@@ -84,7 +84,7 @@ async def test_pgrst002_escalates_at_once_without_a_notify(make_stack):
     stack = make_stack()
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     stack.notify()
-    await asyncio.sleep(0.5)
+    await stack.wait_for_code("PGRST002")
     result = await recover(stack)
     assert result.outcome is Outcome.ESCALATED
     assert result.verdict_after is Verdict.SCHEMA_CACHE_UNAVAILABLE
