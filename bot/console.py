@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
+import time
+from collections import deque
 from typing import Any, TextIO
 
 import httpx
@@ -26,16 +29,44 @@ def payload_text(payload: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p)
 
 
-class WebhookFallback:
-    """Posts payloads to the Discord webhook when one is configured; never raises."""
+class RateLimiter:
+    """Discord's webhook limits (about 5 posts per 2 s and 30 per minute per channel): callers queue, in order."""
 
-    def __init__(self, client: httpx.AsyncClient, url: SecretStr | None) -> None:
+    def __init__(self, limits: tuple[tuple[int, float], ...] = ((5, 2.0), (30, 60.0))) -> None:
+        self.limits = limits
+        self._sent: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:  # FIFO: a queued post is never overtaken, never dropped
+            while True:
+                now = time.monotonic()
+                longest = max(window for _, window in self.limits)
+                while self._sent and now - self._sent[0] >= longest:
+                    self._sent.popleft()
+                wait = 0.0
+                for count, window in self.limits:
+                    recent = [t for t in self._sent if now - t < window]
+                    if len(recent) >= count:
+                        wait = max(wait, recent[-count] + window - now)
+                if wait <= 0:
+                    self._sent.append(now)
+                    return
+                await asyncio.sleep(wait)
+
+
+class WebhookFallback:
+    """Posts payloads to the Discord webhook when one is configured, queued under its rate limits; never raises."""
+
+    def __init__(self, client: httpx.AsyncClient, url: SecretStr | None, limiter: RateLimiter | None = None) -> None:
         self.client = client
         self.url = url
+        self.limiter = limiter or RateLimiter()
 
     async def post(self, payload: dict[str, Any], *, edit_message_id: str | None = None) -> str | None:
         if self.url is None:
             return None
+        await self.limiter.acquire()
         result = await post_webhook(self.client, self.url, payload, edit_message_id=edit_message_id)
         if not result.ok:
             log.warning("webhook post failed: %s", result.detail)
@@ -52,15 +83,31 @@ class ConsoleSink:
         self.out.write(f"\n[{kind}] {env}\n{payload_text(payload)}\n")
         self.out.flush()
 
-    async def post_alert(self, env: str, payload: dict[str, Any], *, restart_url: str | None) -> Any:
+    async def post_alert(
+        self, env: str, payload: dict[str, Any], *, restart_url: str | None, incident_id: int | None = None
+    ) -> Any:
         self._print("CRITICAL", env, payload)
-        return await self.webhook.post(payload)
+        message_id = await self.webhook.post(payload)
+        return {"webhook_message_id": message_id} if message_id else None
+
+    async def edit_alert(
+        self,
+        env: str,
+        handle: Any,
+        payload: dict[str, Any],
+        *,
+        restart_url: str | None = None,
+        incident_id: int | None = None,
+    ) -> None:
+        self._print("UPDATE", env, payload)
+        if isinstance(handle, dict) and handle.get("webhook_message_id"):
+            await self.webhook.post(payload, edit_message_id=str(handle["webhook_message_id"]))
 
     async def resolve_alert(self, env: str, handle: Any, payload: dict[str, Any]) -> None:
-        if handle is not None:
-            await self.webhook.post(payload, edit_message_id=str(handle))
+        if isinstance(handle, dict) and handle.get("webhook_message_id"):
+            await self.webhook.post(payload, edit_message_id=str(handle["webhook_message_id"]))
 
-    async def post_line(self, env: str, payload: dict[str, Any]) -> None:
+    async def post_line(self, env: str, payload: dict[str, Any], *, reply_to: Any = None) -> None:
         self._print("INFO", env, payload)
         await self.webhook.post(payload)
 
