@@ -123,6 +123,9 @@ class Outbox:
                 error = DeliveryError(f"no answer from Discord within {self.timeout_s:g} s", transient=True)
             except DeliveryError as err:
                 error = err
+            except Exception as err:  # a bug or an unexpected answer: give the row up loudly, never crash the caller
+                log.exception("sending %s %s for %s failed", row.kind, row.id, row.env)
+                error = DeliveryError(f"{type(err).__name__}", transient=False)
             else:
                 if row.id:
                     await self._mark(row.id, result or {})

@@ -70,6 +70,12 @@ class IncidentButton(
                 ephemeral=True,
             )
             return
+        if self.action == "retry" and svc.targets[alert_env].config.protected:
+            await interaction.response.send_message(
+                f"⚠️ {alert_env.upper()} is protected: use `/reload {alert_env}`, which asks you to confirm first.",
+                ephemeral=True,
+            )
+            return
         await interaction.response.defer(ephemeral=True, thinking=True)  # the store and Discord may take a moment
         if self.action == "ack":
             text = await monitor.acknowledge(self.incident_id, who(interaction))

@@ -280,3 +280,37 @@ async def test_a_broken_store_never_stops_alerting(fake, make_stack, tmp_path):
     assert len(criticals(fake)) == 1 and alert.buttons()[-1]["label"] == "Restart project"
     assert "could not be opened" in str(status.original.embeds[0]["fields"][0])
     assert incidents.ephemeral and "No incident log" in incidents.original.content
+
+
+async def test_reload_and_buttons_are_in_the_audit_log_and_protected_retry_asks_for_reload(fake, make_stack, tmp_path):
+    stack = make_stack()
+    stack.sql(STALE_TABLE)
+    envs = {"prod": stack.env_config(probe_tables=["orders"], auto_recover=False, protected=True)}
+    async with running_bot(fake, envs, stack.env_vars, incidents=store_cfg(tmp_path)) as bot:
+        alert = await open_alert(fake, bot)
+        (retry,) = [b["custom_id"] for b in alert.buttons() if b.get("label") == "Retry reload"]
+        click = await fake.click_button(alert, retry, user_id=fake.user_ids["alice"])
+        await click.wait_acked()
+        assert click.ephemeral and "is protected: use `/reload prod`" in click.original.content
+        assert bot.services.operator.reloads_in_window("prod") == 0
+        record = await fake.invoke_slash("reload", user_id=fake.user_ids["alice"], options={"env": "prod"})
+        await record.wait_acked()
+        confirm = await fake.click_button(
+            record.original, record.original.buttons()[0]["custom_id"], user_id=fake.user_ids["alice"]
+        )
+        await confirm.wait_acked()
+        await record.wait_for(lambda r: "Audit" in str(r.original.embeds), 15)
+        await asyncio.sleep(0.3)
+        await bot.services.monitor.check("prod")
+        await fake.wait_for(lambda: "RESOLVED" in fake.message(alert.id).embed_text(), 10)
+    store = await Store(tmp_path / "incidents.db").open()
+    try:
+        audit = [(a.actor, a.action, a.env, a.outcome) for a in await store.audit_log()]
+        (incident,) = await store.recent_incidents()
+        actions = [(actor, kind) for _, actor, kind, _ in await store.actions(incident.id)]
+    finally:
+        await store.close()
+    assert ("Alice (/reload)", "reload", "prod", "recovered") in audit
+    assert incident.resolution == "manual_reload"
+    assert actions[0] == ("monitor", "opened") and ("Alice (/reload)", "reload") in actions
+    assert actions[-1] == ("monitor", "resolved")
