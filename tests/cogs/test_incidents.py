@@ -314,3 +314,28 @@ async def test_reload_and_buttons_are_in_the_audit_log_and_protected_retry_asks_
     assert incident.resolution == "manual_reload"
     assert actions[0] == ("monitor", "opened") and ("Alice (/reload)", "reload") in actions
     assert actions[-1] == ("monitor", "resolved")
+
+
+async def test_silence_button_holds_reminders_and_unsilence_announces_it(fake, make_stack, tmp_path):
+    stack = make_stack()
+    envs = {"prod": stack.env_config(auto_recover=False)}
+    stack.postgrest.stop()
+    async with running_bot(fake, envs, stack.env_vars, incidents=store_cfg(tmp_path, reminder_interval_s=0.3)) as bot:
+        monitor = bot.services.monitor
+        alert = await open_alert(fake, bot)
+        (silence_id,) = [b["custom_id"] for b in alert.buttons() if b.get("label") == "Silence 1h"]
+        click = await fake.click_button(alert, silence_id, user_id=fake.user_ids["bob"])
+        await click.wait_for(said("silenced for 1 h 0 min"))
+        line = await fake.wait_for_message(fake.ops_channel_id, lambda m: "silenced by Bob" in (m.content or ""))
+        await asyncio.sleep(0.4)
+        await monitor.check("prod")
+        await asyncio.sleep(0.2)
+        assert not [m for m in ops(fake) if "Reminder" in (m.content or "")]  # held while silenced
+        record = await fake.invoke_slash("unsilence", user_id=fake.user_ids["bob"], options={"env": "prod"})
+        await record.wait_for(said("unsilenced"))
+        back = await fake.wait_for_message(fake.ops_channel_id, lambda m: "unsilenced by Bob" in (m.content or ""))
+        await monitor.check("prod")
+        reminder = await fake.wait_for_message(fake.ops_channel_id, lambda m: "Reminder" in (m.content or ""))
+    assert "Silence button on incident #1" in line.content and "Alerts are live again" not in back.content
+    assert "still unhealthy" in back.content and reminder.message_reference["message_id"] == str(alert.id)
+    assert len(criticals(fake)) == 1
