@@ -330,8 +330,8 @@ def build_bot(services: Services, *, cogs: tuple[str, ...] = COGS, **options: An
 
 
 async def run_console(services: Services, stop: asyncio.Event) -> None:
-    sink = ConsoleSink(services.webhook)
     await open_services_store(services)
+    sink = ConsoleSink(services.webhook, guard=services.guard)
     monitor = Monitor(
         services.settings,
         list(services.targets.values()),

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import httpx
 from pydantic import SecretStr
 
+from bot.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
 from bot.webhook import post_webhook
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,36 @@ class WebhookFallback:
         return result.message_id or edit_message_id
 
 
+class WebhookTransport:
+    """Outbox rows to the webhook (console mode). Without a webhook there is nothing to deliver."""
+
+    def __init__(self, webhook: WebhookFallback) -> None:
+        self.webhook = webhook
+
+    async def deliver(
+        self, env: str, kind: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str
+    ) -> dict[str, Any] | None:
+        if self.webhook.url is None:
+            return {}
+        if kind == EDIT:
+            target = meta.get("target") or {}
+            if not target.get("webhook_message_id"):
+                return {}
+            message_id = await self.webhook.post(payload, edit_message_id=str(target["webhook_message_id"]))
+        else:
+            message_id = await self.webhook.post(payload)
+        if message_id is None:
+            raise DeliveryError("the webhook post failed (see the warning above)", transient=True)
+        return {"webhook_message_id": message_id}
+
+
 class ConsoleSink:
-    def __init__(self, webhook: WebhookFallback, out: TextIO | None = None) -> None:
+    """Prints every message at once; the webhook copy goes through the durable outbox."""
+
+    def __init__(self, webhook: WebhookFallback, out: TextIO | None = None, guard: StoreGuard | None = None) -> None:
         self.webhook = webhook
         self.out = out or sys.stdout
+        self.outbox = Outbox(guard or StoreGuard(None), WebhookTransport(webhook))
 
     def _print(self, kind: str, env: str, payload: dict[str, Any]) -> None:
         self.out.write(f"\n[{kind}] {env}\n{payload_text(payload)}\n")
@@ -87,8 +114,8 @@ class ConsoleSink:
         self, env: str, payload: dict[str, Any], *, restart_url: str | None, incident_id: int | None = None
     ) -> Any:
         self._print("CRITICAL", env, payload)
-        message_id = await self.webhook.post(payload)
-        return {"webhook_message_id": message_id} if message_id else None
+        result = await self.outbox.send(env, POST, payload)
+        return result if result and result.get("webhook_message_id") else None
 
     async def edit_alert(
         self,
@@ -100,16 +127,16 @@ class ConsoleSink:
         incident_id: int | None = None,
     ) -> None:
         self._print("UPDATE", env, payload)
-        if isinstance(handle, dict) and handle.get("webhook_message_id"):
-            await self.webhook.post(payload, edit_message_id=str(handle["webhook_message_id"]))
+        if handle:
+            await self.outbox.send(env, EDIT, payload, {"target": handle})
 
     async def resolve_alert(self, env: str, handle: Any, payload: dict[str, Any]) -> None:
-        if isinstance(handle, dict) and handle.get("webhook_message_id"):
-            await self.webhook.post(payload, edit_message_id=str(handle["webhook_message_id"]))
+        if handle:
+            await self.outbox.send(env, EDIT, payload, {"target": handle})
 
     async def post_line(self, env: str, payload: dict[str, Any], *, reply_to: Any = None) -> None:
         self._print("INFO", env, payload)
-        await self.webhook.post(payload)
+        await self.outbox.send(env, POST, payload)
 
     def status_change(self, env: str, old: str | None, new: str, explanation: str) -> None:
         self.out.write(json.dumps({"env": env, "from": old, "to": new, "why": explanation}, ensure_ascii=False) + "\n")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 
 import httpx
 from pydantic import SecretStr
 
-from bot.console import RateLimiter, WebhookFallback
+from bot.console import ConsoleSink, RateLimiter, WebhookFallback
+from bot.outbox import StoreGuard
 from bot.store import Store
 from tests.cogs.conftest import running_bot
 
@@ -116,3 +118,23 @@ async def test_webhook_posts_queue_under_discords_limits_and_none_is_dropped(fak
     times = [r.time for r in fake.requests_to("POST", r"/webhooks/")]
     assert all(times[i + 2] - times[i] >= 0.45 for i in range(len(times) - 2))
     assert all(times[i + 4] - times[i] >= 1.95 for i in range(len(times) - 4))
+
+
+async def test_console_mode_webhook_copies_go_through_the_outbox(fake, tmp_path):
+    db = tmp_path / "incidents.db"
+    store = await Store(db).open()
+    fake.fail_next("POST", r"/webhooks/", status=500, times=3)  # post_webhook's own 3 tries all fail
+    out = io.StringIO()
+    try:
+        async with httpx.AsyncClient() as client:
+            sink = ConsoleSink(WebhookFallback(client, SecretStr(fake.incoming_webhook_url)), out, StoreGuard(store))
+            payload = {"content": "PostgREST PROD is down", "embeds": [{"title": "🔥 CRITICAL"}]}
+            handle = await sink.post_alert("prod", payload, restart_url=None, incident_id=1)
+            await sink.resolve_alert("prod", handle, {"content": "✅ resolved", "embeds": [{"title": "✅ RESOLVED"}]})
+        pending = await store.outbox_count(unsent_only=True)
+    finally:
+        await store.close()
+    assert "[CRITICAL] prod" in out.getvalue()
+    (message,) = fake.channel_messages(fake.ops_channel_id)  # one post despite the failures, then edited
+    assert str(message.id) == handle["webhook_message_id"] and message.content == "✅ resolved"
+    assert pending == 0
