@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -95,6 +95,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+OUTBOX_KEEP_DAYS = 30
 
 
 class StoreError(Exception):
@@ -252,6 +253,9 @@ class Store:
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self.version = migrate(conn)
+            # delivered messages are kept a while for the record, not forever
+            cutoff = ts(now() - timedelta(days=OUTBOX_KEEP_DAYS))
+            conn.execute("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (cutoff,))
         except BaseException:
             conn.close()
             raise

@@ -123,3 +123,20 @@ async def test_incidents_actions_outbox_and_silences_round_trip():
     assert [(a[1], a[2]) for a in actions] == [("alice", "ack")]
     assert [p.nonce for p in pending] == ["nonce1"] and pending[0].meta == {"incident_id": incident.id}
     assert still == [] and (silence.reason, silence.actor) == ("deploy", "bob") and ended == []
+
+
+async def test_delivered_outbox_rows_older_than_30_days_are_pruned_at_open(tmp_path):
+    path = tmp_path / "incidents.db"
+    store = await Store(path).open()
+    old = await store.outbox_add("prod", "post", {"content": "old"}, {}, "n-old")
+    await store.outbox_sent(old, {"message_id": 1})
+    await store.outbox_add("prod", "post", {"content": "unsent"}, {}, "n-unsent")
+    await store.call(
+        lambda: store.conn.execute("UPDATE outbox SET sent_at = '2020-01-01T00:00:00+00:00' WHERE id = ?", (old,))
+    )
+    await store.close()
+    store = await Store(path).open()
+    try:
+        assert await store.outbox_count() == 1 and [r.nonce for r in await store.outbox_pending()] == ["n-unsent"]
+    finally:
+        await store.close()
