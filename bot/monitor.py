@@ -11,6 +11,7 @@ Knows nothing of Discord: alerts go to an AlertSink (the Discord channel, or the
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -82,7 +83,8 @@ class OpenAlert:
     verdict: Verdict
     handle: Any
     payload: dict[str, Any]
-    incident_id: int = 0  # 0: not in the store (store unavailable)
+    incident_id: int = 0  # the store's id; with the store down, an in-memory id (stored=False)
+    stored: bool = False
     restart_url: str | None = None
     trigger: str = inc.MONITOR
     acknowledged_by: str | None = None
@@ -169,6 +171,7 @@ class Monitor:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._locks = {t.name: asyncio.Lock() for t in targets}
+        self._memory_ids = itertools.count(10**15)  # incident ids while the store is unavailable
 
     # -- the loop ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -251,6 +254,7 @@ class Monitor:
                 handle=handle_from(incident),
                 payload=incident.alert_payload or {},
                 incident_id=incident.id,
+                stored=True,
                 trigger=incident.trigger,
                 acknowledged_by=incident.acknowledged_by,
                 last_reminder_at=incident.last_reminder_at,
@@ -354,7 +358,7 @@ class Monitor:
             alert.resolution_hint = inc.AUTO_RECOVERED if result.actor == "auto" else inc.MANUAL_RELOAD
         if result.actor != "auto":
             self._spawn(self._db(lambda s: s.audit(result.actor, "reload", result.env, str(result.outcome))))
-        if alert is not None and alert.incident_id and (result.notify_sent or result.actor != "auto"):
+        if alert is not None and alert.stored and (result.notify_sent or result.actor != "auto"):
             detail = f"outcome {result.outcome}" + (f": {result.reason}" if result.reason else "")
             self._spawn(self._db(lambda s: s.add_action(alert.incident_id, result.actor, "reload", detail)))
 
@@ -406,17 +410,19 @@ class Monitor:
                 trigger=alert.trigger,
             )
         )
-        if incident is not None:
-            alert.incident_id = incident.id
-            await self._incident_update(alert, alert_payload=alert.payload, flapping=alert.flapping)
-            await self._action(alert, "monitor", kind, report.explanation)
+        if incident is None:  # the store is down: an in-memory id keeps the buttons working until a restart
+            alert.incident_id = next(self._memory_ids)
+            return
+        alert.incident_id, alert.stored = incident.id, True
+        await self._incident_update(alert, alert_payload=alert.payload, flapping=alert.flapping)
+        await self._action(alert, "monitor", kind, report.explanation)
 
     async def _incident_update(self, alert: OpenAlert, **fields: Any) -> None:
-        if alert.incident_id:
+        if alert.stored:
             await self._db(lambda s: s.update_incident(alert.incident_id, **fields))
 
     async def _action(self, alert: OpenAlert, actor: str, kind: str, detail: str = "") -> None:
-        if alert.incident_id:
+        if alert.stored:
             await self._db(lambda s: s.add_action(alert.incident_id, actor, kind, detail))
 
     async def _post(self, state: EnvState) -> None:
@@ -654,7 +660,7 @@ def open_summary(monitor: Monitor) -> list[str]:
     for state in monitor.states.values():
         alert = state.alert
         if alert is not None:
-            ref = f"#{alert.incident_id}" if alert.incident_id else "(not stored)"
+            ref = f"#{alert.incident_id}" if alert.stored else "(not stored)"
             parts = [f"🚨 **{state.name.upper()}** incident {ref} open since <t:{int(alert.opened_at.timestamp())}:R>"]
             parts.append(str(state.verdict or alert.verdict))
             if alert.flapping:

@@ -273,6 +273,10 @@ async def test_a_broken_store_never_stops_alerting(fake, make_stack, tmp_path):
     stack.postgrest.stop()
     async with running_bot(fake, envs, stack.env_vars, incidents={"store_path": str(path)}) as bot:
         alert = await open_alert(fake, bot)
+        (ack_id,) = [b["custom_id"] for b in alert.buttons() if b.get("label") == "Acknowledge"]
+        click = await fake.click_button(alert, ack_id, user_id=fake.user_ids["bob"])
+        await click.wait_for(said("You acknowledged"))
+        await fake.wait_for(lambda: "Acknowledged by Bob" in (fake.message(alert.id).content or ""))
         status = await fake.invoke_slash("status", user_id=fake.user_ids["carol"])
         await status.wait_acked()
         incidents = await fake.invoke_slash("incidents", user_id=fake.user_ids["carol"])
