@@ -54,10 +54,16 @@ async def test_restart_mid_incident_edits_the_same_message_on_recovery(fake, mak
     async with running_bot(fake, envs, stack.env_vars, incidents=store_cfg(tmp_path)) as bot:
         alert = await open_alert(fake, bot)
         assert [b["label"] for b in alert.buttons()] == ["Acknowledge", "Silence 1h", "Retry reload", "Restart project"]
-    stack.postgrest.start()  # recovers while the bot is down
 
     async with running_bot(fake, envs, stack.env_vars, incidents=store_cfg(tmp_path)) as bot:
         assert bot.services.monitor.states["prod"].alert is not None  # re-attached from the store
+        for _ in range(3):
+            await bot.services.monitor.check("prod")  # still down after the restart: no second CRITICAL
+        await asyncio.sleep(0.2)
+        assert len(ops(fake)) == 1
+    stack.postgrest.start()  # recovers while the bot is down
+
+    async with running_bot(fake, envs, stack.env_vars, incidents=store_cfg(tmp_path)) as bot:
         await bot.services.monitor.check("prod")
         await fake.wait_for(lambda: len(ops(fake)) == 2, 10)
         await bot.services.monitor.check("prod")
