@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -45,11 +46,18 @@ class Transport(Protocol):
 
 
 class StoreGuard:
-    """Runs store calls; the first failure is logged clearly (once), later ones quietly, and the caller gets None."""
+    """Runs store calls; each distinct failure is logged clearly once, and the caller gets None (goes on in memory).
+
+    `error` (shown in /status) is the last problem; it clears after a minute without failures.
+    """
+
+    CLEAR_AFTER_S = 60.0
 
     def __init__(self, store: Store | None) -> None:
         self.store = store
-        self.error: str | None = None  # the last store problem, shown in /status
+        self.error: str | None = None
+        self._error_at = 0.0
+        self._logged: set[str] = set()
 
     @property
     def available(self) -> bool:
@@ -61,14 +69,14 @@ class StoreGuard:
         try:
             result = await call(self.store)
         except StoreError as err:
-            if self.error is None:
-                log.error("%s: incidents continue in memory only (probing and alerting go on)", err)
-            else:
-                log.debug("store still failing: %s", err)
-            self.error = str(err)
+            text = str(err)
+            if text not in self._logged:
+                self._logged.add(text)
+                log.error("%s: incidents continue in memory only (probing and alerting go on)", text)
+            self.error, self._error_at = text, time.monotonic()
             return None
-        if self.error is not None:
-            log.warning("incident store is writable again")
+        if self.error is not None and time.monotonic() - self._error_at > self.CLEAR_AFTER_S:
+            log.warning("incident store works again (last problem: %s)", self.error)
             self.error = None
         return result
 

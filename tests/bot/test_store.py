@@ -88,6 +88,7 @@ async def test_a_locked_database_is_a_store_error_and_the_guard_logs_it_once(tmp
         assert guard.error is not None and "locked" in guard.error
         assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
         other.execute("ROLLBACK")
+        guard.CLEAR_AFTER_S = 0
         await guard(lambda s: s.audit("alice", "reload", "prod", "recovered"))
         assert guard.error is None
         (entry,) = await store.audit_log()

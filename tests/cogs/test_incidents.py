@@ -349,3 +349,22 @@ async def test_silence_button_holds_reminders_and_unsilence_announces_it(fake, m
     assert "Silence button on incident #1" in line.content and "Alerts are live again" not in back.content
     assert "still unhealthy" in back.content and reminder.message_reference["message_id"] == str(alert.id)
     assert len(criticals(fake)) == 1
+
+
+async def test_a_store_failing_mid_run_is_reported_and_alerts_still_go_out(fake, make_stack, tmp_path, caplog):
+    stack = make_stack()
+    envs = {"prod": stack.env_config(auto_recover=False)}
+    async with running_bot(fake, envs, stack.env_vars, incidents=store_cfg(tmp_path)) as bot:
+        await bot.services.monitor.check("prod")
+        await bot.services.store.call(lambda: bot.services.store.conn.execute("DROP TABLE incident_actions"))
+        stack.postgrest.stop()
+        alert = await open_alert(fake, bot)
+        stack.postgrest.start()
+        await bot.services.monitor.check("prod")
+        await fake.wait_for(lambda: len(ops(fake)) == 2)
+        status = await fake.invoke_slash("status", user_id=fake.user_ids["carol"])
+        await status.wait_acked()
+    assert "RESOLVED" in alert.embed_text() and ops(fake)[1].content.startswith("✅ PostgREST PROD resolved")
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "incident store" in r.getMessage()]
+    assert len(errors) == 1 and "no such table" in errors[0] and "in memory only" in errors[0]
+    assert "no such table" in str(status.original.embeds[0]["fields"][0])
