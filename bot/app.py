@@ -11,9 +11,10 @@ import contextlib
 import logging
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import discord
 import httpx
 from discord import app_commands
@@ -21,14 +22,19 @@ from discord.ext import commands
 
 from bot import __version__
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
-from bot.console import ConsoleSink, WebhookFallback
+from bot.console import ConsoleSink, RateLimiter, WebhookFallback
 from bot.monitor import AlertSink, Monitor
+from bot.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
 from bot.probe import Prober, make_http_client
 from bot.recovery import RecoveryOperator
+from bot.store import Store, open_store
 
 log = logging.getLogger("pgrst_ops")
 
-COGS = ("cogs.health", "cogs.reload", "cogs.status", "cogs.drift")
+COGS = ("cogs.health", "cogs.reload", "cogs.status", "cogs.drift", "cogs.incidents")
+
+# Buttons on the CRITICAL alert; cogs.incidents handles them (DynamicItem: they work after a restart).
+INCIDENT_BUTTONS = (("ack", "Acknowledge", "👀"), ("silence", "Silence 1h", "🔕"), ("retry", "Retry reload", "🔄"))
 
 
 @dataclass
@@ -43,14 +49,34 @@ class Services:
     webhook: WebhookFallback
     monitor: Monitor | None = None
     autostart_monitor: bool = True  # tests drive the monitor's checks by hand
+    guard: StoreGuard = field(default_factory=lambda: StoreGuard(None))  # the incident store, when open
+
+    @property
+    def store(self) -> Store | None:
+        return self.guard.store
 
 
 def build_services(settings: Settings, targets: list[Target], http: httpx.AsyncClient) -> Services:
     prober = Prober(http, max_body_bytes=settings.max_body_bytes)
-    webhook = WebhookFallback(http, read_optional_secret(settings.discord.webhook_url))
+    cfg = settings.incidents
+    limiter = RateLimiter(((cfg.webhook_per_2s, 2.0), (cfg.webhook_per_min, 60.0)))
+    webhook = WebhookFallback(http, read_optional_secret(settings.discord.webhook_url), limiter)
     return Services(
         settings, {t.name: t for t in targets}, http, prober, RecoveryOperator(prober, settings.recovery), webhook
     )
+
+
+async def open_services_store(services: Services) -> None:
+    if services.guard.store is None:
+        services.guard.store = await open_store(services.settings.incidents.store_path)
+        if services.guard.store is None:
+            services.guard.error = f"incident store {services.settings.incidents.store_path} could not be opened"
+
+
+async def close_services_store(services: Services) -> None:
+    store, services.guard.store = services.guard.store, None
+    if store is not None:
+        await store.close()
 
 
 def allowed_mentions(payload: dict[str, Any]) -> discord.AllowedMentions:
@@ -75,57 +101,138 @@ def link_view(label: str, url: str | None) -> discord.ui.View | None:
     return view
 
 
-class DiscordSink:
-    """Posts to the ops channel; falls back to the webhook (and logs why) when the channel fails."""
+def alert_view(incident_id: int | None, restart_url: str | None) -> discord.ui.View | None:
+    """Acknowledge / Silence 1h / Retry reload (custom ids carry the incident) and the restart link."""
+    view = discord.ui.View(timeout=None)
+    if incident_id:
+        for action, label, emoji in INCIDENT_BUTTONS:
+            style = discord.ButtonStyle.primary if action == "ack" else discord.ButtonStyle.secondary
+            view.add_item(
+                discord.ui.Button(
+                    style=style, label=label, emoji=emoji, custom_id=f"pgrst:incident:{action}:{incident_id}"
+                )
+            )
+    if restart_url:
+        view.add_item(discord.ui.Button(style=discord.ButtonStyle.link, label="Restart project", url=restart_url))
+    if not view.children:
+        return None
+    view.stop()  # never stored in the view store: cogs.incidents' DynamicItems answer the clicks
+    return view
+
+
+def _transient(err: discord.HTTPException) -> DeliveryError | None:
+    if err.status == 429 or err.status >= 500:
+        retry_after = getattr(err, "retry_after", None)
+        return DeliveryError(f"Discord {_why(err)}", transient=True, retry_after=retry_after)
+    return None
+
+
+class DiscordTransport:
+    """Sends outbox rows to the ops channel (with the row's nonce: Discord drops a repeat), else the webhook."""
 
     def __init__(self, bot: commands.Bot, channel_id: int | None, webhook: WebhookFallback) -> None:
         self.bot = bot
         self.channel_id = channel_id
         self.webhook = webhook
 
-    async def _channel(self) -> discord.abc.Messageable:
-        if self.channel_id is None:
+    async def _channel(self, channel_id: int | None = None) -> discord.abc.Messageable:
+        channel_id = channel_id or self.channel_id
+        if channel_id is None:
             raise LookupError("no ops channel configured (discord.ops_channel_id)")
-        channel = self.bot.get_channel(self.channel_id) or await self.bot.fetch_channel(self.channel_id)
-        if not isinstance(channel, discord.abc.Messageable):
-            raise LookupError(f"channel {self.channel_id} is not a text channel")
+        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        if not isinstance(channel, discord.TextChannel | discord.Thread):
+            raise LookupError(f"channel {channel_id} is not a text channel")
         return channel
 
-    async def _send(self, env: str, payload: dict[str, Any], view: discord.ui.View | None) -> discord.Message | None:
+    async def deliver(
+        self, env: str, kind: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str
+    ) -> dict[str, Any] | None:
+        try:
+            if kind == EDIT:
+                return await self._edit(payload, meta)
+            return await self._post(env, payload, meta, nonce)
+        except discord.HTTPException as err:
+            transient = _transient(err)
+            if transient is not None:
+                raise transient from None
+            raise DeliveryError(_why(err), transient=False) from None
+        except (aiohttp.ClientError, OSError) as err:
+            raise DeliveryError(f"cannot reach Discord ({type(err).__name__})", transient=True) from None
+
+    async def _post(self, env: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str) -> dict[str, Any]:
         try:
             channel = await self._channel()
             kwargs = message_kwargs(payload)
+            view = alert_view(meta.get("incident_id"), meta.get("restart_url")) if meta.get("alert") else None
             if view is not None:
                 kwargs["view"] = view
-            return await channel.send(**kwargs)
+            reply = meta.get("reply_to")
+            if isinstance(reply, dict) and reply.get("message_id"):
+                kwargs["reference"] = discord.MessageReference(
+                    message_id=int(reply["message_id"]), channel_id=int(reply["channel_id"]), fail_if_not_exists=False
+                )
+            message = await channel.send(**kwargs, nonce=nonce)
+            return {"channel_id": message.channel.id, "message_id": message.id}
         except (discord.HTTPException, LookupError) as err:
-            log.warning("cannot post %s alert to the ops channel (%s): falling back to the webhook", env, _why(err))
-            return None
+            if isinstance(err, discord.HTTPException) and _transient(err) is not None:
+                raise
+            if self.webhook.url is None:
+                raise DeliveryError(
+                    f"cannot post to the ops channel ({_why(err)}) and no webhook", transient=False
+                ) from None
+            log.warning("cannot post %s message to the ops channel (%s): falling back to the webhook", env, _why(err))
+            message_id = await self.webhook.post(payload)
+            if message_id is None:
+                raise DeliveryError("the webhook fallback failed too", transient=True) from None
+            return {"webhook_message_id": message_id}
 
-    async def post_alert(self, env: str, payload: dict[str, Any], *, restart_url: str | None) -> Any:
-        message = await self._send(env, payload, link_view("Restart project", restart_url))
-        if message is not None:
-            return ("channel", message.channel.id, message.id)
-        webhook_id = await self.webhook.post(payload)
-        return ("webhook", webhook_id) if webhook_id else None
+    async def _edit(self, payload: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any] | None:
+        target = meta.get("target") or {}
+        if target.get("webhook_message_id"):
+            await self.webhook.post(payload, edit_message_id=str(target["webhook_message_id"]))
+            return target
+        if not target.get("message_id"):
+            return None
+        channel = await self._channel(int(target["channel_id"]))
+        assert isinstance(channel, discord.TextChannel | discord.Thread)
+        view = alert_view(meta.get("incident_id"), meta.get("restart_url")) if meta.get("alert") else None
+        await channel.get_partial_message(int(target["message_id"])).edit(**message_kwargs(payload), view=view)
+        return target
+
+
+class DiscordSink:
+    """Every message goes through the durable outbox, then to the ops channel (webhook as the fallback)."""
+
+    def __init__(
+        self, bot: commands.Bot, channel_id: int | None, webhook: WebhookFallback, guard: StoreGuard, timeout_s: float
+    ) -> None:
+        self.transport = DiscordTransport(bot, channel_id, webhook)
+        self.outbox = Outbox(guard, self.transport, timeout_s=timeout_s)
+
+    async def post_alert(
+        self, env: str, payload: dict[str, Any], *, restart_url: str | None, incident_id: int | None = None
+    ) -> Any:
+        meta = {"alert": True, "incident_id": incident_id, "restart_url": restart_url}
+        return await self.outbox.send(env, POST, payload, meta)
+
+    async def edit_alert(
+        self,
+        env: str,
+        handle: Any,
+        payload: dict[str, Any],
+        *,
+        restart_url: str | None = None,
+        incident_id: int | None = None,
+    ) -> None:
+        meta = {"target": handle, "alert": True, "incident_id": incident_id, "restart_url": restart_url}
+        await self.outbox.send(env, EDIT, payload, meta)
 
     async def resolve_alert(self, env: str, handle: Any, payload: dict[str, Any]) -> None:
-        if not handle:
-            return
-        if handle[0] == "webhook":
-            await self.webhook.post(payload, edit_message_id=handle[1])
-            return
-        _, channel_id, message_id = handle
-        try:
-            channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
-            assert isinstance(channel, discord.TextChannel | discord.Thread)
-            await channel.get_partial_message(message_id).edit(**message_kwargs(payload), view=None)
-        except (discord.HTTPException, AssertionError) as err:
-            log.warning("cannot edit the %s alert to resolved (%s)", env, _why(err))
+        if handle:
+            await self.outbox.send(env, EDIT, payload, {"target": handle, "alert": False})
 
-    async def post_line(self, env: str, payload: dict[str, Any]) -> None:
-        if await self._send(env, payload, None) is None:
-            await self.webhook.post(payload)
+    async def post_line(self, env: str, payload: dict[str, Any], *, reply_to: Any = None) -> None:
+        await self.outbox.send(env, POST, payload, {"reply_to": reply_to} if reply_to else {})
 
     def status_change(self, env: str, old: str | None, new: str, explanation: str) -> None:
         log.info("%s: %s -> %s (%s)", env, old, new, explanation)
@@ -150,7 +257,13 @@ class PgrstOpsBot(commands.Bot):
         )
         self.services = services
         self.cog_names = cogs
-        self.sink: AlertSink = DiscordSink(self, services.settings.discord.ops_channel_id, services.webhook)
+        self.sink: AlertSink = DiscordSink(
+            self,
+            services.settings.discord.ops_channel_id,
+            services.webhook,
+            services.guard,
+            services.settings.incidents.send_timeout_s,
+        )
         self.failed_cogs: dict[str, str] = {}
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
@@ -169,14 +282,20 @@ class PgrstOpsBot(commands.Bot):
                 await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()
+        await open_services_store(self.services)
         monitor = Monitor(
             self.services.settings,
             list(self.services.targets.values()),
             self.services.prober,
             self.services.operator,
             self.sink,
+            guard=self.services.guard,
         )
         self.services.monitor = monitor
+        try:  # re-attach open incidents, send what a crash left in the outbox
+            await asyncio.wait_for(monitor.restore(), self.services.settings.incidents.send_timeout_s * 4)
+        except Exception:
+            log.exception("restoring open incidents failed; they stay in the store")
 
     async def on_ready(self) -> None:
         monitor = self.services.monitor
@@ -188,6 +307,7 @@ class PgrstOpsBot(commands.Bot):
         if self.services.monitor is not None:
             await self.services.monitor.stop()
         await super().close()
+        await close_services_store(self.services)
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """One handler: a short message the user can act on; the details go to the log only."""
@@ -210,9 +330,18 @@ def build_bot(services: Services, *, cogs: tuple[str, ...] = COGS, **options: An
 
 
 async def run_console(services: Services, stop: asyncio.Event) -> None:
-    sink = ConsoleSink(services.webhook)
-    monitor = Monitor(services.settings, list(services.targets.values()), services.prober, services.operator, sink)
+    await open_services_store(services)
+    sink = ConsoleSink(services.webhook, guard=services.guard)
+    monitor = Monitor(
+        services.settings,
+        list(services.targets.values()),
+        services.prober,
+        services.operator,
+        sink,
+        guard=services.guard,
+    )
     services.monitor = monitor
+    await monitor.restore()
     print(
         f"pgrst-ops {__version__}: no Discord token, console mode. Monitoring {', '.join(services.targets)} "
         f"every {services.settings.monitor.interval_s:g} s (Ctrl-C to stop).",
@@ -223,6 +352,7 @@ async def run_console(services: Services, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await monitor.stop()
+        await close_services_store(services)
 
 
 async def run(settings: Settings, targets: list[Target], stop: asyncio.Event) -> int:

@@ -134,6 +134,46 @@ class SchemaVersionGuard(_Strict):
         return self
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class MaintenanceWindow(_Strict):
+    """A weekly window (e.g. sun 02:00 for 90 min, Europe/Paris) during which alerts are held, as when silenced."""
+
+    weekday: str = Field(description="mon, tue, wed, thu, fri, sat or sun")
+    start: str = Field(description="local start time, HH:MM")
+    duration_min: float = Field(gt=0, le=7 * 24 * 60)
+    timezone: str = "UTC"
+    reason: str = "scheduled maintenance"
+
+    @field_validator("weekday")
+    @classmethod
+    def _weekday(cls, value: str) -> str:
+        day = value.strip().lower()[:3]
+        if day not in WEEKDAYS:
+            raise ValueError(f"weekday must be one of {', '.join(WEEKDAYS)}, got {value!r}")
+        return day
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, value: str) -> str:
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+        if not match:
+            raise ValueError(f"start must be HH:MM (24 h), got {value!r}")
+        return f"{int(match[1]):02d}:{match[2]}"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+        return value
+
+
 class EnvironmentConfig(_Strict):
     rest_url: AnyHttpUrl
     admin_url: AnyHttpUrl | None = None
@@ -155,6 +195,7 @@ class EnvironmentConfig(_Strict):
     # The role PostgREST logs in as (its pg_db_role_setting values apply at every reload).
     authenticator_role: str = "authenticator"
     schema_version: SchemaVersionGuard | None = None
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
 
     @field_validator("probe_tables", mode="before")
     @classmethod
@@ -230,12 +271,29 @@ class MonitorConfig(_Strict):
     drift_interval_s: float = Field(default=900.0, ge=0, le=86_400)
 
 
+class IncidentsConfig(_Strict):
+    """The incident store, reminders, silences, flap suppression and the outbox."""
+
+    # SQLite file (created with its directory); ":memory:" keeps nothing across restarts.
+    store_path: str = "pgrst-ops.db"
+    reminder_interval_s: float = Field(default=1800.0, ge=0, le=86_400, description="0 = no reminders")
+    silence_button_s: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    max_silence_s: float = Field(default=7 * 86_400, gt=0)
+    flap_flips: int = Field(default=4, ge=2, le=1000, description="more flips than this within the window = flapping")
+    flap_window_s: float = Field(default=900.0, gt=0, le=86_400)
+    send_timeout_s: float = Field(default=15.0, gt=0, le=120)
+    outbox_retry_s: float = Field(default=30.0, gt=0, le=3600, description="how often unsent messages are retried")
+    webhook_per_2s: int = Field(default=5, ge=1, le=50)
+    webhook_per_min: int = Field(default=30, ge=1, le=500)
+
+
 class Settings(_Strict):
     environments: dict[str, EnvironmentConfig]
     recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
 
     @field_validator("environments")
     @classmethod

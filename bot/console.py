@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
+import time
+from collections import deque
 from typing import Any, TextIO
 
 import httpx
 from pydantic import SecretStr
 
+from bot.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
 from bot.webhook import post_webhook
 
 log = logging.getLogger(__name__)
@@ -26,16 +30,44 @@ def payload_text(payload: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p)
 
 
-class WebhookFallback:
-    """Posts payloads to the Discord webhook when one is configured; never raises."""
+class RateLimiter:
+    """Discord's webhook limits (about 5 posts per 2 s and 30 per minute per channel): callers queue, in order."""
 
-    def __init__(self, client: httpx.AsyncClient, url: SecretStr | None) -> None:
+    def __init__(self, limits: tuple[tuple[int, float], ...] = ((5, 2.0), (30, 60.0))) -> None:
+        self.limits = limits
+        self._sent: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:  # FIFO: a queued post is never overtaken, never dropped
+            while True:
+                now = time.monotonic()
+                longest = max(window for _, window in self.limits)
+                while self._sent and now - self._sent[0] >= longest:
+                    self._sent.popleft()
+                wait = 0.0
+                for count, window in self.limits:
+                    recent = [t for t in self._sent if now - t < window]
+                    if len(recent) >= count:
+                        wait = max(wait, recent[-count] + window - now)
+                if wait <= 0:
+                    self._sent.append(now)
+                    return
+                await asyncio.sleep(wait)
+
+
+class WebhookFallback:
+    """Posts payloads to the Discord webhook when one is configured, queued under its rate limits; never raises."""
+
+    def __init__(self, client: httpx.AsyncClient, url: SecretStr | None, limiter: RateLimiter | None = None) -> None:
         self.client = client
         self.url = url
+        self.limiter = limiter or RateLimiter()
 
     async def post(self, payload: dict[str, Any], *, edit_message_id: str | None = None) -> str | None:
         if self.url is None:
             return None
+        await self.limiter.acquire()
         result = await post_webhook(self.client, self.url, payload, edit_message_id=edit_message_id)
         if not result.ok:
             log.warning("webhook post failed: %s", result.detail)
@@ -43,26 +75,68 @@ class WebhookFallback:
         return result.message_id or edit_message_id
 
 
+class WebhookTransport:
+    """Outbox rows to the webhook (console mode). Without a webhook there is nothing to deliver."""
+
+    def __init__(self, webhook: WebhookFallback) -> None:
+        self.webhook = webhook
+
+    async def deliver(
+        self, env: str, kind: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str
+    ) -> dict[str, Any] | None:
+        if self.webhook.url is None:
+            return {}
+        if kind == EDIT:
+            target = meta.get("target") or {}
+            if not target.get("webhook_message_id"):
+                return {}
+            message_id = await self.webhook.post(payload, edit_message_id=str(target["webhook_message_id"]))
+        else:
+            message_id = await self.webhook.post(payload)
+        if message_id is None:
+            raise DeliveryError("the webhook post failed (see the warning above)", transient=True)
+        return {"webhook_message_id": message_id}
+
+
 class ConsoleSink:
-    def __init__(self, webhook: WebhookFallback, out: TextIO | None = None) -> None:
+    """Prints every message at once; the webhook copy goes through the durable outbox."""
+
+    def __init__(self, webhook: WebhookFallback, out: TextIO | None = None, guard: StoreGuard | None = None) -> None:
         self.webhook = webhook
         self.out = out or sys.stdout
+        self.outbox = Outbox(guard or StoreGuard(None), WebhookTransport(webhook))
 
     def _print(self, kind: str, env: str, payload: dict[str, Any]) -> None:
         self.out.write(f"\n[{kind}] {env}\n{payload_text(payload)}\n")
         self.out.flush()
 
-    async def post_alert(self, env: str, payload: dict[str, Any], *, restart_url: str | None) -> Any:
+    async def post_alert(
+        self, env: str, payload: dict[str, Any], *, restart_url: str | None, incident_id: int | None = None
+    ) -> Any:
         self._print("CRITICAL", env, payload)
-        return await self.webhook.post(payload)
+        result = await self.outbox.send(env, POST, payload)
+        return result if result and result.get("webhook_message_id") else None
+
+    async def edit_alert(
+        self,
+        env: str,
+        handle: Any,
+        payload: dict[str, Any],
+        *,
+        restart_url: str | None = None,
+        incident_id: int | None = None,
+    ) -> None:
+        self._print("UPDATE", env, payload)
+        if handle:
+            await self.outbox.send(env, EDIT, payload, {"target": handle})
 
     async def resolve_alert(self, env: str, handle: Any, payload: dict[str, Any]) -> None:
-        if handle is not None:
-            await self.webhook.post(payload, edit_message_id=str(handle))
+        if handle:
+            await self.outbox.send(env, EDIT, payload, {"target": handle})
 
-    async def post_line(self, env: str, payload: dict[str, Any]) -> None:
+    async def post_line(self, env: str, payload: dict[str, Any], *, reply_to: Any = None) -> None:
         self._print("INFO", env, payload)
-        await self.webhook.post(payload)
+        await self.outbox.send(env, POST, payload)
 
     def status_change(self, env: str, old: str | None, new: str, explanation: str) -> None:
         self.out.write(json.dumps({"env": env, "from": old, "to": new, "why": explanation}, ensure_ascii=False) + "\n")

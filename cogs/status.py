@@ -7,6 +7,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import PgrstOpsBot
+from bot.escalation import FIELD_VALUE_MAX, FIELDS_MAX, fit_embed, truncate
+from bot.monitor import open_summary
 from bot.render import status_embed
 from cogs.common import services
 
@@ -25,6 +27,10 @@ class Status(commands.Cog):
             monitor_alive=monitor.alive,
             reloads_in_window={name: svc.operator.reloads_in_window(name) for name in svc.targets},
         )
+        incidents = open_summary(monitor)
+        if incidents:  # the open incident per environment (and silences), on top of the per-env fields
+            field = {"name": "Open incidents", "value": truncate("\n".join(incidents), FIELD_VALUE_MAX)}
+            embed = fit_embed({**embed, "fields": [field, *embed.get("fields", [])][:FIELDS_MAX]})
         await interaction.response.send_message(embed=discord.Embed.from_dict(embed))
 
 

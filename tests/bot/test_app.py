@@ -16,6 +16,7 @@ async def test_console_mode_detects_recovers_and_stops_on_sigterm(make_stack, tm
         tmp_path / "c.yaml",
         {"dev": stack.env_config(probe_tables=["orders"])},
         monitor={"interval_s": 1, "failure_threshold": 1, "success_threshold": 1},
+        incidents={"store_path": str(tmp_path / "incidents.db")},
     )
     stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
     env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"} | stack.env_vars
@@ -42,5 +43,6 @@ async def test_console_mode_detects_recovers_and_stops_on_sigterm(make_stack, tm
     assert "no Discord token, console mode" in seen
     assert '"to": "stale_schema_cache"' in seen
     assert code == 0
+    assert (tmp_path / "incidents.db").exists()  # the auto-recovered outage is in the incident log
     stderr = (await proc.stderr.read()).decode()
     assert "Traceback" not in stderr and stack.cluster.ops_password not in seen + stderr

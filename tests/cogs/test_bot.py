@@ -22,7 +22,7 @@ async def test_commands_are_synced_to_the_guild_with_their_options(fake, make_st
     stack = make_stack()
     async with running_bot(fake, {"dev": stack.env_config()}, stack.env_vars):
         commands = {c["name"]: c for c in fake.commands[fake.guild_id]}
-    assert set(commands) == {"health", "reload", "status", "drift"}
+    assert set(commands) == {"health", "reload", "status", "drift", "incidents", "silence", "unsilence"}
     (health_env,) = commands["health"]["options"]
     assert health_env["name"] == "env" and not health_env.get("required") and health_env["autocomplete"]
     reload_env, reload_force = commands["reload"]["options"]
@@ -188,7 +188,8 @@ async def test_reload_that_cannot_help_escalates_and_posts_the_critical_alert(fa
         "parse"
     )
     assert alert.mention_roles == [oncall] and not alert.mention_everyone
-    (link,) = alert.buttons()
+    *incident_buttons, link = alert.buttons()
+    assert [b["label"] for b in incident_buttons] == ["Acknowledge", "Silence 1h", "Retry reload"]
     assert link["style"] == 5 and link["url"] == "https://supabase.com/dashboard/project/testref/settings/general"
     text = alert.embed_text()
     assert "schema_cache_unavailable" in text and "Automated recovery cannot fix this" in text
@@ -253,11 +254,17 @@ async def test_channel_failure_falls_back_to_the_webhook(fake, make_stack, monke
 
 async def test_a_broken_cog_does_not_stop_the_others(fake, make_stack):
     stack = make_stack()
-    cogs = ("cogs.health", "cogs.no_such_cog", "cogs.status")
+    cogs = ("cogs.health", "cogs.no_such_cog", "cogs.status", "cogs.incidents")
     async with running_bot(fake, {"dev": stack.env_config()}, stack.env_vars, cogs=cogs) as bot:
         record = await fake.invoke_slash("status", user_id=fake.user_ids["carol"])
         await record.wait_acked()
-    assert {c["name"] for c in fake.commands[fake.guild_id]} == {"health", "status"}
+    assert {c["name"] for c in fake.commands[fake.guild_id]} == {
+        "health",
+        "status",
+        "incidents",
+        "silence",
+        "unsilence",
+    }
     assert "cogs.no_such_cog" in bot.failed_cogs and not record.errors
 
 

@@ -312,6 +312,7 @@ class FakeDiscord:
         self.commands: dict[Any, list[dict[str, Any]]] = {"global": []}
         self.requests: list[RequestLog] = []
         self.webhook_posts: list[dict[str, Any]] = []
+        self.nonce_repeats = 0  # channel posts answered with an earlier message (enforce_nonce)
         self.errors: list[dict[str, Any]] = []  # every rule violation the fake rejected (all interactions + REST)
         self.unhandled: list[RequestLog] = []  # requests to routes the fake does not know
         self.interactions: list[InteractionRecord] = []
@@ -1394,6 +1395,12 @@ class FakeDiscord:
         self._check_send(cid)
         body = ctx.body
         validate_message(body, require_content=True, has_files=bool(ctx.files))
+        if body.get("enforce_nonce") and body.get("nonce") is not None:
+            # Discord: a repeat of a recent nonce by the same author returns the first message, creates nothing
+            for previous in reversed(self._channel_msgs.get(cid, [])):
+                if previous.author_id == self.bot_user_id and str(previous.nonce) == str(body["nonce"]):
+                    self.nonce_repeats += 1
+                    return self._ok(ctx, self._message_json(previous))
         reference = body.get("message_reference")
         mtype = 0
         if reference:

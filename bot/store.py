@@ -1,0 +1,485 @@
+"""The incident store: an embedded SQLite file (stdlib sqlite3), used off the event loop.
+
+One connection lives in one worker thread; every call is `await store.call(fn, ...)`, so the loop never
+blocks on disk. The schema is versioned: MIGRATIONS are applied in order at open, and `schema_version`
+records the newest one applied. Nothing to install or run for a new user.
+
+Callers treat every StoreError as "the store is unavailable": probing and alerting go on in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MEMORY = ":memory:"
+
+# Ordered; never edit an applied migration, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: incidents, their actions, the audit log, the outbox, silences
+    """
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        env TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        status INTEGER,
+        code TEXT,
+        trigger TEXT NOT NULL,
+        acknowledged_by TEXT,
+        acknowledged_at TEXT,
+        resolved_at TEXT,
+        resolution TEXT,
+        channel_id INTEGER,
+        message_id INTEGER,
+        alert_payload TEXT
+    );
+    CREATE INDEX incidents_env_open ON incidents (env, resolved_at);
+    CREATE TABLE incident_actions (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents (id),
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        env TEXT,
+        outcome TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        env TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        meta TEXT NOT NULL DEFAULT '{}',
+        nonce TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        sent_at TEXT,
+        result TEXT
+    );
+    CREATE INDEX outbox_unsent ON outbox (sent_at);
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        env TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        until TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        ended_at TEXT
+    );
+    """,
+    # 2: reminders, flapping and the held (silenced) state of an incident
+    """
+    ALTER TABLE incidents ADD COLUMN last_reminder_at TEXT;
+    ALTER TABLE incidents ADD COLUMN flapping INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN silenced INTEGER NOT NULL DEFAULT 0;
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+OUTBOX_KEEP_DAYS = 30
+
+
+class StoreError(Exception):
+    """The store cannot be used (locked, disk full, corrupt, unwritable): worded for the operator."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ts(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass
+class Incident:
+    id: int
+    env: str
+    opened_at: datetime
+    verdict: str
+    status: int | None
+    code: str | None
+    trigger: str
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+    channel_id: int | None = None
+    message_id: int | None = None
+    alert_payload: dict[str, Any] | None = None
+    last_reminder_at: datetime | None = None
+    flapping: bool = False
+    silenced: bool = False
+
+    @property
+    def duration_s(self) -> float | None:
+        return (self.resolved_at - self.opened_at).total_seconds() if self.resolved_at else None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Incident:
+        return cls(
+            id=row["id"],
+            env=row["env"],
+            opened_at=parse_ts(row["opened_at"]) or now(),
+            verdict=row["verdict"],
+            status=row["status"],
+            code=row["code"],
+            trigger=row["trigger"],
+            acknowledged_by=row["acknowledged_by"],
+            acknowledged_at=parse_ts(row["acknowledged_at"]),
+            resolved_at=parse_ts(row["resolved_at"]),
+            resolution=row["resolution"],
+            channel_id=row["channel_id"],
+            message_id=row["message_id"],
+            alert_payload=json.loads(row["alert_payload"]) if row["alert_payload"] else None,
+            last_reminder_at=parse_ts(row["last_reminder_at"]),
+            flapping=bool(row["flapping"]),
+            silenced=bool(row["silenced"]),
+        )
+
+
+@dataclass
+class OutboxRow:
+    id: int
+    env: str
+    kind: str
+    payload: dict[str, Any]
+    meta: dict[str, Any]
+    nonce: str
+    attempts: int
+    sent_at: datetime | None
+    result: dict[str, Any] | None
+
+
+@dataclass
+class Silence:
+    env: str
+    until: datetime
+    reason: str
+    actor: str
+    created_at: datetime
+
+
+@dataclass
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    env: str | None
+    outcome: str
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err)
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return f"database is locked by another process ({text})"
+    if "disk" in lowered and "full" in lowered:
+        return f"disk full ({text})"
+    if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        return f"the file is corrupt or not an SQLite database ({text})"
+    if "unable to open" in lowered or "readonly" in lowered or "read-only" in lowered:
+        return f"cannot write the file ({text})"
+    return f"{type(err).__name__}: {text}"
+
+
+def migrate(conn: sqlite3.Connection, upto: int = SCHEMA_VERSION) -> int:
+    """Apply the migrations after the file's version, up to `upto`; return the version now in the file."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)")
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = int(row[0] or 0)
+    if current > len(MIGRATIONS):
+        raise StoreError(f"the store's schema version {current} is newer than this pgrst-ops ({len(MIGRATIONS)})")
+    for version in range(current + 1, upto + 1):
+        script = MIGRATIONS[version - 1]
+        conn.execute("BEGIN")
+        try:
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version, ts(now())))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        current = version
+    return current
+
+
+class Store:
+    """Async facade over one SQLite connection in a dedicated thread."""
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 2.0) -> None:
+        self.path = str(path)
+        self.timeout_s = timeout_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgrst-ops-store")
+        self._conn: sqlite3.Connection | None = None
+        self.version = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def open(self) -> Store:
+        await self.call(self._open)
+        return self
+
+    def _open(self) -> None:
+        if self.path != MEMORY:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        try:
+            if self.path != MEMORY:
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.version = migrate(conn)
+            # delivered messages are kept a while for the record, not forever
+            cutoff = ts(now() - timedelta(days=OUTBOX_KEEP_DAYS))
+            conn.execute("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (cutoff,))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=False)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn in the store's thread; every sqlite/OS error becomes a StoreError saying what is wrong."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except StoreError:
+            raise
+        except (sqlite3.Error, OSError) as err:
+            raise StoreError(f"incident store {self.path}: {_describe(err)}") from err
+        except RuntimeError as err:  # executor shut down
+            raise StoreError(f"incident store {self.path} is closed") from err
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"incident store {self.path} is not open")
+        return self._conn
+
+    def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    # -- incidents ------------------------------------------------------------------------------
+    async def open_incident(
+        self, env: str, *, opened_at: datetime, verdict: str, status: int | None, code: str | None, trigger: str
+    ) -> Incident:
+        def run() -> Incident:
+            cur = self._exec(
+                "INSERT INTO incidents (env, opened_at, verdict, status, code, trigger) VALUES (?, ?, ?, ?, ?, ?)",
+                (env, ts(opened_at), verdict, status, code, trigger),
+            )
+            return Incident(int(cur.lastrowid or 0), env, opened_at, verdict, status, code, trigger)
+
+        return await self.call(run)
+
+    async def update_incident(self, incident_id: int, **fields: Any) -> None:
+        allowed = {
+            "acknowledged_by",
+            "acknowledged_at",
+            "resolved_at",
+            "resolution",
+            "channel_id",
+            "message_id",
+            "alert_payload",
+            "last_reminder_at",
+            "flapping",
+            "silenced",
+            "verdict",
+        }
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not incident fields: {sorted(unknown)}")
+        values = []
+        for value in fields.values():
+            if isinstance(value, datetime):
+                value = ts(value)
+            elif isinstance(value, dict):
+                value = json.dumps(value)
+            elif isinstance(value, bool):
+                value = int(value)
+            values.append(value)
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        await self.call(self._exec, f"UPDATE incidents SET {sets} WHERE id = ?", (*values, incident_id))
+
+    async def get_incident(self, incident_id: int) -> Incident | None:
+        def run() -> Incident | None:
+            row = self._exec("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+            return Incident.from_row(row) if row else None
+
+        return await self.call(run)
+
+    async def open_incidents(self) -> list[Incident]:
+        def run() -> list[Incident]:
+            rows = self._exec("SELECT * FROM incidents WHERE resolved_at IS NULL ORDER BY id").fetchall()
+            return [Incident.from_row(r) for r in rows]
+
+        return await self.call(run)
+
+    async def recent_incidents(self, env: str | None = None, limit: int = 10) -> list[Incident]:
+        def run() -> list[Incident]:
+            if env is None:
+                rows = self._exec("SELECT * FROM incidents ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            else:
+                rows = self._exec(
+                    "SELECT * FROM incidents WHERE env = ? ORDER BY id DESC LIMIT ?", (env, limit)
+                ).fetchall()
+            return [Incident.from_row(r) for r in rows]
+
+        return await self.call(run)
+
+    async def resolved_since(self, since: datetime) -> list[Incident]:
+        def run() -> list[Incident]:
+            rows = self._exec(
+                "SELECT * FROM incidents WHERE resolved_at IS NOT NULL AND opened_at >= ?", (ts(since),)
+            ).fetchall()
+            return [Incident.from_row(r) for r in rows]
+
+        return await self.call(run)
+
+    async def add_action(self, incident_id: int, actor: str, kind: str, detail: str = "") -> None:
+        await self.call(
+            self._exec,
+            "INSERT INTO incident_actions (incident_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
+            (incident_id, ts(now()), actor, kind, detail),
+        )
+
+    async def actions(self, incident_id: int) -> list[tuple[datetime, str, str, str]]:
+        def run() -> list[tuple[datetime, str, str, str]]:
+            rows = self._exec(
+                "SELECT at, actor, kind, detail FROM incident_actions WHERE incident_id = ? ORDER BY id",
+                (incident_id,),
+            ).fetchall()
+            return [(parse_ts(r["at"]) or now(), r["actor"], r["kind"], r["detail"]) for r in rows]
+
+        return await self.call(run)
+
+    # -- audit ----------------------------------------------------------------------------------
+    async def audit(self, actor: str, action: str, env: str | None, outcome: str) -> None:
+        await self.call(
+            self._exec,
+            "INSERT INTO audit (at, actor, action, env, outcome) VALUES (?, ?, ?, ?, ?)",
+            (ts(now()), actor, action, env, outcome),
+        )
+
+    async def audit_log(self, limit: int = 50) -> list[AuditEntry]:
+        def run() -> list[AuditEntry]:
+            rows = self._exec("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            return [
+                AuditEntry(parse_ts(r["at"]) or now(), r["actor"], r["action"], r["env"], r["outcome"]) for r in rows
+            ]
+
+        return await self.call(run)
+
+    # -- outbox ---------------------------------------------------------------------------------
+    async def outbox_add(self, env: str, kind: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str) -> int:
+        def run() -> int:
+            cur = self._exec(
+                "INSERT INTO outbox (created_at, env, kind, payload, meta, nonce) VALUES (?, ?, ?, ?, ?, ?)",
+                (ts(now()), env, kind, json.dumps(payload), json.dumps(meta), nonce),
+            )
+            return int(cur.lastrowid or 0)
+
+        return await self.call(run)
+
+    async def outbox_attempt(self, row_id: int) -> None:
+        await self.call(self._exec, "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (row_id,))
+
+    async def outbox_sent(self, row_id: int, result: dict[str, Any] | None) -> None:
+        await self.call(
+            self._exec,
+            "UPDATE outbox SET sent_at = ?, result = ? WHERE id = ?",
+            (ts(now()), json.dumps(result), row_id),
+        )
+
+    async def outbox_pending(self) -> list[OutboxRow]:
+        def run() -> list[OutboxRow]:
+            rows = self._exec("SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id").fetchall()
+            return [
+                OutboxRow(
+                    r["id"],
+                    r["env"],
+                    r["kind"],
+                    json.loads(r["payload"]),
+                    json.loads(r["meta"]),
+                    r["nonce"],
+                    r["attempts"],
+                    None,
+                    None,
+                )
+                for r in rows
+            ]
+
+        return await self.call(run)
+
+    async def outbox_count(self, *, unsent_only: bool = False) -> int:
+        sql = "SELECT count(*) FROM outbox" + (" WHERE sent_at IS NULL" if unsent_only else "")
+        return int(await self.call(lambda: self._exec(sql).fetchone()[0]))
+
+    # -- silences -------------------------------------------------------------------------------
+    async def add_silence(self, env: str, until: datetime, reason: str, actor: str) -> None:
+        def run() -> None:
+            self._exec("UPDATE silences SET ended_at = ? WHERE env = ? AND ended_at IS NULL", (ts(now()), env))
+            self._exec(
+                "INSERT INTO silences (env, created_at, until, reason, actor) VALUES (?, ?, ?, ?, ?)",
+                (env, ts(now()), ts(until), reason, actor),
+            )
+
+        await self.call(run)
+
+    async def end_silence(self, env: str) -> None:
+        await self.call(
+            self._exec, "UPDATE silences SET ended_at = ? WHERE env = ? AND ended_at IS NULL", (ts(now()), env)
+        )
+
+    async def active_silences(self) -> list[Silence]:
+        def run() -> list[Silence]:
+            rows = self._exec("SELECT * FROM silences WHERE ended_at IS NULL ORDER BY id").fetchall()
+            return [
+                Silence(
+                    r["env"], parse_ts(r["until"]) or now(), r["reason"], r["actor"], parse_ts(r["created_at"]) or now()
+                )
+                for r in rows
+            ]
+
+        return await self.call(run)
+
+
+async def open_store(path: str) -> Store | None:
+    """The store, migrated; None (and one clear error in the log) when it cannot be opened."""
+    store = Store(path)
+    try:
+        await store.open()
+    except StoreError as err:
+        log.error("%s: incidents are kept in memory only; probing and alerting go on", err)
+        await store.close()
+        return None
+    return store
