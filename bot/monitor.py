@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,10 +23,14 @@ from typing import Any, Protocol, TypeVar
 from bot import __version__
 from bot import incidents as inc
 from bot.config import Settings, Target
+from bot.diagnose import Diagnosis, diagnose
+from bot.drift import DriftReport, check_drift
 from bot.escalation import build_critical_alert, build_info_line, build_resolved_alert
+from bot.kpi import KpiSample, breaches
 from bot.outbox import StoreGuard
 from bot.probe import EnvReport, Prober
 from bot.recovery import Outcome, RecoveryOperator, RecoveryResult
+from bot.schema_version import SchemaVersionReport, check_target_schema_version
 from bot.store import Incident, Silence, Store
 from bot.verdicts import Verdict, info
 
@@ -73,6 +78,7 @@ class ReloadRecord:
     at: datetime
     time_to_healthy_ms: float | None
     reason: str | None
+    kpis: tuple[KpiSample, ...] = ()
 
 
 @dataclass
@@ -109,6 +115,9 @@ class EnvState:
     alert: OpenAlert | None = None
     flaps: inc.FlapDetector | None = None
     in_maintenance: bool = False
+    diagnosis: Diagnosis | None = None  # of the last unhealthy check
+    drift: DriftReport | None = None  # the last drift check (slow loop)
+    schema_version: SchemaVersionReport | None = None
 
 
 @dataclass
@@ -179,6 +188,12 @@ class Monitor:
         self.health.running = True
         self._tasks = [asyncio.create_task(self._loop(name), name=f"monitor:{name}") for name in self.targets]
         self._tasks.append(asyncio.create_task(self._outbox_loop(), name="monitor:outbox"))
+        if self.settings.monitor.drift_interval_s > 0:
+            self._tasks += [
+                asyncio.create_task(self._slow_loop(name), name=f"monitor:drift:{name}")
+                for name, target in self.targets.items()
+                if target.secrets.database_dsn is not None
+            ]
 
     async def stop(self) -> None:
         self.health.running = False
@@ -204,6 +219,76 @@ class Monitor:
             except Exception:  # one bad sweep must not kill the monitor
                 log.exception("monitor check of %s failed", name)
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _slow_loop(self, name: str) -> None:
+        """Drift and the schema version guard: heavier than a probe, so on their own slower interval."""
+        while True:
+            try:
+                await self.slow_check(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("drift check of %s failed", name)
+            await asyncio.sleep(self.settings.monitor.drift_interval_s)
+
+    async def slow_check(self, name: str) -> DriftReport:
+        """Compare catalog and API; a stale drift (objects that exist) takes the recovery path."""
+        target, state, rec = self.targets[name], self.states[name], self.settings.recovery
+        if target.config.schema_version is not None:
+            state.schema_version = await check_target_schema_version(
+                target, os.environ, connect_timeout=rec.db_connect_timeout_s, command_timeout=rec.db_command_timeout_s
+            )
+        drift = await check_drift(
+            self.prober.client,
+            target,
+            max_body_bytes=self.settings.max_body_bytes,
+            connect_timeout=rec.db_connect_timeout_s,
+            command_timeout=rec.db_command_timeout_s,
+        )
+        previous, state.drift = state.drift, drift
+        if drift.stale and not (state.alert or self.hold_reason(name)):
+            await self._drift_recovery(target, drift)
+        elif drift.ungranted and (previous is None or previous.ungranted != drift.ungranted):
+            text = (
+                f"🔒 {name.upper()}: objects no API role may use (a permission problem, not a stale cache): "
+                f"{drift.ungranted.describe()}. GRANT them to {', '.join(target.config.api_roles)} if the API "
+                "should serve them."
+            )
+            await self.sink.post_line(name, build_info_line(name, text))
+        return drift
+
+    async def _drift_recovery(self, target: Target, drift: DriftReport) -> None:
+        """Objects exist but PostgREST does not serve them: reload (auto_recover), re-check, else warn."""
+        name = target.name
+        what = drift.summary
+        if not target.config.auto_recover:
+            text = f"⚠️ {name.upper()} schema drift: {what}. Reload with `/reload {name}` (auto_recover is off)."
+            await self.sink.post_line(name, build_info_line(name, text))
+            return
+        result = await self.operator.reload_for_drift(target, actor="auto (drift)")
+        self.record_reload(result)
+        rec = self.settings.recovery
+        after = drift
+        if result.notify_sent:
+            deadline = time.monotonic() + rec.deadline_s
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                after = await check_drift(
+                    self.prober.client,
+                    target,
+                    max_body_bytes=self.settings.max_body_bytes,
+                    connect_timeout=rec.db_connect_timeout_s,
+                    command_timeout=rec.db_command_timeout_s,
+                )
+                if not after.stale:
+                    break
+            self.states[name].drift = after
+        if result.notify_sent and not after.stale:
+            text = f"🔧 {name.upper()} schema drift fixed by a reload: {drift.missing_in_api.describe() or what}."
+        else:
+            why = result.reason or f"still stale after the reload: {after.summary}"
+            text = f"⚠️ {name.upper()} schema drift not fixed: {why}"
+        await self.sink.post_line(name, build_info_line(name, text))
 
     async def _outbox_loop(self) -> None:
         """Unsent messages (Discord down for longer than the retries) go out as soon as Discord is back."""
@@ -275,6 +360,9 @@ class Monitor:
             report = await self.prober.probe(self.targets[name])
             self._note_sweep(started)
             state = self.states[name]
+            state.diagnosis = await self._diagnose(name, report)
+            if state.diagnosis is not None:
+                report = state.diagnosis.report  # stale confirmed, or missing / not granted
             self._record(state, report)
             now = self.now()
             assert state.flaps is not None
@@ -288,6 +376,16 @@ class Monitor:
                 await self._act(state, report)
             await self._housekeeping(state)
             return state
+
+    async def _diagnose(self, name: str, report: EnvReport) -> Diagnosis | None:
+        """Read the catalog for an unhealthy environment; not when nothing answered (no network: no point)."""
+        target = self.targets[name]
+        if report.healthy or unreachable(report) or target.secrets.database_dsn is None:
+            return None
+        rec = self.settings.recovery
+        return await diagnose(
+            target, report, connect_timeout=rec.db_connect_timeout_s, command_timeout=rec.db_command_timeout_s
+        )
 
     def _note_sweep(self, started: float) -> None:
         self.health.last_sweep_at = datetime.now(UTC)
@@ -329,7 +427,7 @@ class Monitor:
                 return
             await self.open_alert(state.name, result.report_after, result)
             return
-        await self.open_alert(state.name, report, None)
+        await self.open_alert(state.name, report, None, diagnosis=state.diagnosis)
 
     async def _log_auto_recovered(self, state: EnvState, report: EnvReport, result: RecoveryResult) -> None:
         """An outage the monitor fixed by itself is still an incident in the log (no CRITICAL was posted)."""
@@ -351,8 +449,14 @@ class Monitor:
     def record_reload(self, result: RecoveryResult) -> None:
         if result.notify_sent or result.outcome is not Outcome.ALREADY_HEALTHY:
             self.states[result.env].last_reload = ReloadRecord(
-                result.actor, result.outcome, result.finished_at, result.time_to_healthy_ms, result.reason
+                result.actor, result.outcome, result.finished_at, result.time_to_healthy_ms, result.reason, result.kpis
             )
+        breached = breaches(result.kpis)
+        if breached:  # the runbook's KPIs: a warning, not a CRITICAL
+            text = f"⚠️ {result.env.upper()} reload KPI above its alert threshold: " + "; ".join(
+                k.line().removeprefix("⚠️ ") for k in breached
+            )
+            self._spawn(self.sink.post_line(result.env, build_info_line(result.env, text)))
         alert = self.states[result.env].alert
         if alert is not None and result.outcome is Outcome.RECOVERED:
             alert.resolution_hint = inc.AUTO_RECOVERED if result.actor == "auto" else inc.MANUAL_RELOAD
@@ -362,7 +466,9 @@ class Monitor:
             detail = f"outcome {result.outcome}" + (f": {result.reason}" if result.reason else "")
             self._spawn(self._db(lambda s: s.add_action(alert.incident_id, result.actor, "reload", detail)))
 
-    async def open_alert(self, name: str, report: EnvReport, result: RecoveryResult | None) -> bool:
+    async def open_alert(
+        self, name: str, report: EnvReport, result: RecoveryResult | None, *, diagnosis: Diagnosis | None = None
+    ) -> bool:
         """Open the incident and post the CRITICAL alert, unless one is already open (no repeats)."""
         state = self.states[name]
         if state.alert is not None:
@@ -370,7 +476,13 @@ class Monitor:
         target = self.targets[name]
         since = state.unhealthy_since or report.checked_at
         payload = build_critical_alert(
-            name, target.config, report, result=result, since=since, alert_role_id=self.settings.discord.alert_role_id
+            name,
+            target.config,
+            report,
+            result=result,
+            since=since,
+            alert_role_id=self.settings.discord.alert_role_id,
+            diagnosis=diagnosis,
         )
         restart = target.config.restart_url or target.config.dashboard_url
         trigger = inc.RELOAD if result is not None and result.actor != "auto" else inc.MONITOR

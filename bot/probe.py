@@ -229,6 +229,11 @@ class Prober:
         self._client = client
         self._max_body = max_body_bytes
 
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The shared client, for other API readers (drift) that must use the same pools and limits."""
+        return self._client
+
     async def _run_check(self, spec: CheckSpec, env: EnvironmentConfig, secrets: EnvSecrets) -> CheckResult:
         headers = {"Accept": "application/json", **spec.extra_headers}
         sent_key = spec.send_key and secrets.api_key is not None

@@ -160,6 +160,64 @@ class RecoveryOperator:
         # shield: one impatient caller cancelling must not abort the recovery others wait on.
         return await asyncio.shield(flight.task)
 
+    async def reload_for_drift(self, target: Target, *, actor: str) -> RecoveryResult:
+        """Send one reload for objects the probe does not cover (found by the drift check); the caller re-checks.
+
+        Same rules as a recovery: one at a time per environment, the reload cap, and the pre-flight.
+        """
+        started_at = datetime.now(UTC)
+        report = await self._prober.probe(target)
+
+        def result(outcome: Outcome, *, reason: str | None = None, notify_ms: float | None = None) -> RecoveryResult:
+            return RecoveryResult(
+                env=target.name,
+                outcome=outcome,
+                verdict_before=report.verdict,
+                verdict_after=report.verdict,
+                notify_sent=notify_ms is not None,
+                notify_ms=notify_ms,
+                time_to_healthy_ms=None,
+                attempts=0,
+                reason=reason,
+                listener=None,
+                report_before=report,
+                report_after=report,
+                started_at=started_at,
+                finished_at=datetime.now(UTC),
+                actor=actor,
+                steps=(),
+                diagnosis=diagnosis,
+                refused_by_preflight=bool(blockers) and notify_ms is None,
+                kpis=reload_kpis(self._config.kpi, notify_ms=notify_ms, reload_ms=None, api_after_ms=None),
+            )
+
+        diagnosis: Diagnosis | None = None
+        blockers: list[Any] = []
+        dsn = target.secrets.database_dsn
+        if dsn is None:
+            return result(Outcome.ESCALATED, reason="no database DSN: cannot send the reload")
+        if target.name in self._flights:
+            return result(Outcome.ESCALATED, reason="a recovery of this environment is already running")
+        reloads = self._prune(target.name)
+        if len(reloads) >= self._config.max_reloads:
+            return result(Outcome.ESCALATED, reason=f"reload limit reached ({len(reloads)} in the window)")
+        try:
+            async with connect(
+                dsn,
+                connect_timeout=self._config.db_connect_timeout_s,
+                command_timeout=self._config.db_command_timeout_s,
+            ) as conn:
+                diagnosis = await diagnose_with(conn, target, report)
+                blockers = diagnosis.blockers
+                if blockers:
+                    reason = "pre-flight refused the NOTIFY: " + "; ".join(b.line() for b in blockers)
+                    return result(Outcome.ESCALATED, reason=reason)
+                notify_ms = await send_reload(conn, target.config.notify_channel)
+        except DatabaseError as err:
+            return result(Outcome.ESCALATED, reason=f"cannot send the reload: {err}")
+        reloads.append(self._clock())
+        return result(Outcome.RECOVERED, notify_ms=notify_ms)
+
     def _prune(self, env: str) -> deque[float]:
         times = self._reloads.setdefault(env, deque())
         horizon = self._clock() - self._config.reload_window_s

@@ -96,12 +96,22 @@ def status_embed(
         ]
         if not report.healthy:
             lines.append(f"**Why:** {report.explanation}")
+            lines += diagnosis_lines(s.diagnosis)[:2]
             lines.append(f"**Next:** {report.next_step}")
         if s.last_reload:
             r = s.last_reload
             tth = f", healthy after {r.time_to_healthy_ms:.0f} ms" if r.time_to_healthy_ms is not None else ""
             why = f": {r.reason}" if r.reason and r.outcome is Outcome.ESCALATED else ""
             lines.append(f"last reload {rel(r.at)} by {r.actor}: {r.outcome}{tth}{why}")
+            if r.kpis:
+                lines.append("KPIs: " + " · ".join(k.line() for k in r.kpis))
+        if s.drift is not None:
+            mark = DRIFT_MARKS[str(s.drift.status)][0]
+            lines.append(f"{mark} drift {rel(s.drift.checked_at)}: {s.drift.summary}")
+        if s.schema_version is not None:
+            v = s.schema_version
+            mark = "✅" if v.compatible else ("❓" if str(v.status) == "unknown" else "❌")
+            lines.append(f"{mark} schema version {v.status}: {v.message}")
         if reloads_in_window.get(s.name):
             lines.append(f"reloads in the cap window: {reloads_in_window[s.name]}")
         if s.alert:
