@@ -17,6 +17,7 @@ from typing import TextIO
 
 import httpx
 
+from bot import incidents as inc
 from bot.config import (
     ConfigError,
     RecoveryConfig,
@@ -29,9 +30,11 @@ from bot.config import (
 from bot.diagnose import Diagnosis, diagnose_unhealthy
 from bot.drift import check_drift
 from bot.escalation import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert, numbered_steps
+from bot.monitor import first_signal
 from bot.probe import EnvReport, Prober, make_http_client
 from bot.recovery import Outcome, RecoveryOperator, RecoveryResult, RecoveryStep, StepKind, StepListener
 from bot.schema_version import SchemaVersionReport, check_target_schema_version
+from bot.store import MEMORY, StoreError, open_store
 from bot.verdicts import info
 from bot.webhook import post_webhook
 
@@ -285,14 +288,54 @@ async def run_fix(
         alert_status = None
         if result.outcome is Outcome.ESCALATED and alert:
             alert_status = await _send_alert(client, settings, target, result)
+        incident = await record_incident(settings, result)
     if as_json:
         doc = result.to_json()
         doc["alert"] = alert_status
+        doc["incident"] = incident
         json.dump(doc, out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
         _print_outcome(out, target, result, alert_status)
+        if incident:
+            out.write(f"\n  Incident log: {incident}\n")
     return EXIT_OK if result.ok else EXIT_UNHEALTHY
+
+
+async def record_incident(settings: Settings, result: RecoveryResult) -> str | None:
+    """Write the run to the bot's incident log (trigger `cli`) when that store exists on this machine.
+
+    A CI runner without the bot's store gets no stray database file: nothing is created here.
+    """
+    path = settings.incidents.store_path
+    if path == MEMORY or not await asyncio.to_thread(os.path.exists, path):
+        return None
+    store = await open_store(path)
+    if store is None:
+        return f"not recorded: the incident store {path} cannot be opened (see the log)"
+    try:
+        await store.audit(result.actor, "fix", result.env, str(result.outcome))
+        if result.outcome is Outcome.ALREADY_HEALTHY:
+            return "audit entry written (already healthy: no incident)"
+        status, code = first_signal(result.report_before)
+        incident = await store.open_incident(
+            result.env,
+            opened_at=result.started_at,
+            verdict=str(result.verdict_before),
+            status=status,
+            code=code,
+            trigger=inc.CLI,
+        )
+        detail = f"outcome {result.outcome}" + (f": {result.reason}" if result.reason else "")
+        await store.add_action(incident.id, result.actor, "reload" if result.notify_sent else "escalated", detail)
+        if result.outcome is Outcome.RECOVERED:
+            await store.update_incident(incident.id, resolved_at=result.finished_at, resolution=inc.MANUAL_RELOAD)
+            return f"incident #{incident.id} recorded (resolved: {inc.MANUAL_RELOAD})"
+        return f"incident #{incident.id} opened; the bot's monitor takes it over and resolves it"
+    except StoreError as err:
+        return f"not recorded: {err}"
+    finally:
+        await store.close()
 
 
 async def _send_alert(client: httpx.AsyncClient, settings: Settings, target: Target, result: RecoveryResult) -> str:

@@ -512,7 +512,12 @@ class Monitor:
         alert = state.alert
         assert alert is not None
         status, code = first_signal(report)
-        incident = await self._db(
+        # A `pgrst-ops fix` run on this machine may have opened the incident already: take it over.
+        opened = await self._db(lambda s: s.open_incidents()) or []
+        adopted = next((i for i in opened if i.env == state.name and i.trigger == inc.CLI and not i.message_id), None)
+        if adopted is not None:
+            alert.opened_at, alert.trigger = min(alert.opened_at, adopted.opened_at), inc.CLI
+        incident = adopted or await self._db(
             lambda s: s.open_incident(
                 state.name,
                 opened_at=alert.opened_at,

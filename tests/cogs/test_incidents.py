@@ -9,7 +9,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from bot.store import Store
+from tests.bot.test_cli import acli
 from tests.cogs.conftest import running_bot
+from tests.conftest import write_config
 
 STALE_TABLE = "CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;"
 
@@ -368,3 +370,27 @@ async def test_a_store_failing_mid_run_is_reported_and_alerts_still_go_out(fake,
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "incident store" in r.getMessage()]
     assert len(errors) == 1 and "no such table" in errors[0] and "in memory only" in errors[0]
     assert "no such table" in str(status.original.embeds[0]["fields"][0])
+
+
+async def test_cli_fix_runs_are_in_the_incident_log_and_the_monitor_takes_an_open_one_over(fake, make_stack, tmp_path):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    envs = {"prod": stack.env_config(probe_tables=["orders"], auto_recover=False)}
+    incidents = store_cfg(tmp_path)
+    config = write_config(tmp_path / "c.yaml", envs, incidents=incidents)
+    async with running_bot(fake, envs, stack.env_vars, incidents=incidents) as bot:
+        fixed = await acli(config, "fix", "--env", "prod", "--no-alert", env=stack.env_vars)
+        assert fixed.returncode == 0 and "Incident log: incident #1 recorded (resolved: manual_reload)" in fixed.stdout
+        stack.postgrest.stop()
+        down = await acli(config, "fix", "--env", "prod", "--no-alert", env=stack.env_vars)
+        assert down.returncode == 1 and "incident #2 opened" in down.stdout
+        monitor = bot.services.monitor
+        await monitor.check("prod")
+        await monitor.check("prod")
+        await fake.wait_for_message(fake.ops_channel_id, lambda m: "CRITICAL" in m.embed_text(), 10)
+        assert monitor.states["prod"].alert is not None and monitor.states["prod"].alert.incident_id == 2
+    logged = await read_incidents(tmp_path / "incidents.db")
+    by_id = {i.id: i for i in logged}
+    assert set(by_id) == {1, 2}  # the monitor took #2 over instead of opening a third
+    assert by_id[1].trigger == "cli" and by_id[1].resolution == "manual_reload"
+    assert by_id[2].trigger == "cli" and by_id[2].message_id is not None
