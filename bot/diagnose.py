@@ -155,8 +155,8 @@ class ObjectState:
 def _grant_fix(kind: str, qualified: str, roles: list[str], env: str) -> str:
     who = ", ".join(roles)
     if kind == "function":
-        return f"GRANT EXECUTE ON FUNCTION {qualified} TO {who}; then /reload {env}"
-    return f"GRANT SELECT ON {qualified} TO {who}; (add INSERT/UPDATE/DELETE as the app needs) then /reload {env}"
+        return f"`GRANT EXECUTE ON FUNCTION {qualified} TO {who};` then `/reload {env}`"
+    return f"`GRANT SELECT ON {qualified} TO {who};` (add INSERT/UPDATE/DELETE as the app needs), then `/reload {env}`"
 
 
 async def _table_state(conn: asyncpg.Connection, name: str, schemas: list[str], roles: list[str]) -> ObjectState:
@@ -256,7 +256,7 @@ async def _refine_check(conn: asyncpg.Connection, target: Target, check: CheckRe
             "schema cache is stale",
             f"{present} exists in the database and the API roles may use it, but PostgREST's cache does not "
             f"have it ({check.status} {check.code or '{}'})",
-            f"send a schema reload: /reload {target.name} (NOTIFY {env.notify_channel}, 'reload schema')",
+            f"send a schema reload: `/reload {target.name}` (`NOTIFY {env.notify_channel}, 'reload schema'`)",
         )
         verdict, detail = Verdict.STALE_SCHEMA_CACHE, f"{check.detail}; {present} exists in the database (stale)"
     return dataclasses.replace(check, verdict=verdict, detail=detail), finding
@@ -324,10 +324,10 @@ async def _role_setting_findings(conn: asyncpg.Connection, target: Target, cache
         scope = f" IN DATABASE {await conn.fetchval('select current_database()')}" if rank % 2 else ""
         if rank < 2:
             scope_text = "for every role in this database (ALTER DATABASE)"
-            fix = f"ALTER DATABASE {await conn.fetchval('select current_database()')} RESET {name};"
+            fix = f"`ALTER DATABASE {await conn.fetchval('select current_database()')} RESET {name};`"
         else:
             scope_text = f"for role {role}"
-            fix = f"ALTER ROLE {role}{scope} RESET {name}; (or SET it to at least 8s, Supabase's default)"
+            fix = f"`ALTER ROLE {role}{scope} RESET {name};` (or SET it to at least 8s, Supabase's default);"
         when = (
             "applied: it is why the schema cache cannot load"
             if cache_down
@@ -369,7 +369,7 @@ async def _catalog_privilege_findings(conn: asyncpg.Connection, target: Target) 
     if not rows:
         return []
     revoked = [r["t"] for r in rows]
-    grants = " ".join(f"GRANT SELECT ON pg_catalog.{t} TO PUBLIC;" for t in revoked)
+    grants = "`" + " ".join(f"GRANT SELECT ON pg_catalog.{t} TO PUBLIC;" for t in revoked) + "`"
     return [
         Finding(
             "catalog_privilege",
@@ -441,8 +441,8 @@ async def _lock_findings(conn: asyncpg.Connection, target: Target) -> list[Findi
                 "schema reload blocked by a lock",
                 f"PostgREST backend {row['waiter']} waits for a lock held by PID {row['blocker']} "
                 f"({app}, user {row['usename'] or '?'}){on} {held_text}: {first_words(row['query'])}",
-                f"let that transaction finish, or cancel it: SELECT pg_cancel_backend({row['blocker']}); "
-                f"(pg_terminate_backend({row['blocker']}) if it is idle in transaction); the reload then completes",
+                f"let that transaction finish, or cancel it: `SELECT pg_cancel_backend({row['blocker']});` "
+                f"(`pg_terminate_backend({row['blocker']})` if it is idle in transaction); the reload then completes",
                 blocks_reload=True,
             )
         )
@@ -477,7 +477,7 @@ async def _connection_findings(conn: asyncpg.Connection, target: Target, report:
                 f"{role} is at its connection limit",
                 f"{role_used} of {role_limit} connections allowed for {role} are in use (rolconnlimit){seen}; a "
                 "reload reconnects PostgREST's pool and may not get a connection back",
-                f"ALTER ROLE {role} CONNECTION LIMIT {max(role_limit * 2, role_limit + 10)}; or lower PostgREST's "
+                f"`ALTER ROLE {role} CONNECTION LIMIT {max(role_limit * 2, role_limit + 10)};` or lower PostgREST's "
                 "db-pool / close idle sessions",
                 blocks_reload=api_role_limit or role_used >= (role_limit or 0),
             )

@@ -125,7 +125,7 @@ def build_critical_alert(
     fields.append({"name": "Diagnosis", "value": report.explanation, "inline": False})
     if cause is not None:
         fields.append({"name": f"🩺 Cause: {cause.title}", "value": cause.evidence, "inline": False})
-        fields.append({"name": "🛠️ Fix", "value": f"```\n{cause.fix}\n```", "inline": False})
+        fields.append({"name": "🛠️ Fix", "value": cause.fix, "inline": False})
         if diagnosis is not None and len(diagnosis.findings) > 1:
             more = "\n".join(f"• {f.title}" for f in diagnosis.findings[1:4])
             fields.append({"name": "Also found", "value": more, "inline": False})

@@ -486,6 +486,8 @@ class Monitor:
         )
         restart = target.config.restart_url or target.config.dashboard_url
         trigger = inc.RELOAD if result is not None and result.actor != "auto" else inc.MONITOR
+        found = diagnosis or (result.diagnosis if result is not None else None)
+        cause_found = bool(found and found.findings)
         # Mark it open before any await: a concurrent check must not post a second one.
         alert = OpenAlert(
             since,
@@ -494,7 +496,8 @@ class Monitor:
             payload,
             restart_url=str(restart) if restart else None,
             trigger=trigger,
-            restart_asked=result is not None or not info(report.verdict).reload_helps,
+            # A named cause (e.g. a role setting) is fixed in the database, not by a restart.
+            restart_asked=(result is not None or not info(report.verdict).reload_helps) and not cause_found,
         )
         state.alert = alert
         state.unhealthy_since = since

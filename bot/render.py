@@ -29,7 +29,7 @@ def diagnosis_lines(diagnosis: Diagnosis | None) -> list[str]:
     if not diagnosis.findings:
         return ["🩺 no cause found in the database"]
     cause = diagnosis.findings[0]
-    lines = [f"🩺 **Cause:** {cause.title}: {cause.evidence}", f"🛠️ **Fix:** `{cause.fix}`"]
+    lines = [f"🩺 **Cause:** {cause.title}: {cause.evidence}", f"🛠️ **Fix:** {cause.fix}"]
     lines += [f"➕ also: {f.title}" for f in diagnosis.findings[1:3]]
     return lines
 

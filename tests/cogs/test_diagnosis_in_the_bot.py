@@ -78,3 +78,21 @@ async def test_drift_without_auto_recover_says_what_to_reload_and_status_shows_v
     dev = next(f for f in status.original.embeds[0]["fields"] if "DEV" in f["name"])
     assert "⚠️ drift" in dev["value"] and "public.orders" in dev["value"]
     assert "❌ schema version run_migrations" in dev["value"]
+
+
+async def test_fixing_the_named_cause_resolves_without_claiming_a_restart(fake, make_stack):
+    stack = make_stack()
+    stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
+    stack.notify()
+    await stack.wait_for_code("PGRST002")
+    async with running_bot(fake, {"prod": stack.env_config()}, stack.env_vars) as bot:
+        monitor = bot.services.monitor
+        await monitor.check("prod")
+        await monitor.check("prod")
+        alert = await fake.wait_for_message(fake.ops_channel_id, lambda m: "CRITICAL" in m.embed_text(), 10)
+        assert "Fix the cause below" in alert.embed_text() and "RESET statement_timeout" in alert.embed_text()
+        stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} RESET statement_timeout")
+        await stack.wait_for_code("first judgment")
+        await monitor.check("prod")
+        line = await fake.wait_for_message(fake.ops_channel_id, lambda m: "resolved after" in (m.content or ""), 10)
+    assert "recovered by itself" in line.content and "restart" not in line.content
