@@ -7,9 +7,12 @@ COPY cogs ./cogs
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --home /app pgrstops
+RUN useradd --system --uid 10001 --home /app pgrstops \
+ && mkdir -p /app/data && chown pgrstops /app/data
 COPY --from=build /install /usr/local
-WORKDIR /app
+# The incident store must survive the container: set incidents.store_path: /app/data/pgrst-ops.db and mount it.
+VOLUME ["/app/data"]
+WORKDIR /app/data
 COPY config.example.yaml /app/config.example.yaml
 USER pgrstops
 ENV PGRST_OPS_CONFIG=/app/config.yaml PYTHONUNBUFFERED=1

@@ -123,9 +123,8 @@ def classify_response(
         key_problem = code in JWT_CODES or any(m in lowered for m in GATEWAY_KEY_MESSAGES)
         if code == "42501":
             # Missing grant (Supabase no longer auto-grants new tables): a permission problem, not the cache.
-            return result(
-                Verdict.HEALTHY, "permission denied (grant missing): probe is auth-limited", auth_limited=True
-            )
+            # With a DSN the diagnosis tells whether another API role may use it (then only auth-limited).
+            return result(Verdict.NOT_GRANTED, "permission denied: the key's role has no grant on it")
         if sent_key and (key_problem or code is None):
             return result(Verdict.AUTH_REJECTED, message or "API key rejected")
         if not sent_key:

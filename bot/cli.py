@@ -116,7 +116,8 @@ def render_report(report: EnvReport, *, verbose: bool = False, diagnosis: Diagno
         lines.append(f"  → {report.explanation}")
         if diagnosis is not None:
             lines += render_diagnosis(diagnosis)
-        lines.append(f"  → Next: {report.next_step}")
+        next_step = diagnosis.next_step if diagnosis is not None else report.next_step
+        lines.append(f"  → Next: {next_step}")
     return "\n".join(lines)
 
 
@@ -376,9 +377,16 @@ def _print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_st
         out.write("\n".join(render_diagnosis(result.diagnosis)) + "\n")
     if result.refused_by_preflight:
         out.write(f"  Force it anyway: pgrst-ops fix --env {target.name} --force\n")
-    out.write(f"  Next: {result.report_after.next_step}\n")
-    out.write("\n  🚨 ACTION REQUIRED: Go to Supabase Dashboard → Settings → Restart Project\n")
+    diagnosis = result.diagnosis
+    cause = diagnosis.findings[0] if diagnosis and diagnosis.findings and not diagnosis.error else None
+    out.write(f"  Next: {cause.fix if cause else result.report_after.next_step}\n")
     link = env.restart_url or env.dashboard_url
+    if cause is not None:
+        # A restart does not fix a named cause and can make it worse (it applies pending role settings).
+        out.write(f"\n  🚨 ACTION REQUIRED: {cause.fix}\n")
+        out.write("  Only if that does not help: restart the project from the dashboard.\n")
+    else:
+        out.write("\n  🚨 ACTION REQUIRED: Go to Supabase Dashboard → Settings → Restart Project\n")
     if link:
         out.write(f"\n  Dashboard URL:\n    {link}\n")
     if alert_status is None:
@@ -387,6 +395,8 @@ def _print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_st
         out.write("\n  ✅ Discord alert sent\n")
     else:
         out.write(f"\n  ⚠️  Discord alert {alert_status}\n")
+    if cause is not None:
+        return
     for title, steps in (("Recovery steps", RECOVERY_STEPS), ("Troubleshooting steps", TROUBLESHOOTING_STEPS)):
         text = numbered_steps(steps, target.name).replace("\n", "\n    ")
         out.write(f"\n  {title}:\n    {text}\n")

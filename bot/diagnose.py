@@ -92,6 +92,11 @@ class Diagnosis:
         return [f for f in self.findings if f.blocks_reload]
 
     @property
+    def next_step(self) -> str:
+        """The fix of the main cause when one was found, else the verdict's generic next step."""
+        return self.findings[0].fix if self.findings and not self.error else self.report.next_step
+
+    @property
     def headline(self) -> str:
         """One line for the alert: the main cause, or why there is none."""
         if self.error:
@@ -190,6 +195,10 @@ def _columns_named(check: CheckResult, configured: list[str]) -> list[str]:
 def _stale_target(check: CheckResult) -> tuple[str, str] | None:
     """(kind, name) of the object a stale-looking check is about."""
     kind, _, name = check.name.partition(":")
+    if check.code == "42501" and kind in ("data", "cache", "columns"):
+        return ("table", name)
+    if check.code == "42501" and kind == "rpc":
+        return ("function", name)
     if check.verdict is Verdict.STALE_SCHEMA_CACHE or check.code in ("42703", "42P01"):
         if kind in ("cache", "data"):
             return ("column", name) if check.code == "42703" else ("table", name)
@@ -235,7 +244,7 @@ async def _refine_check(conn: asyncpg.Connection, target: Target, check: CheckRe
             "missing_in_database",
             f"{kind} missing in the database",
             f"{what} does not exist in the exposed schemas ({', '.join(schemas)}); the API answered "
-            f"{check.status} {check.code or check.detail}",
+            f"{check.status} {check.code or '{}'}",
             "apply the migration that creates it, or fix the name in the app / probe config; a reload cannot help",
         )
         verdict, detail = Verdict.MISSING_IN_DATABASE, f"{what} does not exist in the database"
@@ -250,6 +259,16 @@ async def _refine_check(conn: asyncpg.Connection, target: Target, check: CheckRe
             _grant_fix(kind, qualified, roles, target.name),
         )
         verdict, detail = Verdict.NOT_GRANTED, f"{what} exists but is not granted to {', '.join(roles)}"
+    elif check.code == "42501":
+        # Some API role may use it, just not the probe key's: nothing is wrong with the cache or the grants.
+        finding = Finding(
+            "key_role_not_granted",
+            "the probe key's role may not read it",
+            f"{present} is granted to one of {', '.join(roles)}, but not to the role of the configured API key",
+            "nothing to fix if that is intended; otherwise probe with a key whose role has the grant",
+        )
+        detail = f"permission denied for the key's role; {present} is granted to another API role (auth-limited)"
+        return dataclasses.replace(check, verdict=Verdict.HEALTHY, detail=detail, auth_limited=True), finding
     else:
         finding = Finding(
             "stale_object",
@@ -298,7 +317,9 @@ async def _estimate_schema_load_ms(conn: asyncpg.Connection, schemas: list[str])
     return max(SCHEMA_LOAD_FLOOR_MS, proxy_ms * SCHEMA_LOAD_FACTOR)
 
 
-async def _role_setting_findings(conn: asyncpg.Connection, target: Target, cache_down: bool) -> list[Finding]:
+async def _role_setting_findings(
+    conn: asyncpg.Connection, target: Target, cache_down: bool, report: EnvReport
+) -> list[Finding]:
     role = target.config.authenticator_role
     rows = await conn.fetch(_ROLE_SETTINGS_SQL, role)
     # Most specific wins: role+database, then role, then database.
@@ -319,20 +340,23 @@ async def _role_setting_findings(conn: asyncpg.Connection, target: Target, cache
         estimate = await _estimate_schema_load_ms(conn, target.config.exposed_schemas)
         if name == "statement_timeout" and limit >= estimate:
             continue
-        if name == "lock_timeout" and limit >= 1000:
-            continue
+        if name == "lock_timeout" and (limit >= 1000 or not cache_down):
+            continue  # a short lock_timeout only matters while a lock is in the way (then the cache is down)
         scope = f" IN DATABASE {await conn.fetchval('select current_database()')}" if rank % 2 else ""
         if rank < 2:
             scope_text = "for every role in this database (ALTER DATABASE)"
             fix = f"`ALTER DATABASE {await conn.fetchval('select current_database()')} RESET {name};`"
         else:
             scope_text = f"for role {role}"
-            fix = f"`ALTER ROLE {role}{scope} RESET {name};` (or SET it to at least 8s, Supabase's default);"
-        when = (
-            "applied: it is why the schema cache cannot load"
-            if cache_down
-            else "pending: the next reload reconnects PostgREST's pool and applies it"
-        )
+            fix = f"`ALTER ROLE {role}{scope} RESET {name};`" + (
+                " (or SET it to at least 8s, Supabase's default);" if name == "statement_timeout" else ";"
+            )
+        if cache_down:
+            when = "applied: it is why the schema cache cannot load"
+        elif any(c.code == "57014" for c in report.checks):
+            when = "already cancelling requests on new connections (57014); the next reload applies it to all"
+        else:
+            when = "pending: the next reload reconnects PostgREST's pool and applies it"
         what = (
             f"below the ~{estimate:.0f} ms the schema queries take here"
             if name == "statement_timeout"
@@ -344,7 +368,7 @@ async def _role_setting_findings(conn: asyncpg.Connection, target: Target, cache
                 f"{name} too low for {role}",
                 f"pg_db_role_setting sets {name}={value} {scope_text}, {what} ({when})",
                 fix + " PostgREST then recovers by itself within a second",
-                blocks_reload=True,
+                blocks_reload=name == "statement_timeout",
             )
         )
     return findings
@@ -427,8 +451,29 @@ def first_words(query: str | None, words: int = 3) -> str:
     return " ".join(tokens[:words]) + " …"
 
 
+_HELD_LOCK_SQL = """
+select l.pid, a.application_name, a.usename::text as usename, a.query,
+       extract(epoch from now() - coalesce(a.xact_start, a.query_start)) as held_s,
+       string_agg(distinct n.nspname || '.' || c.relname, ', ') as relations
+from pg_locks l
+join pg_class c on c.oid = l.relation
+join pg_namespace n on n.oid = c.relnamespace
+left join pg_stat_activity a on a.pid = l.pid
+where l.granted and l.locktype = 'relation' and l.mode = 'AccessExclusiveLock'
+  and l.database = (select oid from pg_database where datname = current_database())
+  and n.nspname = any($1::text[]) and l.pid <> pg_backend_pid()
+  and coalesce(a.application_name, '') not like 'PostgREST%'
+group by 1, 2, 3, 4, 5
+"""
+
+
 async def _lock_findings(conn: asyncpg.Connection, target: Target) -> list[Finding]:
     rows = await conn.fetch(_LOCK_WAIT_SQL)
+    if not rows:
+        # Nothing waits yet, but a migration holding an exclusive lock in an exposed schema would make the
+        # next reload wait (and requests with it): say so before sending one.
+        held = await conn.fetch(_HELD_LOCK_SQL, target.config.exposed_schemas)
+        return [_held_lock_finding(row) for row in held[:3]]
     findings = []
     for row in rows[:3]:
         held = row["held_s"]
@@ -447,6 +492,20 @@ async def _lock_findings(conn: asyncpg.Connection, target: Target) -> list[Findi
             )
         )
     return findings
+
+
+def _held_lock_finding(row: asyncpg.Record) -> Finding:
+    held = row["held_s"]
+    held_text = f"for {held:.0f} s" if held is not None else "(duration hidden without pg_read_all_stats)"
+    app = row["application_name"] or "no application_name"
+    return Finding(
+        "lock_held",
+        "a migration holds an exclusive lock",
+        f"PID {row['pid']} ({app}, user {row['usename'] or '?'}) holds AccessExclusiveLock on {row['relations']} "
+        f"{held_text}: {first_words(row['query'])}; a reload now would wait behind it",
+        f"let that transaction commit first (then reload), or cancel it: `SELECT pg_cancel_backend({row['pid']});`",
+        blocks_reload=True,
+    )
 
 
 async def _connection_findings(conn: asyncpg.Connection, target: Target, report: EnvReport) -> list[Finding]:
@@ -468,8 +527,9 @@ async def _connection_findings(conn: asyncpg.Connection, target: Target, report:
     assert row is not None
     findings = []
     role_limit, role_used = row["role_limit"], int(row["role_used"])
-    role_full = role_limit is not None and role_limit >= 0 and role_used >= role_limit * CONNECTIONS_WARN_RATIO
-    if role_full or api_role_limit:
+    limited = role_limit is not None and role_limit >= 0
+    role_full = limited and role_used >= role_limit * CONNECTIONS_WARN_RATIO
+    if role_full or (api_role_limit and limited):
         seen = "; PostgREST reports 'too many connections for role'" if api_role_limit else ""
         findings.append(
             Finding(
@@ -479,7 +539,7 @@ async def _connection_findings(conn: asyncpg.Connection, target: Target, report:
                 "reload reconnects PostgREST's pool and may not get a connection back",
                 f"`ALTER ROLE {role} CONNECTION LIMIT {max(role_limit * 2, role_limit + 10)};` or lower PostgREST's "
                 "db-pool / close idle sessions",
-                blocks_reload=api_role_limit or role_used >= (role_limit or 0),
+                blocks_reload=api_role_limit or role_used >= role_limit,
             )
         )
     server_limit, server_used = int(row["server_limit"]), int(row["server_used"])
@@ -573,12 +633,12 @@ async def diagnose_with(conn: asyncpg.Connection, target: Target, report: EnvRep
     for i, check in enumerate(checks):
         if _stale_target(check) is not None:
             checks[i], finding = await _refine_check(conn, target, check)
-            if finding not in findings:
-                findings.append(finding)
+            if all((f.cause, f.title) != (finding.cause, finding.title) for f in findings):
+                findings.append(finding)  # the data and the cache check of one table: one finding
     refined = refine_report(report, checks)
     # Causes first: they explain the symptoms above.
     cache_down = refined.verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE
-    causes = await _role_setting_findings(conn, target, cache_down)
+    causes = await _role_setting_findings(conn, target, cache_down, refined)
     causes += await _catalog_privilege_findings(conn, target)
     causes += await _lock_findings(conn, target)
     causes += await _schema_findings(conn, target)
@@ -600,11 +660,15 @@ async def diagnose(target: Target, report: EnvReport, *, connect_timeout: float,
     dsn = target.secrets.database_dsn
     if dsn is None:
         return Diagnosis(target.name, report, error="no database DSN configured: cannot read the catalog")
+    budget_s = connect_timeout + 3 * command_timeout  # a dozen quick queries; one slow catalog must not hang us
     try:
-        async with connect(dsn, connect_timeout=connect_timeout, command_timeout=command_timeout) as conn:
-            return await diagnose_with(conn, target, report)
+        async with asyncio.timeout(budget_s):
+            async with connect(dsn, connect_timeout=connect_timeout, command_timeout=command_timeout) as conn:
+                return await diagnose_with(conn, target, report)
     except DatabaseError as err:
         return Diagnosis(target.name, report, error=str(err))
+    except TimeoutError:
+        return Diagnosis(target.name, report, error=f"the catalog did not answer within {budget_s:g} s")
 
 
 async def diagnose_unhealthy(

@@ -41,7 +41,7 @@ from typing import Any, Literal
 import asyncpg
 import httpx
 
-from bot.config import Target
+from bot.config import Target, split_function
 from bot.database import DatabaseError, connect
 
 # A media type no PostgREST can produce: the request is looked up in the schema cache, then refused (PGRST107)
@@ -127,7 +127,7 @@ class DriftReport:
             return "fix what stops the check (see the error), then run it again"
         steps = []
         if self.stale:
-            steps.append("reload the schema cache (NOTIFY pgrst, 'reload schema')")
+            steps.append(f"reload the schema cache: `/reload {self.env}` or `pgrst-ops fix --env {self.env}`")
         if self.ungranted:
             steps.append("GRANT the API roles what they need on the ungranted objects (a reload cannot help)")
         if self.unverified:
@@ -636,8 +636,9 @@ async def _check_configured_leftovers(api: _Api, target: Target, catalog: Catalo
         elif presence is Presence.ABSENT:
             found.notes.append(f"configured probe table {schema}.{name} exists neither in the database nor in the API")
 
-    async def function(name: str) -> None:
-        presence = await _function_served(api, schema, name, (), None)
+    async def function(entry: str) -> None:
+        name, args = split_function(entry)
+        presence = await _function_served(api, schema, name, args, None)
         if presence is Presence.SERVED:
             found.extra_functions.add(f"{schema}.{name}")
         elif presence is Presence.ABSENT:
@@ -645,7 +646,7 @@ async def _check_configured_leftovers(api: _Api, target: Target, catalog: Catalo
 
     await asyncio.gather(
         *(table(t.name) for t in env.probe_tables if t.name not in known_relations),
-        *(function(f) for f in env.probe_functions if f not in known_functions),
+        *(function(f) for f in env.probe_functions if split_function(f)[0] not in known_functions),
     )
 
 

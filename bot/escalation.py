@@ -146,13 +146,24 @@ def build_critical_alert(
             else "no NOTIFY sent"
         )
         fields.append({"name": "What was tried", "value": f"{tried}\nReason: {result.reason}", "inline": False})
-    fields.append({"name": "Next step", "value": meta.next_step, "inline": False})
     if env.dashboard_url:
         fields.append({"name": "Dashboard", "value": str(env.dashboard_url), "inline": False})
-    fields.append({"name": "Recovery steps", "value": numbered_steps(RECOVERY_STEPS, env_name), "inline": False})
-    fields.append(
-        {"name": "Troubleshooting", "value": numbered_steps(TROUBLESHOOTING_STEPS, env_name), "inline": False}
-    )
+    if cause is not None:
+        # A restart would not fix a named cause, and can make it worse (it applies a pending role setting).
+        fields.append({"name": "Next step", "value": cause.fix, "inline": False})
+        fields.append(
+            {
+                "name": "Only if the fix does not help",
+                "value": "Restart the project (link above), then run `/health` again",
+                "inline": False,
+            }
+        )
+    else:
+        fields.append({"name": "Next step", "value": meta.next_step, "inline": False})
+        fields.append({"name": "Recovery steps", "value": numbered_steps(RECOVERY_STEPS, env_name), "inline": False})
+        fields.append(
+            {"name": "Troubleshooting", "value": numbered_steps(TROUBLESHOOTING_STEPS, env_name), "inline": False}
+        )
     fields.append({"name": "Last checks", "value": "\n".join(check_line(c) for c in report.checks), "inline": False})
     embed: dict[str, Any] = {
         "title": "🔥 CRITICAL: PostgREST unhealthy",
@@ -165,7 +176,11 @@ def build_critical_alert(
     if restart:
         embed["url"] = restart
     payload: dict[str, Any] = {"embeds": [fit_embed(embed)]}
-    headline = f"PostgREST {env_name.upper()} is down: " + (cause.title if cause else "manual restart needed")
+    headline = (
+        f"PostgREST {env_name.upper()} is unhealthy ({verdict}): {cause.title}"
+        if cause
+        else f"PostgREST {env_name.upper()} is down: manual restart needed"
+    )
     if alert_role_id is not None:
         payload["content"] = truncate(f"<@&{alert_role_id}> {headline}", CONTENT_MAX)
         payload["allowed_mentions"] = {"parse": [], "roles": [str(alert_role_id)]}

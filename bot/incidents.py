@@ -172,12 +172,20 @@ def flapping_alert(env: str, flips: int, window_s: float, at: datetime, alert_ro
     return payload
 
 
-def network_lost_line(envs: Sequence[str], since: datetime) -> dict[str, Any]:
-    return line(
+def network_lost_line(envs: Sequence[str], since: datetime, alert_role_id: int | None = None) -> dict[str, Any]:
+    text = (
         f"🌐 Every environment ({', '.join(e.upper() for e in envs)}) fails with timeouts or connection errors "
         f"since {t(since, 't')}: **the bot itself may have lost its network**, rather than {len(envs)} outages. "
-        "Check the bot host's network, DNS and proxy. Per-environment alerts are held until one answers."
+        "Check the bot host's network, DNS and proxy (if they are fine, every project really is down: check the "
+        "dashboards). Per-environment alerts are held until one answers."
     )
+    if alert_role_id is None:
+        return line(text)
+    # Someone must look either way: ping once (this line replaces N CRITICAL pings).
+    return {
+        "content": truncate(f"<@&{alert_role_id}> {text}", CONTENT_MAX),
+        "allowed_mentions": {"parse": [], "roles": [str(alert_role_id)]},
+    }
 
 
 def network_back_line(since: datetime, at: datetime) -> dict[str, Any]:

@@ -181,6 +181,7 @@ class Monitor:
         self._background: set[asyncio.Task[Any]] = set()
         self._locks = {t.name: asyncio.Lock() for t in targets}
         self._memory_ids = itertools.count(10**15)  # incident ids while the store is unavailable
+        self._drift_notices: dict[str, str] = {}
 
     # -- the loop ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -245,17 +246,24 @@ class Monitor:
             connect_timeout=rec.db_connect_timeout_s,
             command_timeout=rec.db_command_timeout_s,
         )
-        previous, state.drift = state.drift, drift
+        state.drift = drift
         if drift.stale and not (state.alert or self.hold_reason(name)):
             await self._drift_recovery(target, drift)
-        elif drift.ungranted and (previous is None or previous.ungranted != drift.ungranted):
+        elif drift.ungranted:
             text = (
                 f"🔒 {name.upper()}: objects no API role may use (a permission problem, not a stale cache): "
                 f"{drift.ungranted.describe()}. GRANT them to {', '.join(target.config.api_roles)} if the API "
                 "should serve them."
             )
-            await self.sink.post_line(name, build_info_line(name, text))
+            await self._drift_notice(name, text)
         return drift
+
+    async def _drift_notice(self, name: str, text: str) -> None:
+        """Drift notices once per distinct finding: the slow loop must not repeat the same line every run."""
+        if self._drift_notices.get(name) == text:
+            return
+        self._drift_notices[name] = text
+        await self.sink.post_line(name, build_info_line(name, text))
 
     async def _drift_recovery(self, target: Target, drift: DriftReport) -> None:
         """Objects exist but PostgREST does not serve them: reload (auto_recover), re-check, else warn."""
@@ -263,7 +271,7 @@ class Monitor:
         what = drift.summary
         if not target.config.auto_recover:
             text = f"⚠️ {name.upper()} schema drift: {what}. Reload with `/reload {name}` (auto_recover is off)."
-            await self.sink.post_line(name, build_info_line(name, text))
+            await self._drift_notice(name, text)
             return
         result = await self.operator.reload_for_drift(target, actor="auto (drift)")
         self.record_reload(result)
@@ -288,7 +296,7 @@ class Monitor:
         else:
             why = result.reason or f"still stale after the reload: {after.summary}"
             text = f"⚠️ {name.upper()} schema drift not fixed: {why}"
-        await self.sink.post_line(name, build_info_line(name, text))
+        await self._drift_notice(name, text)
 
     async def _outbox_loop(self) -> None:
         """Unsent messages (Discord down for longer than the retries) go out as soon as Discord is back."""
@@ -466,6 +474,10 @@ class Monitor:
             detail = f"outcome {result.outcome}" + (f": {result.reason}" if result.reason else "")
             self._spawn(self._db(lambda s: s.add_action(alert.incident_id, result.actor, "reload", detail)))
 
+    def audit(self, actor: str, action: str, env: str, outcome: str) -> None:
+        """An audit entry, written in the background (the store is never in a command's way)."""
+        self._spawn(self._db(lambda s: s.audit(actor, action, env, outcome)))
+
     async def open_alert(
         self, name: str, report: EnvReport, result: RecoveryResult | None, *, diagnosis: Diagnosis | None = None
     ) -> bool:
@@ -616,7 +628,9 @@ class Monitor:
             if all(unreachable(s.last_report) for s in states):
                 since = min(s.unhealthy_since or report.checked_at for s in states)
                 self.network_down_since = since
-                await self.sink.post_line("*", inc.network_lost_line(list(self.states), since))
+                await self.sink.post_line(
+                    "*", inc.network_lost_line(list(self.states), since, self.settings.discord.alert_role_id)
+                )
         elif not unreachable(report):
             since, self.network_down_since = self.network_down_since, None
             await self.sink.post_line("*", inc.network_back_line(since, self.now()))

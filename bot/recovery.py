@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections import deque
@@ -19,7 +20,7 @@ from typing import Any
 
 from bot.config import RecoveryConfig, Target
 from bot.database import DatabaseError, connect, send_reload
-from bot.diagnose import Diagnosis, diagnose, diagnose_with
+from bot.diagnose import Diagnosis, Finding, diagnose, diagnose_with
 from bot.kpi import KpiSample, api_latency_ms, reload_kpis
 from bot.probe import EnvReport, Prober
 from bot.verdicts import Verdict, info
@@ -116,6 +117,7 @@ class _Flight:
     task: asyncio.Task[RecoveryResult] | None = None
     listeners: list[StepListener] = field(default_factory=list)
     steps: list[RecoveryStep] = field(default_factory=list)
+    force: bool = False
 
 
 class RecoveryOperator:
@@ -144,14 +146,18 @@ class RecoveryOperator:
         `force` sends the NOTIFY even when the pre-flight found it would break the cache or not be heard.
         """
         flight = self._flights.get(target.name)
+        if flight is not None and force and not flight.force and flight.task is not None:
+            # A forced reload must not silently become the running unforced one: wait for it, then run ours.
+            await asyncio.wait({flight.task})
+            flight = None
         if flight is None:
-            flight = _Flight()
+            flight = _Flight(force=force)
             self._flights[target.name] = flight
             if on_step:
                 flight.listeners.append(on_step)
             deadline_s = (retries or self._config.retries) * (delay_s or self._config.delay_s)
             flight.task = asyncio.create_task(self._run(target, flight, deadline_s, actor, force))
-            flight.task.add_done_callback(lambda _t: self._flights.pop(target.name, None))
+            flight.task.add_done_callback(functools.partial(self._forget, target.name, flight))
         elif on_step:
             for step in flight.steps:  # a late joiner sees what already happened
                 _call(on_step, step)
@@ -217,6 +223,10 @@ class RecoveryOperator:
             return result(Outcome.ESCALATED, reason=f"cannot send the reload: {err}")
         reloads.append(self._clock())
         return result(Outcome.RECOVERED, notify_ms=notify_ms)
+
+    def _forget(self, env: str, flight: _Flight, _task: object = None) -> None:
+        if self._flights.get(env) is flight:
+            del self._flights[env]
 
     def _prune(self, env: str) -> deque[float]:
         times = self._reloads.setdefault(env, deque())
@@ -354,6 +364,9 @@ class RecoveryOperator:
                 command_timeout=self._config.db_command_timeout_s,
             )
             if after.error is None:
+                if after.report.verdict is Verdict.STALE_SCHEMA_CACHE:
+                    # Still stale although the NOTIFY went out: the reload never reached PostgREST.
+                    after = dataclasses.replace(after, findings=(_not_applied(target, after), *after.findings))
                 reason = result.reason or ""
                 if after.findings:
                     reason += f". Cause: {after.headline}"
@@ -424,6 +437,18 @@ class RecoveryOperator:
             attempts=attempts,
             listener=listener,
         )
+
+
+def _not_applied(target: Target, diagnosis: Diagnosis) -> Finding:
+    state = diagnosis.listener.state if diagnosis.listener else "unknown"
+    return Finding(
+        "reload_not_applied",
+        "the reload was not applied",
+        f"the objects exist and the NOTIFY was sent, but PostgREST still serves the old cache (listener: {state})",
+        f"check that PostgREST listens on '{target.config.notify_channel}' (db-channel-enabled, db-channel, no "
+        "transaction pooler in its db-uri; grant the monitoring role pg_read_all_stats to see it), then restart "
+        "PostgREST / the project",
+    )
 
 
 def _call(listener: StepListener, step: RecoveryStep) -> None:

@@ -38,8 +38,10 @@ def env_block(report: EnvReport, diagnosis: Diagnosis | None = None) -> str:
     lines = [check_line(c) for c in report.checks]
     if not report.healthy:
         lines.append(f"**Why:** {report.explanation}")
-        lines += diagnosis_lines(diagnosis)
-        lines.append(f"**Next:** {report.next_step}")
+        cause = diagnosis_lines(diagnosis)
+        lines += cause
+        if not (diagnosis and diagnosis.findings and not diagnosis.error):
+            lines.append(f"**Next:** {report.next_step}")  # with a cause, its 🛠️ fix is the next step
     elif report.auth_limited:
         lines.append("ℹ️ auth-limited: some checks got 401/403 (PostgREST is up; data not verified)")
     return "\n".join(lines)
@@ -97,7 +99,8 @@ def status_embed(
         if not report.healthy:
             lines.append(f"**Why:** {report.explanation}")
             lines += diagnosis_lines(s.diagnosis)[:2]
-            lines.append(f"**Next:** {report.next_step}")
+            if not (s.diagnosis and s.diagnosis.findings and not s.diagnosis.error):
+                lines.append(f"**Next:** {report.next_step}")
         if s.last_reload:
             r = s.last_reload
             tth = f", healthy after {r.time_to_healthy_ms:.0f} ms" if r.time_to_healthy_ms is not None else ""
@@ -164,7 +167,8 @@ def reload_embed(env: str, lines: Sequence[str], *, result: RecoveryResult | Non
             cause = diagnosis_lines(result.diagnosis)
             if cause:
                 fields.append({"name": "Diagnosis", "value": "\n".join(cause), "inline": False})
-            fields.append({"name": "Next step", "value": result.report_after.next_step, "inline": False})
+            next_step = result.diagnosis.next_step if result.diagnosis else result.report_after.next_step
+            fields.append({"name": "Next step", "value": next_step, "inline": False})
         embed["fields"] = fields
         embed["timestamp"] = result.finished_at.isoformat()
     return fit_embed(embed)

@@ -148,7 +148,10 @@ class Reload(commands.Cog):
             with contextlib.suppress(asyncio.CancelledError):
                 await editor
         if svc.monitor is not None:
-            svc.monitor.record_reload(result)
+            if result.actor == actor:
+                svc.monitor.record_reload(result)
+            else:  # joined a recovery already running (the monitor's, or someone else's): recorded once by it
+                svc.monitor.audit(actor, f"reload (joined the run of {result.actor})", env, str(result.outcome))
         final = discord.Embed.from_dict(reload_embed(env, lines, result=result, actor=actor))
         await interaction.edit_original_response(embed=final, view=None)
         if result.outcome is Outcome.ESCALATED and svc.monitor is not None:

@@ -116,7 +116,7 @@ CASES = [
         JSON,
         err("42501", "permission denied for table t"),
         True,
-        Verdict.HEALTHY,
+        Verdict.NOT_GRANTED,
     ),
     (
         "HTML gateway error",

@@ -207,6 +207,11 @@ async def test_fix_refused_by_preflight_exits_1_and_force_sends_the_notify(make_
     assert doc["diagnosis"]["findings"][0]["cause"] == "role_setting"
     text = await acli(config, "fix", "--env", "dev", "--no-alert", env=stack.env_vars)
     assert "Force it anyway: pgrst-ops fix --env dev --force" in text.stdout
+    # The named cause is the action; no restart advice (a restart would apply the bad setting).
+    assert (
+        f"🚨 ACTION REQUIRED: `ALTER ROLE authenticator IN DATABASE {stack.db} RESET statement_timeout;`" in text.stdout
+    )
+    assert "Recovery steps" not in text.stdout and "Restart Project" not in text.stdout
     forced = await acli(config, "fix", "--env", "dev", "--no-alert", "--force", "--json", env=stack.env_vars)
     doc = json.loads(forced.stdout)
     assert forced.returncode == 1 and doc["notify_sent"] and doc["forced"]

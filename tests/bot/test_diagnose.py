@@ -229,3 +229,50 @@ async def test_without_a_dsn_diagnosis_says_it_cannot_read_the_catalog(make_stac
 )
 def test_blocking_query_is_cut_to_its_first_words_without_literals(query, expected):
     assert first_words(query) == expected
+
+
+async def test_cached_table_no_api_role_may_read_is_not_granted_not_healthy(make_stack):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key);")
+    stack.notify()
+    await asyncio.sleep(0.5)  # cached now: OPTIONS answers 200, GET answers 401 42501
+    diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"])
+    assert diagnosis.verdict is Verdict.NOT_GRANTED
+    assert "GRANT SELECT ON public.orders TO anon, authenticated" in diagnosis.findings[0].fix
+
+
+async def test_table_granted_to_another_api_role_is_only_auth_limited(make_stack):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO authenticated;")
+    stack.notify()
+    await asyncio.sleep(0.5)
+    diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"])
+    assert diagnosis.verdict is Verdict.HEALTHY and diagnosis.report.auth_limited
+
+
+async def test_lock_held_before_the_notify_makes_the_preflight_refuse(make_stack):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    migration = await asyncpg.connect(
+        stack.dsn("postgres", stack.cluster.superuser_password), server_settings={"application_name": "migrate.sh"}
+    )
+    try:
+        tx = migration.transaction()
+        await tx.start()
+        await migration.execute("ALTER TABLE public.judgments ADD COLUMN verdict text")
+        diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"], probe_root=False)
+        pid = migration.get_server_pid()
+        await tx.rollback()
+    finally:
+        await migration.close()
+    (blocker,) = diagnosis.blockers
+    assert blocker.cause == "lock_held" and f"PID {pid} (migrate.sh" in blocker.evidence
+    assert "public.judgments" in blocker.evidence and "ALTER TABLE public.judgments …" in blocker.evidence
+
+
+async def test_short_lock_timeout_alone_does_not_block_a_reload(make_stack):
+    stack = make_stack()
+    stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET lock_timeout = '500ms'")
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"])
+    assert diagnosis.blockers == [] and diagnosis.verdict is Verdict.STALE_SCHEMA_CACHE

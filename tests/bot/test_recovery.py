@@ -194,3 +194,18 @@ async def test_database_errors_are_outcomes_without_the_password(make_stack):
         assert result.outcome is Outcome.ESCALATED, label
         assert expected in result.reason, (label, result.reason)
         assert CANARY not in str(result.to_json()), label
+
+
+async def test_forced_reload_waits_for_a_running_unforced_one_instead_of_joining_it(make_stack):
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
+    settings = build_settings({"env": stack.env_config(probe_tables=["orders"])}, recovery={"retries": 2, "delay_s": 1})
+    (target,) = targets_for(settings, stack.env_vars, need_dsn=True)
+    async with make_http_client() as client:
+        operator = RecoveryOperator(Prober(client), settings.recovery)
+        auto, forced = await asyncio.gather(
+            operator.recover(target, actor="auto"), operator.recover(target, actor="Alice", force=True)
+        )
+    assert auto.actor == "auto" and auto.refused_by_preflight and not auto.notify_sent
+    assert forced.actor == "Alice" and forced.forced and forced.notify_sent

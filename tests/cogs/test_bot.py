@@ -63,7 +63,7 @@ async def test_health_acks_at_once_while_an_environment_hangs(fake, make_stack):
     fields = {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
     assert fields["✅ DEV — healthy"].count("✅") >= 3
     stale_block = fields["⚠️ STAGING — stale_schema_cache"]
-    assert "Cache (orders): `404`" in stale_block and "**Next:**" in stale_block and "reload" in stale_block
+    assert "Cache (orders): `404`" in stale_block and "🛠️ **Fix:** send a schema reload" in stale_block
     timeout_block = fields["⏱️ QA — timeout"]
     assert "**Why:**" in timeout_block and "paused" in timeout_block
     assert "2 of 3 unhealthy" in message.embeds[0]["description"]
