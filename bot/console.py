@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
 import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import httpx
@@ -27,7 +29,15 @@ def payload_text(payload: dict[str, Any]) -> str:
         parts.append(embed.get("description", ""))
         for field in embed.get("fields", []):
             parts.append(f"{field['name']}:\n  " + field["value"].replace("\n", "\n  "))
-    return "\n".join(p for p in parts if p)
+    return DISCORD_TIMESTAMP.sub(_utc, "\n".join(p for p in parts if p))
+
+
+# Discord renders <t:1700000000:R> in the reader's time zone; a terminal shows UTC instead.
+DISCORD_TIMESTAMP = re.compile(r"<t:(\d+)(?::[tTdDfFR])?>")
+
+
+def _utc(match: re.Match[str]) -> str:
+    return datetime.fromtimestamp(int(match.group(1)), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class RateLimiter:

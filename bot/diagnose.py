@@ -447,6 +447,7 @@ def first_words(query: str | None, words: int = 3) -> str:
     if not query or query.startswith("<insufficient"):
         return "(query hidden: grant the monitoring role pg_read_all_stats)"
     text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", query, flags=re.S)
+    text = re.sub(r"'(?:[^']|'')*'|\$(\w*)\$.*?\$\1\$", "'…'", text, flags=re.S)  # literals may hold secrets
     tokens = [t for t in text.split() if not any(q in t for q in "'\"$")]
     return " ".join(tokens[:words]) + " …"
 

@@ -224,6 +224,7 @@ async def test_without_a_dsn_diagnosis_says_it_cannot_read_the_catalog(make_stac
         ("ALTER ROLE x PASSWORD 'hunter2'", "ALTER ROLE x …"),
         ("  -- migrate\n  LOCK TABLE public.t IN ACCESS EXCLUSIVE MODE", "LOCK TABLE public.t …"),
         ("UPDATE t SET secret = $$x$$", "UPDATE t SET …"),
+        ("SELECT 'a b c' FROM t", "SELECT FROM t …"),
         ("<insufficient privilege>", "(query hidden: grant the monitoring role pg_read_all_stats)"),
     ],
 )

@@ -67,3 +67,10 @@ def test_huge_reports_are_clipped_to_discord_limits():
     assert all(len(f["name"]) <= 256 and 0 < len(f["value"]) <= 1024 for f in embed["fields"])
     assert embed_size(embed) <= 6000
     assert any(f["name"] == "Last checks" for f in embed["fields"])
+
+
+def test_console_shows_discord_timestamps_in_utc():
+    from bot.console import payload_text
+
+    text = payload_text({"content": "down since <t:1700000000:R>", "embeds": [{"description": "at <t:1700000060>"}]})
+    assert text == "down since 2023-11-14 22:13:20 UTC\nat 2023-11-14 22:14:20 UTC"
