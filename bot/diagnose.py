@@ -164,20 +164,15 @@ def _grant_fix(kind: str, qualified: str, roles: list[str], env: str) -> str:
     return f"`GRANT SELECT ON {qualified} TO {who};` (add INSERT/UPDATE/DELETE as the app needs), then `/reload {env}`"
 
 
-async def _table_state(conn: asyncpg.Connection, name: str, schemas: list[str], roles: list[str]) -> ObjectState:
-    rows = await conn.fetch(_TABLE_SQL, name, schemas, roles)
+async def _object_state(
+    conn: asyncpg.Connection, sql: str, name: str, schemas: list[str], roles: list[str], suffix: str = ""
+) -> ObjectState:
+    """Exists in an exposed schema? Usable by one of the API roles? (the best schema wins)"""
+    rows = await conn.fetch(sql, name, schemas, roles)
     if not rows:
-        return ObjectState(False, False, f"{'/'.join(schemas)}.{name}")
+        return ObjectState(False, False, f"{'/'.join(schemas)}.{name}{suffix}")
     best = max(rows, key=lambda r: bool(r["usable"]))
-    return ObjectState(True, bool(best["usable"]), f"{best['schema']}.{name}")
-
-
-async def _function_state(conn: asyncpg.Connection, name: str, schemas: list[str], roles: list[str]) -> ObjectState:
-    rows = await conn.fetch(_FUNCTION_SQL, name, schemas, roles)
-    if not rows:
-        return ObjectState(False, False, f"{'/'.join(schemas)}.{name}()")
-    best = max(rows, key=lambda r: bool(r["usable"]))
-    return ObjectState(True, bool(best["usable"]), f"{best['schema']}.{name}()")
+    return ObjectState(True, bool(best["usable"]), f"{best['schema']}.{name}{suffix}")
 
 
 def _columns_named(check: CheckResult, configured: list[str]) -> list[str]:
@@ -219,12 +214,12 @@ async def _refine_check(conn: asyncpg.Connection, target: Target, check: CheckRe
     table_name = name
 
     if kind == "function":
-        state = await _function_state(conn, name, schemas, roles)
+        state = await _object_state(conn, _FUNCTION_SQL, name, schemas, roles, "()")
         missing = [] if state.exists else [state.where]
         ungranted = [state.where] if state.exists and not state.usable else []
         present = state.where
     else:
-        state = await _table_state(conn, table_name, schemas, roles)
+        state = await _object_state(conn, _TABLE_SQL, table_name, schemas, roles)
         missing, ungranted, present = [], [], state.where
         if not state.exists:
             missing = [state.where]

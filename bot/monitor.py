@@ -239,13 +239,7 @@ class Monitor:
             state.schema_version = await check_target_schema_version(
                 target, os.environ, connect_timeout=rec.db_connect_timeout_s, command_timeout=rec.db_command_timeout_s
             )
-        drift = await check_drift(
-            self.prober.client,
-            target,
-            max_body_bytes=self.settings.max_body_bytes,
-            connect_timeout=rec.db_connect_timeout_s,
-            command_timeout=rec.db_command_timeout_s,
-        )
+        drift = await self._check_drift(target)
         state.drift = drift
         if drift.stale and not (state.alert or self.hold_reason(name)):
             await self._drift_recovery(target, drift)
@@ -257,6 +251,16 @@ class Monitor:
             )
             await self._drift_notice(name, text)
         return drift
+
+    async def _check_drift(self, target: Target) -> DriftReport:
+        rec = self.settings.recovery
+        return await check_drift(
+            self.prober.client,
+            target,
+            max_body_bytes=self.settings.max_body_bytes,
+            connect_timeout=rec.db_connect_timeout_s,
+            command_timeout=rec.db_command_timeout_s,
+        )
 
     async def _drift_notice(self, name: str, text: str) -> None:
         """Drift notices once per distinct finding: the slow loop must not repeat the same line every run."""
@@ -281,13 +285,7 @@ class Monitor:
             deadline = time.monotonic() + rec.deadline_s
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
-                after = await check_drift(
-                    self.prober.client,
-                    target,
-                    max_body_bytes=self.settings.max_body_bytes,
-                    connect_timeout=rec.db_connect_timeout_s,
-                    command_timeout=rec.db_command_timeout_s,
-                )
+                after = await self._check_drift(target)
                 if not after.stale:
                     break
             self.states[name].drift = after
