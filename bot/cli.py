@@ -188,7 +188,7 @@ async def run_drift(settings: Settings, targets: list[Target], *, as_json: bool,
                 check_drift(
                     client,
                     with_optional_dsn(t),
-                    max_body_bytes=settings.max_body_bytes,
+                    max_body_bytes=settings.monitor.drift_max_body_bytes,
                     connect_timeout=rec.db_connect_timeout_s,
                     command_timeout=rec.db_command_timeout_s,
                     method="probe" if per_object else "auto",

@@ -269,6 +269,8 @@ class MonitorConfig(_Strict):
     success_threshold: int = Field(default=2, ge=1, le=100)
     # Schema drift (catalog vs what PostgREST serves) is heavier than a probe: run it less often. 0 = off.
     drift_interval_s: float = Field(default=900.0, ge=0, le=86_400)
+    # Drift reads the whole OpenAPI root (2.4 MB at 1,000 tables); above this it checks object by object.
+    drift_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
 
 
 class IncidentsConfig(_Strict):

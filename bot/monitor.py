@@ -257,7 +257,7 @@ class Monitor:
         return await check_drift(
             self.prober.client,
             target,
-            max_body_bytes=self.settings.max_body_bytes,
+            max_body_bytes=self.settings.monitor.drift_max_body_bytes,
             connect_timeout=rec.db_connect_timeout_s,
             command_timeout=rec.db_command_timeout_s,
         )

@@ -27,7 +27,7 @@ class Drift(commands.Cog):
         report = await check_drift(
             svc.http,
             target,
-            max_body_bytes=svc.settings.max_body_bytes,
+            max_body_bytes=svc.settings.monitor.drift_max_body_bytes,
             connect_timeout=rec.db_connect_timeout_s,
             command_timeout=rec.db_command_timeout_s,
         )
