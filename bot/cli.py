@@ -131,15 +131,16 @@ async def run_check(settings: Settings, targets: list[Target], *, as_json: bool,
     async with make_http_client(t.config for t in targets) as client:
         reports = await Prober(client, max_body_bytes=settings.max_body_bytes).probe_many(targets)
     rec = settings.recovery
+    targets = [with_optional_dsn(t) for t in targets]  # secrets read once, for diagnosis and the version guard
     diagnoses = await diagnose_unhealthy(
-        [with_optional_dsn(t) for t in targets if t.config.database_dsn is not None],
+        targets,
         reports,
         connect_timeout=rec.db_connect_timeout_s,
         command_timeout=rec.db_command_timeout_s,
     )
     # The catalog may re-classify a check (stale vs missing in the database vs not granted).
     reports = [diagnoses[r.env].report if r.env in diagnoses else r for r in reports]
-    versions = await schema_versions([with_optional_dsn(t) for t in targets], rec)
+    versions = await schema_versions(targets, rec)
     if as_json:
         envs = []
         for r in reports:
@@ -378,7 +379,7 @@ def _print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_st
     if result.refused_by_preflight:
         out.write(f"  Force it anyway: pgrst-ops fix --env {target.name} --force\n")
     diagnosis = result.diagnosis
-    cause = diagnosis.findings[0] if diagnosis and diagnosis.findings and not diagnosis.error else None
+    cause = diagnosis.cause if diagnosis else None
     out.write(f"  Next: {cause.fix if cause else result.report_after.next_step}\n")
     link = env.restart_url or env.dashboard_url
     if cause is not None:

@@ -92,9 +92,14 @@ class Diagnosis:
         return [f for f in self.findings if f.blocks_reload]
 
     @property
+    def cause(self) -> Finding | None:
+        """The main finding, when the catalog could be read and showed one."""
+        return self.findings[0] if self.findings and not self.error else None
+
+    @property
     def next_step(self) -> str:
         """The fix of the main cause when one was found, else the verdict's generic next step."""
-        return self.findings[0].fix if self.findings and not self.error else self.report.next_step
+        return self.cause.fix if self.cause else self.report.next_step
 
     @property
     def headline(self) -> str:
@@ -337,10 +342,11 @@ async def _role_setting_findings(
             continue
         if name == "lock_timeout" and (limit >= 1000 or not cache_down):
             continue  # a short lock_timeout only matters while a lock is in the way (then the cache is down)
-        scope = f" IN DATABASE {await conn.fetchval('select current_database()')}" if rank % 2 else ""
+        database = await conn.fetchval("select current_database()")
+        scope = f" IN DATABASE {database}" if rank % 2 else ""
         if rank < 2:
             scope_text = "for every role in this database (ALTER DATABASE)"
-            fix = f"`ALTER DATABASE {await conn.fetchval('select current_database()')} RESET {name};`"
+            fix = f"`ALTER DATABASE {database} RESET {name};`"
         else:
             scope_text = f"for role {role}"
             fix = f"`ALTER ROLE {role}{scope} RESET {name};`" + (

@@ -104,7 +104,7 @@ def build_critical_alert(
     status = "Automated recovery failed" if result and result.notify_sent else "Automated recovery cannot fix this"
     if result and result.refused_by_preflight:
         status = "Reload refused by the pre-flight check (it would not help or would make things worse)"
-    cause = diagnosis.findings[0] if diagnosis and diagnosis.findings else None
+    cause = diagnosis.cause if diagnosis else None
     action = (
         "Fix the cause below; restart the project only if that does not help" if cause else "Manual project restart"
     )

@@ -26,9 +26,9 @@ def diagnosis_lines(diagnosis: Diagnosis | None) -> list[str]:
         return []
     if diagnosis.error:
         return [f"🩺 cause unknown: {diagnosis.error}"]
-    if not diagnosis.findings:
+    cause = diagnosis.cause
+    if cause is None:
         return ["🩺 no cause found in the database"]
-    cause = diagnosis.findings[0]
     lines = [f"🩺 **Cause:** {cause.title}: {cause.evidence}", f"🛠️ **Fix:** {cause.fix}"]
     lines += [f"➕ also: {f.title}" for f in diagnosis.findings[1:3]]
     return lines
@@ -40,7 +40,7 @@ def env_block(report: EnvReport, diagnosis: Diagnosis | None = None) -> str:
         lines.append(f"**Why:** {report.explanation}")
         cause = diagnosis_lines(diagnosis)
         lines += cause
-        if not (diagnosis and diagnosis.findings and not diagnosis.error):
+        if not (diagnosis and diagnosis.cause):
             lines.append(f"**Next:** {report.next_step}")  # with a cause, its 🛠️ fix is the next step
     elif report.auth_limited:
         lines.append("ℹ️ auth-limited: some checks got 401/403 (PostgREST is up; data not verified)")
@@ -99,7 +99,7 @@ def status_embed(
         if not report.healthy:
             lines.append(f"**Why:** {report.explanation}")
             lines += diagnosis_lines(s.diagnosis)[:2]
-            if not (s.diagnosis and s.diagnosis.findings and not s.diagnosis.error):
+            if not (s.diagnosis and s.diagnosis.cause):
                 lines.append(f"**Next:** {report.next_step}")
         if s.last_reload:
             r = s.last_reload

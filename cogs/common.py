@@ -22,6 +22,10 @@ async def env_autocomplete(interaction: discord.Interaction, current: str) -> li
     return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
 
 
+def has_role(user: discord.abc.User, role_name: str) -> bool:
+    return any(role.name == role_name for role in getattr(user, "roles", []))
+
+
 def find_target(interaction: discord.Interaction, env: str) -> Target | None:
     return services(interaction).targets.get(env)
 

@@ -18,15 +18,23 @@ from bot.app import PgrstOpsBot
 from bot.escalation import format_duration
 from bot.incidents import incidents_embed, parse_duration
 from bot.recovery import Outcome
-from cogs.common import env_autocomplete, find_target, services, unknown_env
-
-
-def has_role(user: discord.abc.User, role_name: str) -> bool:
-    return any(role.name == role_name for role in getattr(user, "roles", []))
+from cogs.common import env_autocomplete, find_target, has_role, services, unknown_env
 
 
 def who(interaction: discord.Interaction) -> str:
     return interaction.user.display_name
+
+
+async def refused(interaction: discord.Interaction, env: str, command: str) -> bool:
+    """Unknown environment or missing ops role: answer (ephemeral) and return True."""
+    if find_target(interaction, env) is None:
+        await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
+        return True
+    role = services(interaction).settings.discord.ops_role
+    if not has_role(interaction.user, role):
+        await interaction.response.send_message(f"⛔ /{command} needs the **{role}** role.", ephemeral=True)
+        return True
+    return False
 
 
 class IncidentButton(
@@ -142,14 +150,9 @@ class Incidents(commands.Cog):
         duration: str,
         reason: app_commands.Range[str, 3, 200],
     ) -> None:
+        if await refused(interaction, env, "silence"):
+            return
         svc = services(interaction)
-        if find_target(interaction, env) is None:
-            await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
-            return
-        role = svc.settings.discord.ops_role
-        if not has_role(interaction.user, role):
-            await interaction.response.send_message(f"⛔ /silence needs the **{role}** role.", ephemeral=True)
-            return
         try:
             seconds = parse_duration(duration)
         except ValueError as err:
@@ -177,14 +180,9 @@ class Incidents(commands.Cog):
     @app_commands.describe(env="Environment")
     @app_commands.autocomplete(env=env_autocomplete)
     async def unsilence(self, interaction: discord.Interaction, env: str) -> None:
+        if await refused(interaction, env, "unsilence"):
+            return
         svc = services(interaction)
-        if find_target(interaction, env) is None:
-            await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
-            return
-        role = svc.settings.discord.ops_role
-        if not has_role(interaction.user, role):
-            await interaction.response.send_message(f"⛔ /unsilence needs the **{role}** role.", ephemeral=True)
-            return
         if svc.monitor is None:
             await interaction.response.send_message("⏳ The monitor is starting; try again.", ephemeral=True)
             return

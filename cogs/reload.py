@@ -13,7 +13,7 @@ from discord.ext import commands
 from bot.app import PgrstOpsBot
 from bot.recovery import Outcome, RecoveryStep, StepKind
 from bot.render import reload_embed
-from cogs.common import env_autocomplete, find_target, services, unknown_env
+from cogs.common import env_autocomplete, find_target, has_role, services, unknown_env
 
 EDIT_EVERY_S = 0.5  # Discord rate-limits edits; progress need not be finer
 
@@ -21,10 +21,6 @@ EDIT_EVERY_S = 0.5  # Discord rate-limits edits; progress need not be finer
 def required_role(interaction: discord.Interaction, env: str) -> str:
     svc = services(interaction)
     return svc.targets[env].config.reload_role or svc.settings.discord.ops_role
-
-
-def has_role(user: discord.abc.User, role_name: str) -> bool:
-    return any(role.name == role_name for role in getattr(user, "roles", []))
 
 
 class ConfirmView(discord.ui.View):
