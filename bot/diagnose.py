@@ -44,13 +44,14 @@ SCHEMA_CATALOGS = (
     "pg_enum",
     "pg_roles",
 )
-# Schema-load estimate without a measured reload of the environment: PostgREST's reload takes about this many
-# times our proxy query over the same catalog, and never less than the floor (NOTIFY to fresh took 84-181 ms
-# with ~20 tables on an idle local PostgreSQL: the fastest case there is).
-SCHEMA_LOAD_FACTOR = 10.0
-SCHEMA_LOAD_FLOOR_MS = 100.0
-# A pending statement_timeout within this factor of the schema-load time is refused: load times vary with the
-# machine's load, and a reload that hits the timeout is an outage on every endpoint.
+# Schema-load time (NOTIFY to a fresh cache) when this environment has no measured reload yet: a fixed part
+# (notification, pool reconnect, the queries' own overhead) plus a multiple of our proxy query over the same
+# catalog. Fitted so it is not below what real PostgREST 12 took: 157-168 ms at ~20 tables (proxy 0.6 ms),
+# 280-295 ms at 1,000 tables (proxy 4 ms). 10x the proxy alone (6 ms at ~20 tables) was far below both.
+SCHEMA_LOAD_BASE_MS = 150.0
+SCHEMA_LOAD_FACTOR = 35.0
+# A pending statement_timeout within this factor of the schema-load time is refused: at ~20 tables 20 ms
+# already breaks the load and 30 ms passes only on an idle machine; a reload that hits it is an outage.
 STATEMENT_TIMEOUT_MARGIN = 3.0
 QUEUE_USAGE_WARN = 0.5
 CONNECTIONS_WARN_RATIO = 0.9
@@ -317,7 +318,7 @@ def _timeout_ms(value: str) -> float | None:
 
 def schema_load_estimate_ms(proxy_ms: float, measured_reload_ms: float | None) -> float:
     """What a schema reload takes here: never below the last measured reload of this environment."""
-    return max(SCHEMA_LOAD_FLOOR_MS, proxy_ms * SCHEMA_LOAD_FACTOR, measured_reload_ms or 0.0)
+    return max(SCHEMA_LOAD_BASE_MS + SCHEMA_LOAD_FACTOR * proxy_ms, measured_reload_ms or 0.0)
 
 
 def statement_timeout_too_low(limit_ms: float, estimate_ms: float) -> bool:

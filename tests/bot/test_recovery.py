@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -311,3 +312,42 @@ async def test_a_listener_that_is_not_postgrest_is_named_and_does_not_pass_the_p
     assert "none LISTENs; the only listener(s): " in listener
     assert "(user ops, from 127.0.0.1), not PostgREST" in listener
     assert "channel is disabled" in result.reason and "not PostgREST" in result.reason
+
+
+def twenty_tables(stack) -> None:
+    stack.sql(
+        "".join(
+            f"CREATE TABLE public.t{i} (id int primary key, title text, at timestamptz default now());"
+            f"GRANT SELECT ON public.t{i} TO anon;"
+            for i in range(19)
+        )
+    )
+
+
+async def test_preflight_refuses_a_pending_statement_timeout_within_3x_of_the_measured_reload(make_stack):
+    # One pool connection, opened before each setting: only a reload applies it.
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
+    twenty_tables(stack)  # ~20 tables, where a 30 ms statement_timeout breaks the schema load
+    settings = build_settings({"env": stack.env_config(probe_tables=["orders"])})
+    (target,) = targets_for(settings, stack.env_vars, need_dsn=True)
+    async with make_http_client() as client:
+        operator = RecoveryOperator(Prober(client), settings.recovery)
+        stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+        first = await operator.recover(target)
+        assert first.outcome is Outcome.RECOVERED, first.reason
+        measured = operator.measured_reload_ms("env")
+        assert measured == first.time_to_healthy_ms
+
+        stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '30ms'")
+        stack.sql("ALTER TABLE public.orders ADD COLUMN note text")
+        settings = build_settings({"env": stack.env_config(probe_tables=[{"name": "orders", "columns": ["note"]}])})
+        (target,) = targets_for(settings, stack.env_vars, need_dsn=True)
+        refused = await operator.recover(target)
+        assert refused.refused_by_preflight and not refused.notify_sent, refused.reason
+        assert "statement_timeout=30ms" in refused.reason and "within 3× of the ~" in refused.reason
+        estimate = float(re.search(r"within 3× of the ~(\d+) ms", refused.reason).group(1))
+        assert estimate >= round(measured) - 1  # never judged against less than the measured reload
+
+        stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '8s'")
+        allowed = await operator.recover(target)
+    assert allowed.outcome is Outcome.RECOVERED and allowed.notify_sent, allowed.reason
