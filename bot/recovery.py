@@ -301,7 +301,8 @@ class RecoveryOperator:
         before = await self._prober.probe(target)
         emit(StepKind.PROBE, f"probe: {before.verdict}", before)
         if before.healthy:
-            return finish(Outcome.ALREADY_HEALTHY, before)  # the catalog refines only unhealthy checks
+            # The catalog re-reads only unhealthy checks: a healthy probe is already its own refined view.
+            return finish(Outcome.ALREADY_HEALTHY, before)
 
         dsn = target.secrets.database_dsn
         if dsn is None:

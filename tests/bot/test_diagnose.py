@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from bot.database import ListenerState
+from bot.database import ListenerState, listen_pattern
 from bot.diagnose import (
     SCHEMA_LOAD_BASE_MS,
     Diagnosis,
@@ -306,3 +306,19 @@ def test_schema_load_estimate_is_never_below_the_measured_reload():
 )
 def test_statement_timeout_is_refused_within_3x_of_the_schema_load(limit_ms, estimate_ms, too_low):
     assert statement_timeout_too_low(limit_ms, estimate_ms) is too_low
+
+
+@pytest.mark.parametrize("channel", ["pgrst", "pg.rst", 'we"ird chan', "Kanal-ü#~(1)"])
+async def test_listen_pattern_matches_that_channel_and_no_other_in_postgresql(pg_cluster, channel):
+    conn = await asyncpg.connect(pg_cluster.dsn())
+    try:
+
+        async def listens(query: str) -> bool:
+            return bool(await conn.fetchval("select $1 ~ $2", query, listen_pattern(channel)))
+
+        quoted = '"' + channel.replace('"', '""') + '"'
+        assert await listens(f"LISTEN {quoted}") and await listens(f"  listen {quoted};")
+        assert not await listens(f'LISTEN "{channel}x"') and not await listens(f"NOTIFY {quoted}")
+        assert not await listens('LISTEN "pgXrst"')  # a dot in a channel name is a dot, not any character
+    finally:
+        await conn.close()
