@@ -31,11 +31,28 @@ class ListenerState(StrEnum):
 
 
 @dataclass(frozen=True)
+class ListenerSession:
+    """A session of this database that LISTENs on the channel, as pg_stat_activity shows it."""
+
+    application_name: str
+    usename: str
+    client_addr: str | None
+    postgrest: bool  # logs in as the authenticator role (or, as a fallback, names itself PostgREST)
+
+    def describe(self) -> str:
+        where = f", from {self.client_addr}" if self.client_addr else ""
+        who = f"{self.application_name or 'no application_name'} (user {self.usename or '?'}{where})"
+        return who if self.postgrest else f"{who}, not PostgREST"
+
+
+@dataclass(frozen=True)
 class ListenerStatus:
     state: ListenerState
     listeners: int
     postgrest_backends: int
     detail: str
+    sessions: tuple[ListenerSession, ...] = ()  # who listens
+    pooled_backends: int = 0  # PostgREST sessions whose application_name is a pooler's
 
 
 def dsn_password(dsn: str) -> str | None:
@@ -117,51 +134,92 @@ async def connect(
             await asyncio.wait_for(conn.close(), timeout=1.0)
 
 
-_LISTENER_SQL = r"""
-select
-  count(*) filter (where query ~* ('^\s*LISTEN\s+"?' || $1 || '"?\s*;?\s*$')) as listeners,
-  count(*) filter (where query = '<insufficient privilege>') as hidden,
-  count(*) as backends
-from pg_stat_activity
-where application_name like 'PostgREST%'
-  and datname = current_database()  -- NOTIFY reaches listeners of this database only
-  and coalesce(backend_type, 'client backend') = 'client backend'
+def postgrest_session(alias: str, role_param: str) -> str:
+    """SQL predicate: the pg_stat_activity row `alias` is one of PostgREST's own sessions.
+
+    The one rule for "is this PostgREST?" (listener, lock waits, blocking sessions). PostgREST logs in as the
+    authenticator role; its application_name is 'PostgREST <version>' only when the db-uri names none
+    (Supabase's says 'postgrest'), so the name is a fallback, never the rule. `role_param` is a placeholder
+    such as '$2' bound to the configured authenticator_role.
+    """
+    return f"({alias}.usename = {role_param} or {alias}.application_name like 'PostgREST%')"
+
+
+def listen_pattern(channel: str) -> str:
+    """A PostgreSQL regex for the statement a session listening on `channel` shows: LISTEN "<channel>"."""
+    # re.escape only puts backslashes before punctuation, which PostgreSQL's regexes read as that character.
+    quoted, bare = re.escape(channel.replace('"', '""')), re.escape(channel)
+    return rf'^\s*[Ll][Ii][Ss][Tt][Ee][Nn]\s+("{quoted}"|{bare})\s*;?\s*$'
+
+
+HIDDEN_QUERY = "<insufficient privilege>"
+_POOLER_NAME = re.compile(r"pgbouncer|supavisor|odyssey|pgcat", re.I)
+_LISTENER_SQL = f"""
+select a.application_name, a.usename::text as usename, host(a.client_addr) as client_addr,
+       coalesce(a.query ~ $1, false) as listens, a.query = '{HIDDEN_QUERY}' as hidden,
+       coalesce({postgrest_session("a", "$2")}, false) as postgrest
+from pg_stat_activity a
+where a.datname = current_database()  -- NOTIFY reaches listeners of this database only
+  and coalesce(a.backend_type, 'client backend') = 'client backend'
+  and a.pid <> pg_backend_pid()
+  and (a.query ~ $1 or a.query = '{HIDDEN_QUERY}' or {postgrest_session("a", "$2")})
+limit 500
 """
 
 
-async def listener_status(conn: asyncpg.Connection, channel: str) -> ListenerStatus:
-    """Whether a PostgREST session LISTENs on `channel` (needs pg_read_all_stats to be sure)."""
-    row = await conn.fetchrow(_LISTENER_SQL, channel)
-    assert row is not None
-    listeners, hidden, backends = int(row["listeners"]), int(row["hidden"]), int(row["backends"])
-    if listeners:
-        return ListenerStatus(
-            ListenerState.PRESENT,
-            listeners,
-            backends,
-            f"{listeners} PostgREST session(s) listen on '{channel}'",
-        )
+def _who(sessions: list[ListenerSession]) -> str:
+    shown = "; ".join(s.describe() for s in sessions[:3])
+    return shown + (f"; and {len(sessions) - 3} more" if len(sessions) > 3 else "")
+
+
+async def listener_status(conn: asyncpg.Connection, channel: str, authenticator_role: str) -> ListenerStatus:
+    """Who LISTENs on `channel` in this database, and whether it is PostgREST (needs pg_read_all_stats)."""
+    rows = await conn.fetch(_LISTENER_SQL, listen_pattern(channel), authenticator_role)
+    sessions = [
+        ListenerSession(r["application_name"] or "", r["usename"] or "", r["client_addr"], bool(r["postgrest"]))
+        for r in rows
+        if r["listens"]
+    ]
+    ours = [s for s in sessions if s.postgrest]
+    others = [s for s in sessions if not s.postgrest]
+    hidden = sum(1 for r in rows if r["hidden"])
+    backends = sum(1 for r in rows if r["postgrest"])
+    pooled = sum(1 for r in rows if r["postgrest"] and _POOLER_NAME.search(r["application_name"] or ""))
+
+    def status(state: ListenerState, detail: str) -> ListenerStatus:
+        return ListenerStatus(state, len(sessions), backends, detail, tuple(sessions), pooled)
+
+    if ours:
+        return status(ListenerState.PRESENT, f"{len(ours)} PostgREST session(s) listen on '{channel}': {_who(ours)}")
     if hidden:
-        return ListenerStatus(
+        return status(
             ListenerState.UNKNOWN,
-            0,
-            backends,
-            f"listener unknown: the monitoring role cannot see PostgREST's queries (grant it pg_read_all_stats); "
-            f"{backends} PostgREST session(s) connected",
+            "listener unknown: the monitoring role cannot see other sessions' queries (grant it pg_read_all_stats); "
+            f"{backends} session(s) of {authenticator_role} connected",
+        )
+    if others and not backends:
+        # Nothing logs in as the configured role: this may be PostgREST under another role, or another program.
+        return status(
+            ListenerState.PRESENT,
+            f"{len(others)} session(s) listen on '{channel}', none as {authenticator_role} (authenticator_role): "
+            f"{_who(others)}; if that is not PostgREST, a NOTIFY will not reach PostgREST",
+        )
+    if others:
+        return status(
+            ListenerState.ABSENT,
+            f"no PostgREST session listens on '{channel}': {backends} session(s) of {authenticator_role} connected, "
+            f"none LISTENs; the only listener(s): {_who(others)}",
         )
     if backends:
         why = "channel disabled (db-channel-enabled=false), a transaction pooler in between, or PostgREST reconnecting"
-        return ListenerStatus(
+        return status(
             ListenerState.ABSENT,
-            0,
-            backends,
-            f"no listener on '{channel}': {backends} PostgREST session(s) connected but none LISTENs ({why})",
+            f"no listener on '{channel}': {backends} session(s) of {authenticator_role} connected but none LISTENs "
+            f"({why})",
         )
-    return ListenerStatus(
+    return status(
         ListenerState.ABSENT,
-        0,
-        0,
-        f"no listener on '{channel}': no PostgREST session is connected to this database "
+        f"no listener on '{channel}': no session of {authenticator_role} is connected to this database "
         "(PostgREST down or reconnecting, a transaction pooler in between, or the DSN points at another database)",
     )
 

@@ -23,7 +23,7 @@ import asyncpg
 
 from bot.classify import CheckKind
 from bot.config import Target
-from bot.database import DatabaseError, ListenerState, ListenerStatus, connect, listener_status
+from bot.database import DatabaseError, ListenerState, ListenerStatus, connect, listener_status, postgrest_session
 from bot.probe import CheckResult, EnvReport, summarise
 from bot.verdicts import Verdict
 
@@ -44,9 +44,15 @@ SCHEMA_CATALOGS = (
     "pg_enum",
     "pg_roles",
 )
-# PostgREST's slowest schema query takes about this many times our proxy query over the same catalog.
-SCHEMA_LOAD_FACTOR = 10.0
-SCHEMA_LOAD_FLOOR_MS = 20.0
+# Schema-load time (NOTIFY to a fresh cache) when this environment has no measured reload yet: a fixed part
+# (notification, pool reconnect, the queries' own overhead) plus a multiple of our proxy query over the same
+# catalog. Fitted so it is not below what real PostgREST 12 took: 157-168 ms at ~20 tables (proxy 0.6 ms),
+# 280-295 ms at 1,000 tables (proxy 4 ms). 10x the proxy alone (6 ms at ~20 tables) was far below both.
+SCHEMA_LOAD_BASE_MS = 150.0
+SCHEMA_LOAD_FACTOR = 35.0
+# A pending statement_timeout within this factor of the schema-load time is refused: at ~20 tables 20 ms
+# already breaks the load and 30 ms passes only on an idle machine; a reload that hits it is an outage.
+STATEMENT_TIMEOUT_MARGIN = 3.0
 QUEUE_USAGE_WARN = 0.5
 CONNECTIONS_WARN_RATIO = 0.9
 
@@ -310,15 +316,27 @@ def _timeout_ms(value: str) -> float | None:
     return number * scale[match.group(2)]
 
 
-async def _estimate_schema_load_ms(conn: asyncpg.Connection, schemas: list[str]) -> float:
+def schema_load_estimate_ms(proxy_ms: float, measured_reload_ms: float | None) -> float:
+    """What a schema reload takes here: never below the last measured reload of this environment."""
+    return max(SCHEMA_LOAD_BASE_MS + SCHEMA_LOAD_FACTOR * proxy_ms, measured_reload_ms or 0.0)
+
+
+def statement_timeout_too_low(limit_ms: float, estimate_ms: float) -> bool:
+    """Would this statement_timeout (0 = none) risk breaking the schema load estimated at `estimate_ms`?"""
+    return 0 < limit_ms < STATEMENT_TIMEOUT_MARGIN * estimate_ms
+
+
+async def _estimate_schema_load_ms(
+    conn: asyncpg.Connection, schemas: list[str], measured_reload_ms: float | None
+) -> float:
     started = time.perf_counter()
     await conn.fetchrow(_SCHEMA_PROXY_SQL, schemas)
     proxy_ms = (time.perf_counter() - started) * 1000
-    return max(SCHEMA_LOAD_FLOOR_MS, proxy_ms * SCHEMA_LOAD_FACTOR)
+    return schema_load_estimate_ms(proxy_ms, measured_reload_ms)
 
 
 async def _role_setting_findings(
-    conn: asyncpg.Connection, target: Target, cache_down: bool, report: EnvReport
+    conn: asyncpg.Connection, target: Target, cache_down: bool, report: EnvReport, measured_reload_ms: float | None
 ) -> list[Finding]:
     role = target.config.authenticator_role
     rows = await conn.fetch(_ROLE_SETTINGS_SQL, role)
@@ -330,6 +348,7 @@ async def _role_setting_findings(
         if name not in settings or rank > settings[name][0]:
             settings[name] = (rank, value)
     findings: list[Finding] = []
+    estimate: float | None = None
     for name in ("statement_timeout", "lock_timeout"):
         if name not in settings:
             continue
@@ -337,9 +356,10 @@ async def _role_setting_findings(
         limit = _timeout_ms(value)
         if limit is None or limit == 0:
             continue
-        estimate = await _estimate_schema_load_ms(conn, target.config.exposed_schemas)
-        if name == "statement_timeout" and limit >= estimate:
-            continue
+        if name == "statement_timeout":
+            estimate = await _estimate_schema_load_ms(conn, target.config.exposed_schemas, measured_reload_ms)
+            if not statement_timeout_too_low(limit, estimate):
+                continue
         if name == "lock_timeout" and (limit >= 1000 or not cache_down):
             continue  # a short lock_timeout only matters while a lock is in the way (then the cache is down)
         database = await conn.fetchval("select current_database()")
@@ -358,9 +378,12 @@ async def _role_setting_findings(
             when = "already cancelling requests on new connections (57014); the next reload applies it to all"
         else:
             when = "pending: the next reload reconnects PostgREST's pool and applies it"
+        basis = (
+            "the last measured reload here" if measured_reload_ms and estimate == measured_reload_ms else "estimated"
+        )
         what = (
-            f"below the ~{estimate:.0f} ms the schema queries take here"
-            if name == "statement_timeout"
+            f"within {STATEMENT_TIMEOUT_MARGIN:g}× of the ~{estimate:.0f} ms a schema reload takes here ({basis})"
+            if estimate is not None and name == "statement_timeout"
             else "so short that any lock makes the schema query fail"
         )
         findings.append(
@@ -427,7 +450,7 @@ async def _schema_findings(conn: asyncpg.Connection, target: Target) -> list[Fin
     ]
 
 
-_LOCK_WAIT_SQL = """
+_LOCK_WAIT_SQL = f"""
 select w.pid as waiter, b.pid as blocker, b.application_name, b.usename::text as usename, b.query,
        extract(epoch from now() - coalesce(b.xact_start, b.query_start)) as held_s,
        (select string_agg(distinct l.mode, ', ') from pg_locks l where l.pid = b.pid and l.granted
@@ -438,7 +461,7 @@ select w.pid as waiter, b.pid as blocker, b.application_name, b.usename::text as
 from pg_stat_activity w
 cross join lateral unnest(pg_blocking_pids(w.pid)) as bp(pid)
 join pg_stat_activity b on b.pid = bp.pid
-where w.application_name like 'PostgREST%' and w.datname = current_database()
+where {postgrest_session("w", "$1")} and w.datname = current_database()
   and exists (select 1 from pg_locks l where l.pid = w.pid and not l.granted)
 """
 
@@ -453,7 +476,7 @@ def first_words(query: str | None, words: int = 3) -> str:
     return " ".join(tokens[:words]) + " …"
 
 
-_HELD_LOCK_SQL = """
+_HELD_LOCK_SQL = f"""
 select l.pid, a.application_name, a.usename::text as usename, a.query,
        extract(epoch from now() - coalesce(a.xact_start, a.query_start)) as held_s,
        string_agg(distinct n.nspname || '.' || c.relname, ', ') as relations
@@ -464,17 +487,18 @@ left join pg_stat_activity a on a.pid = l.pid
 where l.granted and l.locktype = 'relation' and l.mode = 'AccessExclusiveLock'
   and l.database = (select oid from pg_database where datname = current_database())
   and n.nspname = any($1::text[]) and l.pid <> pg_backend_pid()
-  and coalesce(a.application_name, '') not like 'PostgREST%'
+  and not coalesce({postgrest_session("a", "$2")}, false)
 group by 1, 2, 3, 4, 5
 """
 
 
 async def _lock_findings(conn: asyncpg.Connection, target: Target) -> list[Finding]:
-    rows = await conn.fetch(_LOCK_WAIT_SQL)
+    role = target.config.authenticator_role
+    rows = await conn.fetch(_LOCK_WAIT_SQL, role)
     if not rows:
         # Nothing waits yet, but a migration holding an exclusive lock in an exposed schema would make the
         # next reload wait (and requests with it): say so before sending one.
-        held = await conn.fetch(_HELD_LOCK_SQL, target.config.exposed_schemas)
+        held = await conn.fetch(_HELD_LOCK_SQL, target.config.exposed_schemas, role)
         return [_held_lock_finding(row) for row in held[:3]]
     findings = []
     for row in rows[:3]:
@@ -560,41 +584,33 @@ async def _connection_findings(conn: asyncpg.Connection, target: Target, report:
 
 
 # -- will a NOTIFY be heard? ----------------------------------------------------------------------
-async def _listener_findings(
-    conn: asyncpg.Connection, target: Target, listener: ListenerStatus, report: EnvReport
-) -> list[Finding]:
+async def _listener_findings(target: Target, listener: ListenerStatus, report: EnvReport) -> list[Finding]:
     if listener.state is not ListenerState.ABSENT:
         return []
     role = target.config.authenticator_role
-    row = await conn.fetchrow(
-        """
-        select count(*) as sessions,
-               count(*) filter (where application_name ~* 'pgbouncer|supavisor|odyssey|pgcat') as pooled
-        from pg_stat_activity where usename = $1 and datname = current_database()
-        """,
-        role,
-    )
-    assert row is not None
-    sessions, pooled = int(row["sessions"]), int(row["pooled"])
     api_answers = any(c.status is not None for c in report.checks if c.kind not in (CheckKind.LIVE, CheckKind.READY))
-    if listener.postgrest_backends:
+    if listener.pooled_backends:
         why, fix = (
-            "PostgREST is connected but none of its sessions LISTENs: the channel is disabled "
-            "(db-channel-enabled=false) or PostgREST listens on another channel",
+            f"{listener.pooled_backends} session(s) of {role} come through a pooler (by their application_name), "
+            "and none LISTENs: a transaction pooler (PgBouncer transaction mode, Supavisor :6543) drops LISTEN",
+            "point PostgREST's db-uri at a direct or session-mode connection (port 5432), then restart it",
+        )
+    elif listener.postgrest_backends:
+        others = "; ".join(s.describe() for s in listener.sessions[:3])
+        others = f"; the channel's listener(s): {others}" if others else ""
+        why, fix = (
+            f"PostgREST is connected ({listener.postgrest_backends} session(s) of {role}) but none of its sessions "
+            "LISTENs: the channel is disabled (db-channel-enabled=false) or PostgREST listens on another channel"
+            + others,
             f"set db-channel-enabled=true and db-channel={target.config.notify_channel} (or fix notify_channel in "
             "the config), then restart PostgREST",
         )
-    elif pooled or (sessions and api_answers):
-        why, fix = (
-            f"{sessions} session(s) of {role} come through a pooler, not from PostgREST directly: a transaction "
-            "pooler (PgBouncer transaction mode, Supavisor :6543) drops LISTEN",
-            "point PostgREST's db-uri at a direct or session-mode connection (port 5432), then restart it",
-        )
     elif api_answers:
         why, fix = (
-            "the API answers but no PostgREST session is connected to this database: the DSN points at another "
-            "database, or a pooler hides PostgREST",
-            "check that database_dsn names the database PostgREST serves (same host, port and db name)",
+            f"the API answers but no session of {role} is connected to this database: the DSN points at another "
+            "database, PostgREST logs in as another role (authenticator_role), or a pooler hides it",
+            "check that database_dsn names the database PostgREST serves (same host, port and db name) and that "
+            "authenticator_role is the role of PostgREST's db-uri",
         )
     else:
         why, fix = (
@@ -628,8 +644,12 @@ def refine_report(report: EnvReport, checks: list[CheckResult]) -> EnvReport:
     return dataclasses.replace(refined, server_version=report.server_version or refined.server_version)
 
 
-async def diagnose_with(conn: asyncpg.Connection, target: Target, report: EnvReport) -> Diagnosis:
-    """Everything the catalog can tell about an unhealthy (or about to be reloaded) environment."""
+async def refine_with(conn: asyncpg.Connection, target: Target, report: EnvReport) -> tuple[EnvReport, list[Finding]]:
+    """The report with every stale-looking check looked up in the catalog: one cheap lookup per check.
+
+    The view every decision is taken on: a 42501 on a table another API role may read is auth-limited, a
+    "not in the cache" is stale, missing or not granted. Healthy checks cost nothing.
+    """
     findings: list[Finding] = []
     checks = list(report.checks)
     for i, check in enumerate(checks):
@@ -637,16 +657,29 @@ async def diagnose_with(conn: asyncpg.Connection, target: Target, report: EnvRep
             checks[i], finding = await _refine_check(conn, target, check)
             if all((f.cause, f.title) != (finding.cause, finding.title) for f in findings):
                 findings.append(finding)  # the data and the cache check of one table: one finding
-    refined = refine_report(report, checks)
+    if not findings:
+        return report, findings
+    return refine_report(report, checks), findings
+
+
+async def diagnose_with(
+    conn: asyncpg.Connection, target: Target, report: EnvReport, *, measured_reload_ms: float | None = None
+) -> Diagnosis:
+    """Everything the catalog can tell about an unhealthy (or about to be reloaded) environment.
+
+    `measured_reload_ms` is the last NOTIFY-to-fresh time of this environment, when one was measured: the
+    pre-flight never judges a pending statement_timeout against less.
+    """
+    refined, findings = await refine_with(conn, target, report)
     # Causes first: they explain the symptoms above.
     cache_down = refined.verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE
-    causes = await _role_setting_findings(conn, target, cache_down, refined)
+    causes = await _role_setting_findings(conn, target, cache_down, refined, measured_reload_ms)
     causes += await _catalog_privilege_findings(conn, target)
     causes += await _lock_findings(conn, target)
     causes += await _schema_findings(conn, target)
     causes += await _connection_findings(conn, target, refined)
-    listener = await listener_status(conn, target.config.notify_channel)
-    causes += await _listener_findings(conn, target, listener, refined)
+    listener = await listener_status(conn, target.config.notify_channel, target.config.authenticator_role)
+    causes += await _listener_findings(target, listener, refined)
     queue_usage, queue = await _queue_findings(conn)
     causes += queue
     # The headline is what matters most: the cause of a PGRST002, else what stops a reload, else the objects.
@@ -657,7 +690,14 @@ async def diagnose_with(conn: asyncpg.Connection, target: Target, report: EnvRep
     return Diagnosis(target.name, refined, tuple(ordered), listener, queue_usage)
 
 
-async def diagnose(target: Target, report: EnvReport, *, connect_timeout: float, command_timeout: float) -> Diagnosis:
+async def diagnose(
+    target: Target,
+    report: EnvReport,
+    *,
+    connect_timeout: float,
+    command_timeout: float,
+    measured_reload_ms: float | None = None,
+) -> Diagnosis:
     """Open a connection with timeouts and diagnose; never raises for database trouble."""
     dsn = target.secrets.database_dsn
     if dsn is None:
@@ -666,7 +706,7 @@ async def diagnose(target: Target, report: EnvReport, *, connect_timeout: float,
     try:
         async with asyncio.timeout(budget_s):
             async with connect(dsn, connect_timeout=connect_timeout, command_timeout=command_timeout) as conn:
-                return await diagnose_with(conn, target, report)
+                return await diagnose_with(conn, target, report, measured_reload_ms=measured_reload_ms)
     except DatabaseError as err:
         return Diagnosis(target.name, report, error=str(err))
     except TimeoutError:

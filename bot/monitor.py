@@ -390,7 +390,11 @@ class Monitor:
             return None
         rec = self.settings.recovery
         return await diagnose(
-            target, report, connect_timeout=rec.db_connect_timeout_s, command_timeout=rec.db_command_timeout_s
+            target,
+            report,
+            connect_timeout=rec.db_connect_timeout_s,
+            command_timeout=rec.db_command_timeout_s,
+            measured_reload_ms=self.operator.measured_reload_ms(name),
         )
 
     def _note_sweep(self, started: float) -> None:

@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
+
 from bot.config import RecoveryConfig, Target
 from bot.database import DatabaseError, connect, send_reload
-from bot.diagnose import Diagnosis, Finding, diagnose, diagnose_with
+from bot.diagnose import Diagnosis, Finding, diagnose, diagnose_with, refine_with
 from bot.kpi import KpiSample, api_latency_ms, reload_kpis
 from bot.probe import EnvReport, Prober
 from bot.verdicts import Verdict, info
@@ -127,9 +129,14 @@ class RecoveryOperator:
         self._clock = clock
         self._flights: dict[str, _Flight] = {}
         self._reloads: dict[str, deque[float]] = {}
+        self._measured_reload_ms: dict[str, float] = {}
 
     def reloads_in_window(self, env: str) -> int:
         return len(self._prune(env))
+
+    def measured_reload_ms(self, env: str) -> float | None:
+        """NOTIFY to fresh of this environment's last successful reload: the pre-flight's schema-load floor."""
+        return self._measured_reload_ms.get(env)
 
     async def recover(
         self,
@@ -213,7 +220,10 @@ class RecoveryOperator:
                 connect_timeout=self._config.db_connect_timeout_s,
                 command_timeout=self._config.db_command_timeout_s,
             ) as conn:
-                diagnosis = await diagnose_with(conn, target, report)
+                diagnosis = await diagnose_with(
+                    conn, target, report, measured_reload_ms=self.measured_reload_ms(target.name)
+                )
+                report = diagnosis.report
                 blockers = diagnosis.blockers
                 if blockers:
                     reason = "pre-flight refused the NOTIFY: " + "; ".join(b.line() for b in blockers)
@@ -291,6 +301,7 @@ class RecoveryOperator:
         before = await self._prober.probe(target)
         emit(StepKind.PROBE, f"probe: {before.verdict}", before)
         if before.healthy:
+            # The catalog re-reads only unhealthy checks: a healthy probe is already its own refined view.
             return finish(Outcome.ALREADY_HEALTHY, before)
 
         dsn = target.secrets.database_dsn
@@ -303,6 +314,7 @@ class RecoveryOperator:
             return finish(Outcome.ESCALATED, before, reason=reason)
 
         channel = target.config.notify_channel
+        notify_ms: float | None = None
         try:
             async with connect(
                 dsn,
@@ -310,12 +322,17 @@ class RecoveryOperator:
                 command_timeout=self._config.db_command_timeout_s,
             ) as conn:
                 # Read the catalog first: stale or missing? why PGRST002? would a reload be heard, or hurt?
-                diagnosis = await diagnose_with(conn, target, before)
-                before = diagnosis.report
+                diagnosis = await diagnose_with(
+                    conn, target, before, measured_reload_ms=self.measured_reload_ms(target.name)
+                )
+                before = diagnosis.report  # every decision below is taken on the refined view
                 emit(StepKind.DIAGNOSIS, f"diagnosis: {before.verdict}; {diagnosis.headline}", before)
                 if diagnosis.listener is not None:
                     emit(StepKind.LISTENER, diagnosis.listener.detail)
                 listener = str(diagnosis.listener.state) if diagnosis.listener else None
+                if before.healthy:
+                    # e.g. a 42501 on a table another API role may read: auth-limited, nothing to reload.
+                    return finish(Outcome.ALREADY_HEALTHY, before, listener=listener)
 
                 meta = info(before.verdict)
                 if not meta.reload_helps:
@@ -348,13 +365,20 @@ class RecoveryOperator:
                 if blockers:
                     emit(StepKind.DECISION, f"forced by {actor} despite: " + "; ".join(b.title for b in blockers))
                 notify_ms = await send_reload(conn, channel)
+                notified_at = time.perf_counter()
+                reloads.append(self._clock())
+                emit(StepKind.NOTIFY, f"NOTIFY {channel} 'reload schema' sent in {notify_ms:.1f} ms")
+                # Re-checks are refined on this same connection, so they are judged like the first probe.
+                result = await self._poll(
+                    target, conn, deadline_s, notified_at, notify_ms, listener or "unknown", emit, finish
+                )
         except DatabaseError as err:
-            return finish(Outcome.ESCALATED, before, reason=f"cannot send the reload: {err}")
-        notified_at = time.perf_counter()
-        reloads.append(self._clock())
-        emit(StepKind.NOTIFY, f"NOTIFY {channel} 'reload schema' sent in {notify_ms:.1f} ms")
-
-        result = await self._poll(target, deadline_s, notified_at, notify_ms, listener or "unknown", emit, finish)
+            if notify_ms is None:
+                return finish(Outcome.ESCALATED, before, reason=f"cannot send the reload: {err}")
+            reason = f"the database connection failed after the NOTIFY: {err}"
+            return finish(Outcome.ESCALATED, before, reason=reason, notify_ms=notify_ms)
+        if result.outcome is Outcome.RECOVERED and result.time_to_healthy_ms is not None:
+            self._measured_reload_ms[target.name] = result.time_to_healthy_ms
         if result.outcome is Outcome.ESCALATED:
             # Say what the reload ran into (a setting it applied, a lock it waits on), not only that it failed.
             after = await diagnose(
@@ -362,6 +386,7 @@ class RecoveryOperator:
                 result.report_after,
                 connect_timeout=self._config.db_connect_timeout_s,
                 command_timeout=self._config.db_command_timeout_s,
+                measured_reload_ms=self.measured_reload_ms(target.name),
             )
             if after.error is None:
                 if after.report.verdict is Verdict.STALE_SCHEMA_CACHE:
@@ -373,9 +398,22 @@ class RecoveryOperator:
                 result = dataclasses.replace(result, diagnosis=after, reason=reason, report_after=after.report)
         return result
 
+    async def _refined(self, conn: asyncpg.Connection, target: Target, report: EnvReport) -> tuple[EnvReport, str]:
+        """A re-check as the catalog sees it (bounded; on trouble the raw report, and a note saying so)."""
+        if report.healthy:
+            return report, ""
+        try:
+            async with asyncio.timeout(self._config.db_command_timeout_s):
+                refined, _ = await refine_with(conn, target, report)
+            return refined, ""
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as err:
+            log.warning("%s: re-check not refined by the catalog (%s)", target.name, type(err).__name__)
+            return report, " (not refined: the catalog lookup failed)"
+
     async def _poll(
         self,
         target: Target,
+        conn: asyncpg.Connection,
         deadline_s: float,
         notified_at: float,
         notify_ms: float,
@@ -397,7 +435,8 @@ class RecoveryOperator:
             attempts += 1
             report = await self._prober.probe(target)
             since_ms = (time.perf_counter() - notified_at) * 1000
-            emit(StepKind.RECHECK, f"re-check {attempts} (+{since_ms:.0f} ms): {report.verdict}", report)
+            report, note = await self._refined(conn, target, report)
+            emit(StepKind.RECHECK, f"re-check {attempts} (+{since_ms:.0f} ms): {report.verdict}{note}", report)
             if report.healthy:
                 return finish(
                     Outcome.RECOVERED,

@@ -88,7 +88,11 @@ def make_stack(pg_cluster: PgCluster) -> Iterator[Any]:
     stacks: list[Stack] = []
 
     def make(
-        *, channel_enabled: bool = True, monitor_user: str = "ops", extra_env: dict[str, str] | None = None
+        *,
+        channel_enabled: bool = True,
+        monitor_user: str = "ops",
+        extra_env: dict[str, str] | None = None,
+        **server_options: Any,  # e.g. application_name (see PostgrestServer)
     ) -> Stack:
         suffix = uuid.uuid4().hex[:8]
         db, channel = f"t_{suffix}", f"pgrst_{suffix}"
@@ -99,6 +103,7 @@ def make_stack(pg_cluster: PgCluster) -> Iterator[Any]:
             channel=channel,
             channel_enabled=channel_enabled,
             extra_env={"PGRST_DB_URI": pg_cluster.dsn("authenticator", dbname=db), **(extra_env or {})},
+            **server_options,
         )
         stack = Stack(pg_cluster, db, channel, server)
         stack.env_vars[f"DSN_{db.upper()}"] = stack.dsn(monitor_user)

@@ -7,8 +7,15 @@ import asyncio
 import asyncpg
 import pytest
 
-from bot.database import ListenerState
-from bot.diagnose import Diagnosis, diagnose, first_words
+from bot.database import ListenerState, listen_pattern
+from bot.diagnose import (
+    SCHEMA_LOAD_BASE_MS,
+    Diagnosis,
+    diagnose,
+    first_words,
+    schema_load_estimate_ms,
+    statement_timeout_too_low,
+)
 from bot.probe import Prober, make_http_client
 from bot.verdicts import Verdict
 from tests.conftest import build_settings, targets_for
@@ -154,8 +161,9 @@ async def test_dropped_exposed_schema_is_named(make_stack):
     assert "api" in finding.evidence and "CREATE SCHEMA api" in finding.fix
 
 
-async def test_migration_holding_a_lock_names_the_blocking_pid_and_application(make_stack):
-    stack = make_stack()
+@pytest.mark.parametrize("application_name", [None, "postgrest"], ids=["default db-uri", "supabase db-uri"])
+async def test_migration_holding_a_lock_names_the_blocking_pid_and_application(make_stack, application_name):
+    stack = make_stack(application_name=application_name)
     stack.sql("CREATE VIEW public.recent AS SELECT * FROM public.judgments; GRANT SELECT ON public.recent TO anon;")
     stack.notify()
     migration = await asyncpg.connect(
@@ -277,3 +285,40 @@ async def test_short_lock_timeout_alone_does_not_block_a_reload(make_stack):
     stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
     diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"])
     assert diagnosis.blockers == [] and diagnosis.verdict is Verdict.STALE_SCHEMA_CACHE
+
+
+def test_schema_load_estimate_is_never_below_the_measured_reload():
+    assert schema_load_estimate_ms(proxy_ms=0.6, measured_reload_ms=None) == SCHEMA_LOAD_BASE_MS + 21
+    assert schema_load_estimate_ms(proxy_ms=0.6, measured_reload_ms=900.0) == 900.0  # a slow environment
+    assert schema_load_estimate_ms(proxy_ms=40.0, measured_reload_ms=165.0) > 165.0  # the catalog grew since
+
+
+@pytest.mark.parametrize(
+    ("limit_ms", "estimate_ms", "too_low"),
+    [
+        (30, 165, True),  # ~20 tables: breaks at 20 ms, passes at 30 ms only on an idle machine
+        (494, 165, True),  # within 3x
+        (495, 165, False),
+        (8000, 165, False),  # Supabase's authenticator default
+        (8000, 2900, True),  # a huge catalog: 8 s is within 3x of its reload
+        (0, 165, False),  # 0 = no timeout
+    ],
+)
+def test_statement_timeout_is_refused_within_3x_of_the_schema_load(limit_ms, estimate_ms, too_low):
+    assert statement_timeout_too_low(limit_ms, estimate_ms) is too_low
+
+
+@pytest.mark.parametrize("channel", ["pgrst", "pg.rst", 'we"ird chan', "Kanal-ü#~(1)"])
+async def test_listen_pattern_matches_that_channel_and_no_other_in_postgresql(pg_cluster, channel):
+    conn = await asyncpg.connect(pg_cluster.dsn())
+    try:
+
+        async def listens(query: str) -> bool:
+            return bool(await conn.fetchval("select $1 ~ $2", query, listen_pattern(channel)))
+
+        quoted = '"' + channel.replace('"', '""') + '"'
+        assert await listens(f"LISTEN {quoted}") and await listens(f"  listen {quoted};")
+        assert not await listens(f'LISTEN "{channel}x"') and not await listens(f"NOTIFY {quoted}")
+        assert not await listens('LISTEN "pgXrst"')  # a dot in a channel name is a dot, not any character
+    finally:
+        await conn.close()

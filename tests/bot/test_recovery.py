@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
 
 from bot.config import RecoveryConfig
 from bot.probe import Prober, make_http_client
 from bot.recovery import Outcome, RecoveryOperator, StepKind
 from bot.verdicts import Verdict
-from tests.conftest import build_settings, targets_for
+from tests.conftest import build_settings, targets_for, write_config
+from tests.support.pgstack import NotifyCounter
 
 
 async def recover(stack, *, env_overrides=None, environ=None, recovery=None, **kw):
@@ -209,3 +219,135 @@ async def test_forced_reload_waits_for_a_running_unforced_one_instead_of_joining
         )
     assert auto.actor == "auto" and auto.refused_by_preflight and not auto.notify_sent
     assert forced.actor == "Alice" and forced.forced and forced.notify_sent
+
+
+@pytest.mark.parametrize(
+    ("application_name", "sessions_read"),
+    [(None, "PostgREST 12"), ("postgrest", "postgrest"), ("orders-api", "orders-api")],
+    ids=["default db-uri", "supabase db-uri", "custom name"],
+)
+async def test_postgrest_is_recognised_by_its_role_whatever_its_application_name(
+    make_stack, application_name, sessions_read
+):
+    stack = make_stack(application_name=application_name)
+    names = stack.sql("select distinct application_name from pg_stat_activity where usename = 'authenticator'")
+    assert names.strip().startswith(sessions_read)  # PostgREST really runs under that name
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    steps = []
+    result = await recover(stack, env_overrides={"probe_tables": ["orders"]}, on_step=steps.append)
+    assert result.outcome is Outcome.RECOVERED, result.reason
+    assert result.listener == "present" and not result.refused_by_preflight
+    (listener,) = [s.message for s in steps if s.kind is StepKind.LISTENER]
+    assert f"1 PostgREST session(s) listen on '{stack.channel}': {sessions_read}" in listener
+    assert "(user authenticator, from 127.0.0.1)" in listener and "not PostgREST" not in listener
+    assert result.diagnosis is not None
+    assert [f.cause for f in result.diagnosis.findings] == ["stale_object"]  # no invented cause
+    assert "pooler" not in json.dumps(result.to_json())
+
+
+async def wait_cached(stack, table: str, within_s: float = 10.0) -> None:
+    """Until PostgREST's cache has the table (OPTIONS answers 200, not 404 {})."""
+    async with httpx.AsyncClient(timeout=2) as client:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if (await client.options(f"{stack.postgrest.url}/{table}")).status_code == 200:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{table} not in PostgREST's cache after {within_s} s")
+
+
+def auth_limited_table(stack) -> None:
+    """A cached table only `authenticated` may read: the keyless probe (anon) gets 401 42501 on it."""
+    stack.sql("CREATE TABLE public.members (id int primary key); GRANT SELECT ON public.members TO authenticated;")
+    stack.notify()
+
+
+async def fix_json(stack, tmp_path, probe_tables):
+    config = write_config(tmp_path / "c.yaml", {"prod": stack.env_config(probe_tables=probe_tables)})
+    async with NotifyCounter(stack.dsn(), stack.channel) as notifies:
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bot.cli", "--config", str(config), "fix", "--env", "prod", "--json", "--no-alert"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **stack.env_vars},
+        )
+        return proc, await notifies.reloads()
+
+
+async def test_fix_decides_on_refined_rechecks_an_auth_limited_table_does_not_fail_a_recovery(make_stack, tmp_path):
+    stack = make_stack()
+    auth_limited_table(stack)
+    await wait_cached(stack, "members")
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    proc, reloads = await fix_json(stack, tmp_path, ["members", "orders"])
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0, doc["reason"]
+    assert doc["outcome"] == "recovered" and doc["verdict_before"] == "stale_schema_cache"
+    assert doc["verdict_after"] == "healthy" and reloads == 1
+    members = next(c for c in doc["checks_after"] if c["name"] == "data:members")
+    assert members["status"] == 401 and members["code"] == "42501" and members["auth_limited"]
+
+
+async def test_fix_with_only_an_auth_limited_table_is_already_healthy_without_a_notify(make_stack, tmp_path):
+    stack = make_stack()
+    auth_limited_table(stack)
+    await wait_cached(stack, "members")
+    proc, reloads = await fix_json(stack, tmp_path, ["members", "judgments"])
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0, doc["reason"]
+    assert doc["outcome"] == "already_healthy" and not doc["notify_sent"] and reloads == 0
+
+
+async def test_a_listener_that_is_not_postgrest_is_named_and_does_not_pass_the_preflight(make_stack):
+    stack = make_stack(channel_enabled=False)
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    async with NotifyCounter(stack.dsn(), stack.channel) as notifies:  # another program LISTENs as ops
+        steps = []
+        result = await recover(stack, env_overrides={"probe_tables": ["orders"]}, on_step=steps.append)
+        assert await notifies.reloads() == 0
+    assert result.outcome is Outcome.ESCALATED and result.refused_by_preflight and result.listener == "absent"
+    (listener,) = [s.message for s in steps if s.kind is StepKind.LISTENER]
+    assert "none LISTENs; the only listener(s): " in listener
+    assert "(user ops, from 127.0.0.1), not PostgREST" in listener
+    assert "channel is disabled" in result.reason and "not PostgREST" in result.reason
+
+
+def twenty_tables(stack) -> None:
+    stack.sql(
+        "".join(
+            f"CREATE TABLE public.t{i} (id int primary key, title text, at timestamptz default now());"
+            f"GRANT SELECT ON public.t{i} TO anon;"
+            for i in range(19)
+        )
+    )
+
+
+async def test_preflight_refuses_a_pending_statement_timeout_within_3x_of_the_measured_reload(make_stack):
+    # One pool connection, opened before each setting: only a reload applies it.
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
+    twenty_tables(stack)  # ~20 tables, where a 30 ms statement_timeout breaks the schema load
+    settings = build_settings({"env": stack.env_config(probe_tables=["orders"])})
+    (target,) = targets_for(settings, stack.env_vars, need_dsn=True)
+    async with make_http_client() as client:
+        operator = RecoveryOperator(Prober(client), settings.recovery)
+        stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+        first = await operator.recover(target)
+        assert first.outcome is Outcome.RECOVERED, first.reason
+        measured = operator.measured_reload_ms("env")
+        assert measured == first.time_to_healthy_ms
+
+        stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '30ms'")
+        stack.sql("ALTER TABLE public.orders ADD COLUMN note text")
+        settings = build_settings({"env": stack.env_config(probe_tables=[{"name": "orders", "columns": ["note"]}])})
+        (target,) = targets_for(settings, stack.env_vars, need_dsn=True)
+        refused = await operator.recover(target)
+        assert refused.refused_by_preflight and not refused.notify_sent, refused.reason
+        assert "statement_timeout=30ms" in refused.reason and "within 3× of the ~" in refused.reason
+        estimate = float(re.search(r"within 3× of the ~(\d+) ms", refused.reason).group(1))
+        assert estimate >= round(measured) - 1  # never judged against less than the measured reload
+
+        stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '8s'")
+        allowed = await operator.recover(target)
+    assert allowed.outcome is Outcome.RECOVERED and allowed.notify_sent, allowed.reason

@@ -25,7 +25,10 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 
 POSTGREST_BIN_ENV = "PGRST_OPS_POSTGREST_BIN"
@@ -127,7 +130,8 @@ class PgCluster:
     monitor_password: str = "monitor-test-pw"
     ops_password: str = "ops-test-pw"
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, bootstrap: bool = True) -> None:
+        self.bootstrap = bootstrap  # False: an empty cluster (e.g. for the Supabase-like fixture's own roles)
         self._owns_root = root is None
         self.root: Path = Path(tempfile.mkdtemp(prefix="pgrst-ops-pg-")) if root is None else Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -236,7 +240,7 @@ class PgCluster:
             )
             self._running = True
             self._start_watchdog()
-        if first:
+        if first and self.bootstrap:
             self.bootstrap_supabase_roles()
 
     def _start_watchdog(self) -> None:
@@ -366,6 +370,13 @@ class PgCluster:
         self.destroy()
 
 
+def with_query(uri: str, **params: str) -> str:
+    """`uri` with these query parameters set (e.g. application_name on a db-uri)."""
+    parts = urlsplit(uri)
+    query = dict(parse_qsl(parts.query)) | params
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def postgrest_bin() -> Path:
     """PostgREST binary: $PGRST_OPS_POSTGREST_BIN or the Makefile's cache path."""
     env = os.environ.get(POSTGREST_BIN_ENV)
@@ -388,12 +399,18 @@ class PostgrestServer:
         channel: str = "pgrst",
         schemas: str = "public",
         extra_env: dict[str, str] | None = None,
+        application_name: str | None = None,
+        extra_search_path: str | None = None,
     ) -> None:
+        """`application_name` goes into the db-uri (PostgREST names its sessions 'PostgREST <version>' only
+        when the db-uri has none); `extra_search_path` is db-extra-search-path."""
         self.cluster = cluster
         self.channel_enabled = channel_enabled
         self.channel = channel
         self.schemas = schemas
         self.extra_env = dict(extra_env or {})
+        self.application_name = application_name
+        self.extra_search_path = extra_search_path
         self.port: int = free_port()
         self.admin_port: int = free_port()
         while self.admin_port == self.port:
@@ -434,6 +451,10 @@ class PostgrestServer:
             }
         )
         env.update(self.extra_env)
+        if self.application_name is not None:
+            env["PGRST_DB_URI"] = with_query(env["PGRST_DB_URI"], application_name=self.application_name)
+        if self.extra_search_path is not None:
+            env["PGRST_DB_EXTRA_SEARCH_PATH"] = self.extra_search_path
         return env
 
     def start(self, wait: bool = True) -> None:
@@ -507,6 +528,75 @@ class PostgrestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
+
+
+SUPPORT_DIR = Path(__file__).parent
+
+
+def init_supabase_cluster(cluster: PgCluster) -> None:
+    """Supabase's cluster-wide roles on a cluster started with ``bootstrap=False``, plus our monitoring role."""
+    cluster.psql((SUPPORT_DIR / "supabase_roles.sql").read_text())
+    cluster.sql(
+        f"""
+        ALTER ROLE authenticator PASSWORD '{cluster.authenticator_password}';
+        CREATE ROLE ops LOGIN NOSUPERUSER PASSWORD '{cluster.ops_password}';
+        GRANT pg_read_all_stats TO ops;
+        """
+    )
+
+
+def create_supabase_database(cluster: PgCluster, dbname: str) -> None:
+    """A new database laid out as Supabase's init scripts lay out theirs (see supabase_init.sql)."""
+    cluster.sql(f"CREATE DATABASE {dbname}")
+    cluster.psql((SUPPORT_DIR / "supabase_init.sql").read_text(), dbname=dbname)
+
+
+def supabase_postgrest(cluster: PgCluster, dbname: str, **options: Any) -> PostgrestServer:
+    """PostgREST configured as Supabase ships it: its application_name, schemas and extra search path."""
+    settings: dict[str, Any] = {
+        "channel": "pgrst",  # the event triggers NOTIFY this channel
+        "schemas": "public,storage,graphql_public",
+        "application_name": "postgrest",
+        "extra_search_path": "public,extensions",
+        "extra_env": {"PGRST_DB_URI": cluster.dsn("authenticator", dbname=dbname)},
+    }
+    return PostgrestServer(cluster, **(settings | options))
+
+
+class NotifyCounter:
+    """A LISTEN session on a channel: counts the schema reloads sent there, as PostgREST would hear them."""
+
+    SENTINEL = "pgrst-ops-test-sentinel"  # a payload PostgREST ignores
+
+    def __init__(self, dsn: str, channel: str) -> None:
+        self.dsn, self.channel = dsn, channel
+        self.payloads: list[str] = []
+        self._conn: asyncpg.Connection | None = None
+        self._sentinel = asyncio.Event()
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == self.SENTINEL:
+            self._sentinel.set()
+        else:
+            self.payloads.append(payload)
+
+    async def reloads(self, within_s: float = 10.0) -> int:
+        """Reloads committed so far, once all have arrived: a sentinel sent now arrives after every one of them."""
+        assert self._conn is not None
+        self._sentinel.clear()
+        await self._conn.execute("select pg_notify($1, $2)", self.channel, self.SENTINEL)
+        await asyncio.wait_for(self._sentinel.wait(), within_s)
+        return sum(p in ("reload schema", "") for p in self.payloads)
+
+    async def __aenter__(self) -> NotifyCounter:
+        self._conn = await asyncpg.connect(self.dsn, timeout=5)
+        await self._conn.add_listener(self.channel, self._on_notify)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.wait_for(conn.close(), timeout=5)
 
 
 class HungHttpServer:
