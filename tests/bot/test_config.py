@@ -47,9 +47,17 @@ BAD = [
     ("bad recovery value", GOOD + "recovery:\n  retries: 0\n", "recovery.retries"),
     ("no environments", "environments: {}\n", "at least one environment"),
     ("top level not a mapping", "- a\n- b\n", "expected a mapping"),
-    ("bad table name", GOOD.replace("[judgments]", "['judgments; drop']"), "environments.dev.probe_tables.0.name"),
-    ("bad function", GOOD + "    probe_functions: ['add(a b)']\n", "not a function name or name(arg, ...)"),
-    ("bad exposed schema", GOOD + "    exposed_schemas: ['public; drop']\n", "environments.dev.exposed_schemas"),
+    (
+        "bad table name",
+        GOOD.replace("[judgments]", "['judgments; drop']"),
+        "environments.dev.probe_tables.0: not a [schema.]name",
+    ),
+    ("bad function", GOOD + "    probe_functions: ['add(a b)']\n", "environments.dev.probe_functions.0: expected ','"),
+    (
+        "bad exposed schema",
+        GOOD + "    exposed_schemas: ['']\n",
+        "environments.dev.exposed_schemas: an identifier cannot be empty",
+    ),
     (
         "version guard without a source",
         GOOD + "    schema_version: {query: 'select 1'}\n",
