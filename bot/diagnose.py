@@ -693,8 +693,9 @@ async def diagnose_with(conn: asyncpg.Connection, target: Target, report: EnvRep
         stale = _stale_target(check, target.config)
         if stale is not None:
             checks[i], finding = await _refine_check(conn, target, check, stale)
-            if all((f.cause, f.title) != (finding.cause, finding.title) for f in findings):
-                findings.append(finding)  # the data and the cache check of one table: one finding
+            # The data and the cache check of one table: one finding; each GRANT to run is listed.
+            if all((f.cause, f.title, f.fix) != (finding.cause, finding.title, finding.fix) for f in findings):
+                findings.append(finding)
     refined = refine_report(report, checks)
     # Causes first: they explain the symptoms above.
     cache_down = refined.verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE
