@@ -32,7 +32,7 @@ from bot.privileges import (
     RELATION_USABLE,
     SCHEMA_USAGE,
     WHOLE_TABLE,
-    api_roles,
+    api_roles_cte,
 )
 from bot.probe import CheckResult, EnvReport, summarise
 from bot.verdicts import Verdict
@@ -135,11 +135,12 @@ class Diagnosis:
 # -- catalog lookups ------------------------------------------------------------------------------
 # One schema, one name, the API roles as parameters; usability by the one rule (bot/privileges.py).
 _TABLE_SQL = f"""
+with {api_roles_cte("$3")}
 select bool_or({RELATION_USABLE}) as usable, bool_or({SCHEMA_USAGE}) as schema_usable,
        bool_or({WHOLE_TABLE}) as whole
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
-cross join {api_roles("$3")}
+cross join api_roles r
 where c.relname = $1 and n.nspname = $2 and {API_RELATION}
 group by c.oid
 """
@@ -151,19 +152,21 @@ from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relname = $1 and n.nspname = $2 and c.relkind in ('r', 'v', 'm', 'f', 'p')
 """
 _COLUMN_SQL = f"""
+with {api_roles_cte("$3")}
 select a.attname as name, bool_or({COLUMN_USABLE}) as usable
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-cross join {api_roles("$3")}
+cross join api_roles r
 where c.relname = $1 and n.nspname = $2 and {API_RELATION}
 group by 1
 """
 _FUNCTION_SQL = f"""
+with {api_roles_cte("$3")}
 select bool_or({FUNCTION_USABLE}) as usable, bool_or({SCHEMA_USAGE}) as schema_usable
 from pg_proc p
 join pg_namespace n on n.oid = p.pronamespace
-cross join {api_roles("$3")}
+cross join api_roles r
 where p.proname = $1 and n.nspname = $2
 """
 _FUNCTION_EXISTS_SQL = """
@@ -478,7 +481,7 @@ async def _schema_findings(conn: asyncpg.Connection, target: Target) -> list[Fin
             "exposed schema does not exist",
             f"db-schemas lists {', '.join(gone)}, which no longer exist(s) in the database "
             "(dropped or renamed by a migration)",
-            f"recreate the schema ({'; '.join(f'CREATE SCHEMA {s}' for s in gone)}) or remove it from PostgREST's "
+            f"recreate the schema ({'; '.join(f'CREATE SCHEMA {quote_ident(s)}' for s in gone)}) or remove it from PostgREST's "
             "db-schemas and restart PostgREST; then update exposed_schemas in the pgrst-ops config",
         )
     ]

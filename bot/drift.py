@@ -236,11 +236,12 @@ class Catalog:
 
 # Relations as PostgREST caches them (privileges.API_RELATION: partitions excluded), usability by the one rule.
 _RELATIONS_SQL = f"""
+with {privileges.api_roles_cte("$2")}
 select n.nspname as schema, c.relname as name,
-  exists (select 1 from {privileges.api_roles("$2")} where {privileges.RELATION_USABLE}) as usable,
+  exists (select 1 from api_roles r where {privileges.RELATION_USABLE}) as usable,
   coalesce(array_agg(a.attname::text order by a.attnum) filter (where a.attname is not null), '{{}}') as columns,
   coalesce(array_agg(a.attname::text) filter (where a.attname is not null and exists (
-    select 1 from {privileges.api_roles("$2")} where {privileges.COLUMN_USABLE}
+    select 1 from api_roles r where {privileges.COLUMN_USABLE}
   )), '{{}}') as usable_columns
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
@@ -253,7 +254,8 @@ order by 1, 2
 # Functions as PostgREST caches them (prokind 'f', not returning trigger, callable through the API: every
 # input argument named, or a single unnamed one of a body type).
 _FUNCTIONS_SQL = f"""
-with args as (
+with {privileges.api_roles_cte("$2")},
+args as (
   select p.oid,
     count(*) - count(arg.name) as unnamed,
     (array_agg(arg.type::regtype::text order by arg.idx))[1] as first_type,
@@ -267,7 +269,7 @@ with args as (
   group by p.oid
 )
 select n.nspname as schema, p.proname as name,
-  exists (select 1 from {privileges.api_roles("$2")} where {privileges.FUNCTION_USABLE}) as usable,
+  exists (select 1 from api_roles r where {privileges.FUNCTION_USABLE}) as usable,
   coalesce(a.required, '{{}}') as required,
   case when coalesce(a.unnamed, 0) = 1 then a.first_type end as unnamed_type
 from pg_proc p

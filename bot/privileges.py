@@ -12,7 +12,8 @@ Partitions: PostgREST 12 caches the partitioned table, never its partitions (`OP
 pgrst-ops counts a partition as an API relation.
 
 The SQL here is text over fixed aliases, never over names: `r` a pg_roles row (the API roles, given as a text[]
-parameter and filtered to those that exist, since has_*_privilege raises on an unknown role), `n` pg_namespace,
+parameter, read once by api_roles_cte and filtered to those that exist, since has_*_privilege raises on an
+unknown role), `n` pg_namespace,
 `c` pg_class, `a` pg_attribute, `p` pg_proc.
 """
 
@@ -35,11 +36,12 @@ COLUMN_USABLE = f"({SCHEMA_USAGE} and has_column_privilege(r.oid, c.oid, a.attnu
 FUNCTION_USABLE = f"({SCHEMA_USAGE} and has_function_privilege(r.oid, p.oid, 'EXECUTE'))"
 
 
-def api_roles(param: str) -> str:
-    """`from` item: the API roles (a text[] query parameter such as `$3`) that exist, as `r`."""
+def api_roles_cte(param: str) -> str:
+    """`with` item `api_roles`: the API roles (a text[] query parameter such as `$3`) that exist, read once;
+    select from it `as r`."""
     if not (param.startswith("$") and param[1:].isdigit()):
         raise ValueError(f"expected a query parameter such as $1, got {param!r}")
-    return f"(select oid, rolname from pg_roles where rolname = any({param}::text[])) r"
+    return f"api_roles as materialized (select oid, rolname from pg_roles where rolname = any({param}::text[]))"
 
 
 class Access(StrEnum):

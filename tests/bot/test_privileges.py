@@ -11,7 +11,7 @@ import pytest
 
 from bot.diagnose import Diagnosis, diagnose
 from bot.drift import DriftReport, check_drift
-from bot.privileges import Access, api_roles, relation_access
+from bot.privileges import Access, api_roles_cte, relation_access
 from bot.probe import Prober, make_http_client
 from bot.verdicts import Verdict
 from tests.conftest import build_settings, targets_for
@@ -31,9 +31,9 @@ def test_relation_access_from_the_catalog_answers(usable, columns, usable_column
 
 
 def test_api_roles_only_take_a_query_parameter():
-    assert "rolname = any($3::text[])" in api_roles("$3")
+    assert "rolname = any($3::text[])" in api_roles_cte("$3")
     with pytest.raises(ValueError):
-        api_roles("'anon'")
+        api_roles_cte("'anon'")
 
 
 async def both_views(stack, **overrides) -> tuple[Diagnosis, DriftReport]:
