@@ -204,7 +204,7 @@ async def _object_state(
     if kind == "function":
         row = await conn.fetchrow(_FUNCTION_SQL, name, schema, roles)
         if row is None or row["usable"] is None:
-            # No API role exists in the database: nobody may use it, whatever the schema grants.
+            # No such function, or no API role exists in the database (then nobody may use it).
             return ObjectState(bool(await conn.fetchval(_FUNCTION_EXISTS_SQL, name, schema)), False, where)
         return ObjectState(True, bool(row["usable"]), where, schema_usable=bool(row["schema_usable"]))
     row = await conn.fetchrow(_TABLE_SQL, name, schema, roles)

@@ -7,7 +7,9 @@ object, and only objects an API role may use, because:
 - since 2026 Supabase no longer auto-grants new tables: an ungranted table is a permission problem that a
   reload cannot fix, so it is reported as `ungranted`, never as a stale cache;
 - PostgREST caches every relation and column of the exposed schemas whatever the grants, so a cached but
-  ungranted object is normal, not drift.
+  ungranted object is normal, not drift;
+- a table granted column by column is served with those columns: `restricted` (by design), never `ungranted`.
+  "May an API role use it" is the rule of bot/privileges.py, the one the diagnosis uses too.
 
 What PostgREST 12 shows, measured on the real binary (see tests/bot/test_drift.py):
 
