@@ -25,21 +25,12 @@ from pydantic import (
     model_validator,
 )
 
+from bot.identifiers import check_identifier, display_part, parse_qualified
+
 DEFAULT_CONFIG_PATH = "config.yaml"
 CONFIG_PATH_ENV = "PGRST_OPS_CONFIG"
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-TABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-# A function to probe: `name`, or `name(arg, ...)` naming its required arguments (the probe sends them empty).
-FUNCTION_RE = re.compile(
-    r"^[A-Za-z_][A-Za-z0-9_$]*(\(\s*([A-Za-z_][A-Za-z0-9_$]*\s*(,\s*[A-Za-z_][A-Za-z0-9_$]*\s*)*)?\))?$"
-)
-
-
-def split_function(entry: str) -> tuple[str, list[str]]:
-    """`add(a, b)` -> ("add", ["a", "b"])."""
-    name, _, rest = entry.partition("(")
-    return name.strip(), [a.strip() for a in rest.rstrip(")").split(",") if a.strip()]
 
 
 class ConfigError(Exception):
@@ -79,26 +70,77 @@ class SecretRef(_Strict):
         return SecretStr(value) if value else None
 
 
-class ProbeTable(_Strict):
-    """A table (or view) the data and staleness checks read."""
+class _ProbeObject(_Strict):
+    """A table or function named `[schema.]name` in the config; the schema defaults to the first exposed one."""
 
-    name: str
+    name: str = Field(description="the object's own name, without its schema")
+    schema_name: str | None = Field(default=None, description="its schema; None = the first of exposed_schemas")
+
+    @field_validator("name", "schema_name")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        return None if value is None else check_identifier(value)
+
+    def schema_in(self, env: EnvironmentConfig) -> str:
+        return self.schema_name or env.default_schema
+
+    def display(self, env: EnvironmentConfig) -> str:
+        """The name as the config writes it, qualified only outside the default schema (labels, check names)."""
+        schema = self.schema_in(env)
+        bare = display_part(self.name)
+        return bare if schema == env.default_schema else f"{display_part(schema)}.{bare}"
+
+
+def _parsed_entry(value: Any, *, with_args: bool) -> Any:
+    """A config entry (`"schema.name"` or a mapping whose `name` is one) as the fields of a probe object."""
+    entry = {"name": value} if isinstance(value, str) else value
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        return value  # let the model say what is wrong
+    parsed = parse_qualified(entry["name"], with_args=with_args)
+    fields = {**entry, "name": parsed.name}
+    if parsed.schema is not None:
+        if entry.get("schema_name") not in (None, parsed.schema):
+            raise ValueError(f"{entry['name']!r} names schema {parsed.schema!r}, schema_name says otherwise")
+        fields["schema_name"] = parsed.schema
+    if parsed.args is not None:
+        fields["args"] = list(parsed.args)
+    return fields
+
+
+class ProbeTable(_ProbeObject):
+    """A table (or view) the data and staleness checks read: `name`, `schema.name`, `"Odd ""name"".x`."""
+
     select: str = Field(default="*", description="PostgREST select list for the data check")
     columns: list[str] = Field(
         default_factory=list,
         description="columns whose presence in the schema cache is checked (empty insert, writes nothing)",
     )
 
-    @field_validator("name")
+    @model_validator(mode="before")
     @classmethod
-    def _table_name(cls, value: str) -> str:
-        if not TABLE_NAME_RE.fullmatch(value):
-            raise ValueError(f"not a plain table name: {value!r}")
-        return value
+    def _from_notation(cls, value: Any) -> Any:
+        return _parsed_entry(value, with_args=False)
+
+    @field_validator("columns")
+    @classmethod
+    def _column_names(cls, value: list[str]) -> list[str]:
+        return [check_identifier(c) for c in value]
 
 
-def _table_from_string(value: Any) -> Any:
-    return {"name": value} if isinstance(value, str) else value
+class ProbeFunction(_ProbeObject):
+    """A function the RPC check looks up: `name`, `schema.name` or `name(a, b)` naming its required arguments."""
+
+    args: list[str] = Field(default_factory=list, description="required arguments (the probe sends them empty)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_notation(cls, value: Any) -> Any:
+        return _parsed_entry(value, with_args=True)
+
+    @field_validator("args")
+    @classmethod
+    def _argument_names(cls, value: list[str]) -> list[str]:
+        return [check_identifier(a) for a in value]
 
 
 class Timeouts(_Strict):
@@ -179,7 +221,7 @@ class EnvironmentConfig(_Strict):
     admin_url: AnyHttpUrl | None = None
     probe_tables: list[ProbeTable] = Field(default_factory=list)
     probe_root: bool = True
-    probe_functions: list[str] = Field(default_factory=list)
+    probe_functions: list[ProbeFunction] = Field(default_factory=list)
     notify_channel: str = "pgrst"
     dashboard_url: AnyHttpUrl | None = None
     restart_url: AnyHttpUrl | None = None
@@ -197,28 +239,28 @@ class EnvironmentConfig(_Strict):
     schema_version: SchemaVersionGuard | None = None
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
 
-    @field_validator("probe_tables", mode="before")
+    @field_validator("exposed_schemas", "api_roles")
     @classmethod
-    def _tables(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [_table_from_string(v) for v in value]
-        return value
+    def _identifiers(cls, value: list[str]) -> list[str]:
+        return [check_identifier(name) for name in value]
 
-    @field_validator("probe_functions")
+    @field_validator("authenticator_role")
     @classmethod
-    def _functions(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            if not FUNCTION_RE.fullmatch(entry):
-                raise ValueError(f"not a function name or name(arg, ...): {entry!r}")
-        return value
+    def _identifier(cls, value: str) -> str:
+        return check_identifier(value)
 
-    @field_validator("exposed_schemas", "api_roles", "authenticator_role")
-    @classmethod
-    def _identifiers(cls, value: Any) -> Any:
-        for name in value if isinstance(value, list) else [value]:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]{0,62}", name):
-                raise ValueError(f"not a plain PostgreSQL identifier: {name!r}")
-        return value
+    @model_validator(mode="after")
+    def _probe_schemas_exposed(self) -> EnvironmentConfig:
+        """A probe outside db-schemas could only ever answer PGRST106: say so at start, naming the key."""
+        entries: list[tuple[str, _ProbeObject]] = [(f"probe_tables.{i}", t) for i, t in enumerate(self.probe_tables)]
+        entries += [(f"probe_functions.{i}", f) for i, f in enumerate(self.probe_functions)]
+        for key, entry in entries:
+            if entry.schema_name is not None and entry.schema_name not in self.exposed_schemas:
+                raise ValueError(
+                    f"{key}: schema {entry.schema_name!r} is not in exposed_schemas "
+                    f"({', '.join(self.exposed_schemas)}); add it there (and to PostgREST's db-schemas)"
+                )
+        return self
 
     @field_validator("notify_channel")
     @classmethod
@@ -226,6 +268,11 @@ class EnvironmentConfig(_Strict):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", value):
             raise ValueError(f"not a valid NOTIFY channel name: {value!r}")
         return value
+
+    @property
+    def default_schema(self) -> str:
+        """Where PostgREST looks for a name no profile header qualifies: the first of db-schemas."""
+        return self.exposed_schemas[0]
 
     @property
     def rest_base(self) -> str:

@@ -22,8 +22,18 @@ from typing import Any
 import asyncpg
 
 from bot.classify import CheckKind
-from bot.config import Target
+from bot.config import EnvironmentConfig, ProbeFunction, ProbeTable, Target
 from bot.database import DatabaseError, ListenerState, ListenerStatus, connect, listener_status, postgrest_session
+from bot.identifiers import display_part, qualified_sql, quote_ident
+from bot.privileges import (
+    API_RELATION,
+    COLUMN_USABLE,
+    FUNCTION_USABLE,
+    RELATION_USABLE,
+    SCHEMA_USAGE,
+    WHOLE_TABLE,
+    api_roles_cte,
+)
 from bot.probe import CheckResult, EnvReport, summarise
 from bot.verdicts import Verdict
 
@@ -129,61 +139,87 @@ class Diagnosis:
 
 
 # -- catalog lookups ------------------------------------------------------------------------------
-_TABLE_SQL = """
-select n.nspname as schema, c.relname as name,
-       bool_or(has_schema_privilege(r, n.oid, 'USAGE')
-               and has_table_privilege(r, c.oid, 'SELECT,INSERT,UPDATE,DELETE')) as usable
+# One schema, one name, the API roles as parameters; usability by the one rule (bot/privileges.py).
+_TABLE_SQL = f"""
+with {api_roles_cte("$3")}
+select bool_or({RELATION_USABLE}) as usable, bool_or({SCHEMA_USAGE}) as schema_usable,
+       bool_or({WHOLE_TABLE}) as whole
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
-cross join unnest($3::text[]) r
-where c.relname = $1 and n.nspname = any($2::text[]) and c.relkind in ('r', 'v', 'm', 'f', 'p')
-  and exists (select 1 from pg_roles where rolname = r)
-group by 1, 2
+cross join api_roles r
+where c.relname = $1 and n.nspname = $2 and {API_RELATION}
+group by c.oid
 """
-_COLUMN_SQL = """
-select a.attname as name,
-       bool_or(has_column_privilege(r, c.oid, a.attnum, 'SELECT,INSERT,UPDATE')) as usable
+# Without any API role in the database the lookup above has no row: whether the relation exists is asked apart.
+_RELATION_EXISTS_SQL = """
+select (select p.relname from pg_inherits i join pg_class p on p.oid = i.inhparent where i.inhrelid = c.oid limit 1)
+       as partition_of
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relname = $1 and n.nspname = $2 and c.relkind in ('r', 'v', 'm', 'f', 'p')
+"""
+_COLUMN_SQL = f"""
+with {api_roles_cte("$3")}
+select a.attname as name, bool_or({COLUMN_USABLE}) as usable
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-cross join unnest($3::text[]) r
-where c.relname = $1 and n.nspname = any($2::text[]) and exists (select 1 from pg_roles where rolname = r)
+cross join api_roles r
+where c.relname = $1 and n.nspname = $2 and {API_RELATION}
 group by 1
 """
-_FUNCTION_SQL = """
-select n.nspname as schema,
-       bool_or(has_schema_privilege(r, n.oid, 'USAGE') and has_function_privilege(r, p.oid, 'EXECUTE')) as usable
+_FUNCTION_SQL = f"""
+with {api_roles_cte("$3")}
+select bool_or({FUNCTION_USABLE}) as usable, bool_or({SCHEMA_USAGE}) as schema_usable
 from pg_proc p
 join pg_namespace n on n.oid = p.pronamespace
-cross join unnest($3::text[]) r
-where p.proname = $1 and n.nspname = any($2::text[]) and exists (select 1 from pg_roles where rolname = r)
-group by 1
+cross join api_roles r
+where p.proname = $1 and n.nspname = $2
+"""
+_FUNCTION_EXISTS_SQL = """
+select exists (select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+               where p.proname = $1 and n.nspname = $2)
 """
 
 
 @dataclass(frozen=True)
 class ObjectState:
-    exists: bool
-    usable: bool
-    where: str  # schema-qualified name or the schemas searched
+    exists: bool  # as an object PostgREST serves, in that schema
+    usable: bool  # by one of the API roles (the rule of bot/privileges.py)
+    where: str  # the qualified name, as the config writes it
+    schema_usable: bool = True  # USAGE on the schema for one of the API roles
+    whole: bool = True  # a table privilege, not only column grants
+    partition_of: str | None = None  # exists, but as a partition PostgREST does not serve
 
 
-def _grant_fix(kind: str, qualified: str, roles: list[str], env: str) -> str:
-    who = ", ".join(roles)
+def _grant_fix(kind: str, schema: str, name: str, state: ObjectState, roles: list[str], env: str) -> str:
+    """The GRANT to run, every identifier quoted as SQL needs."""
+    who = ", ".join(quote_ident(r) for r in roles)
+    usage = "" if state.schema_usable else f"GRANT USAGE ON SCHEMA {quote_ident(schema)} TO {who}; "
     if kind == "function":
-        return f"`GRANT EXECUTE ON FUNCTION {qualified} TO {who};` then `/reload {env}`"
-    return f"`GRANT SELECT ON {qualified} TO {who};` (add INSERT/UPDATE/DELETE as the app needs), then `/reload {env}`"
+        return f"`{usage}GRANT EXECUTE ON FUNCTION {qualified_sql(schema, name)} TO {who};` then `/reload {env}`"
+    return (
+        f"`{usage}GRANT SELECT ON {qualified_sql(schema, name)} TO {who};` (add INSERT/UPDATE/DELETE as the app "
+        f"needs), then `/reload {env}`"
+    )
 
 
 async def _object_state(
-    conn: asyncpg.Connection, sql: str, name: str, schemas: list[str], roles: list[str], suffix: str = ""
+    conn: asyncpg.Connection, kind: str, schema: str, name: str, roles: list[str], where: str
 ) -> ObjectState:
-    """Exists in an exposed schema? Usable by one of the API roles? (the best schema wins)"""
-    rows = await conn.fetch(sql, name, schemas, roles)
-    if not rows:
-        return ObjectState(False, False, f"{'/'.join(schemas)}.{name}{suffix}")
-    best = max(rows, key=lambda r: bool(r["usable"]))
-    return ObjectState(True, bool(best["usable"]), f"{best['schema']}.{name}{suffix}")
+    """Exists in that schema (and only there), as an object PostgREST serves? Usable by one of the API roles?"""
+    if kind == "function":
+        row = await conn.fetchrow(_FUNCTION_SQL, name, schema, roles)
+        if row is None or row["usable"] is None:
+            # No such function, or no API role exists in the database (then nobody may use it).
+            return ObjectState(bool(await conn.fetchval(_FUNCTION_EXISTS_SQL, name, schema)), False, where)
+        return ObjectState(True, bool(row["usable"]), where, schema_usable=bool(row["schema_usable"]))
+    row = await conn.fetchrow(_TABLE_SQL, name, schema, roles)
+    if row is None:
+        found = await conn.fetchrow(_RELATION_EXISTS_SQL, name, schema)
+        if found is not None and found["partition_of"] is not None:
+            return ObjectState(False, False, where, partition_of=str(found["partition_of"]))
+        return ObjectState(found is not None, False, where)  # absent, or no API role exists in the database
+    return ObjectState(True, bool(row["usable"]), where, bool(row["schema_usable"]), bool(row["whole"]))
 
 
 def _columns_named(check: CheckResult, configured: list[str]) -> list[str]:
@@ -198,73 +234,97 @@ def _columns_named(check: CheckResult, configured: list[str]) -> list[str]:
     return configured
 
 
-def _stale_target(check: CheckResult) -> tuple[str, str] | None:
-    """(kind, name) of the object a stale-looking check is about."""
-    kind, _, name = check.name.partition(":")
-    if check.code == "42501" and kind in ("data", "cache", "columns"):
-        return ("table", name)
-    if check.code == "42501" and kind == "rpc":
-        return ("function", name)
+@dataclass(frozen=True)
+class _StaleTarget:
+    kind: str  # table, column or function
+    probe: ProbeTable | ProbeFunction
+
+
+def _stale_target(check: CheckResult, env: EnvironmentConfig) -> _StaleTarget | None:
+    """The configured object a stale-looking (or permission-denied) check is about, and what of it to look up."""
+    prefix, _, shown = check.name.partition(":")
+    probe: ProbeTable | ProbeFunction | None
+    if prefix == "rpc":
+        probe = next((f for f in env.probe_functions if f.display(env) == shown), None)
+    else:
+        probe = next((t for t in env.probe_tables if t.display(env) == shown), None)
+    if probe is None:
+        return None
+    if check.code == "42501" and prefix in ("data", "cache", "columns", "rpc"):
+        return _StaleTarget("function" if prefix == "rpc" else "table", probe)
     if check.verdict is Verdict.STALE_SCHEMA_CACHE or check.code in ("42703", "42P01"):
-        if kind in ("cache", "data"):
-            return ("column", name) if check.code == "42703" else ("table", name)
-        if kind == "columns":
-            return ("column", name)
-        if kind == "rpc":
-            return ("function", name)
+        if prefix in ("cache", "data"):
+            return _StaleTarget("column" if check.code == "42703" else "table", probe)
+        if prefix == "columns":
+            return _StaleTarget("column", probe)
+        if prefix == "rpc":
+            return _StaleTarget("function", probe)
     return None
 
 
-async def _refine_check(conn: asyncpg.Connection, target: Target, check: CheckResult) -> tuple[CheckResult, Finding]:
-    """Look the object behind a stale-looking check up in the catalog and say which it really is."""
+async def _refine_check(
+    conn: asyncpg.Connection, target: Target, check: CheckResult, stale: _StaleTarget
+) -> tuple[CheckResult, Finding]:
+    """Look the object behind a stale-looking check up in the catalog, in its own schema, and say which it is."""
     env = target.config
-    schemas, roles = env.exposed_schemas, env.api_roles
-    spec = _stale_target(check)
-    assert spec is not None
-    kind, name = spec
-    table_name = name
+    roles = env.api_roles
+    kind, probe = stale.kind, stale.probe
+    schema, name = probe.schema_in(env), probe.name
+    where = f"{display_part(schema)}.{display_part(name)}" + ("()" if kind == "function" else "")
+    state = await _object_state(conn, "function" if kind == "function" else "table", schema, name, roles, where)
+    missing, ungranted, present = [], [], state.where
+    if not state.exists:
+        missing = [state.where]
+    elif kind == "column" and isinstance(probe, ProbeTable):
+        wanted = _columns_named(check, probe.columns) or probe.columns
+        rows = {r["name"]: bool(r["usable"]) for r in await conn.fetch(_COLUMN_SQL, name, schema, roles)}
+        missing = [f"{state.where}.{display_part(c)}" for c in wanted if c not in rows]
+        ungranted = [f"{state.where}.{display_part(c)}" for c in wanted if c in rows and not rows[c]]
+        present = ", ".join(f"{state.where}.{display_part(c)}" for c in wanted) or state.where
+    elif not state.usable:
+        ungranted = [state.where]
 
-    if kind == "function":
-        state = await _object_state(conn, _FUNCTION_SQL, name, schemas, roles, "()")
-        missing = [] if state.exists else [state.where]
-        ungranted = [state.where] if state.exists and not state.usable else []
-        present = state.where
-    else:
-        state = await _object_state(conn, _TABLE_SQL, table_name, schemas, roles)
-        missing, ungranted, present = [], [], state.where
-        if not state.exists:
-            missing = [state.where]
-        elif kind == "column":
-            configured = next((t.columns for t in env.probe_tables if t.name == table_name), [])
-            wanted = _columns_named(check, configured) or configured
-            rows = {r["name"]: bool(r["usable"]) for r in await conn.fetch(_COLUMN_SQL, table_name, schemas, roles)}
-            missing = [f"{state.where}.{c}" for c in wanted if c not in rows]
-            ungranted = [f"{state.where}.{c}" for c in wanted if c in rows and not rows[c]]
-            present = ", ".join(f"{state.where}.{c}" for c in wanted) or state.where
-        elif not state.usable:
-            ungranted = [state.where]
-
-    if missing:
+    if state.partition_of is not None:
+        finding = Finding(
+            "partition_not_served",
+            "a partition is not an API relation",
+            f"{state.where} is a partition of {display_part(schema)}.{display_part(state.partition_of)}; PostgREST "
+            f"caches only the partitioned table, so it answers {check.status} {check.code or '{}'} for the "
+            "partition even with a fresh cache",
+            f"probe (and query) {display_part(state.partition_of)} instead; a reload cannot help",
+        )
+        verdict, detail = Verdict.MISSING_IN_DATABASE, f"{state.where} is a partition, which PostgREST does not serve"
+    elif missing:
         what = ", ".join(missing)
         finding = Finding(
             "missing_in_database",
             f"{kind} missing in the database",
-            f"{what} does not exist in the exposed schemas ({', '.join(schemas)}); the API answered "
+            f"{what} does not exist in schema {display_part(schema)}; the API answered "
             f"{check.status} {check.code or '{}'}",
             "apply the migration that creates it, or fix the name in the app / probe config; a reload cannot help",
         )
         verdict, detail = Verdict.MISSING_IN_DATABASE, f"{what} does not exist in the database"
     elif ungranted:
         what = ", ".join(ungranted)
-        qualified = ungranted[0].rsplit(".", 1)[0] if kind == "column" else ungranted[0]
+        lacking = "USAGE on its schema" if not state.schema_usable else "a grant on it"
         finding = Finding(
             "not_granted",
             f"{kind} exists but the API roles may not use it",
-            f"{what} exists, but none of {', '.join(roles)} has a grant on it (Supabase no longer auto-grants "
-            "new tables)",
-            _grant_fix(kind, qualified, roles, target.name),
+            f"{what} exists, but none of {', '.join(roles)} has {lacking} (Supabase no longer auto-grants new tables)",
+            _grant_fix("function" if kind == "function" else "table", schema, name, state, roles, target.name),
         )
         verdict, detail = Verdict.NOT_GRANTED, f"{what} exists but is not granted to {', '.join(roles)}"
+    elif check.code == "42501" and not state.whole:
+        # Granted column by column: PostgREST serves the granted columns; the probe asked for others.
+        finding = Finding(
+            "restricted_by_design",
+            "only some columns are granted (restricted by design)",
+            f"{present} is granted to {', '.join(roles)} column by column; the probe's select names a column "
+            "they may not read",
+            "nothing to fix if that is intended; otherwise set the probe's select to granted columns",
+        )
+        detail = f"permission denied for a column; {present} is granted by column (auth-limited)"
+        return dataclasses.replace(check, verdict=Verdict.HEALTHY, detail=detail, auth_limited=True), finding
     elif check.code == "42501":
         # Some API role may use it, just not the probe key's: nothing is wrong with the cache or the grants.
         finding = Finding(
@@ -363,13 +423,13 @@ async def _role_setting_findings(
         if name == "lock_timeout" and (limit >= 1000 or not cache_down):
             continue  # a short lock_timeout only matters while a lock is in the way (then the cache is down)
         database = await conn.fetchval("select current_database()")
-        scope = f" IN DATABASE {database}" if rank % 2 else ""
+        scope = f" IN DATABASE {quote_ident(database)}" if rank % 2 else ""
         if rank < 2:
             scope_text = "for every role in this database (ALTER DATABASE)"
-            fix = f"`ALTER DATABASE {database} RESET {name};`"
+            fix = f"`ALTER DATABASE {quote_ident(database)} RESET {name};`"
         else:
             scope_text = f"for role {role}"
-            fix = f"`ALTER ROLE {role}{scope} RESET {name};`" + (
+            fix = f"`ALTER ROLE {quote_ident(role)}{scope} RESET {name};`" + (
                 " (or SET it to at least 8s, Supabase's default);" if name == "statement_timeout" else ";"
             )
         if cache_down:
@@ -444,7 +504,7 @@ async def _schema_findings(conn: asyncpg.Connection, target: Target) -> list[Fin
             "exposed schema does not exist",
             f"db-schemas lists {', '.join(gone)}, which no longer exist(s) in the database "
             "(dropped or renamed by a migration)",
-            f"recreate the schema ({'; '.join(f'CREATE SCHEMA {s}' for s in gone)}) or remove it from PostgREST's "
+            f"recreate the schema ({'; '.join(f'CREATE SCHEMA {quote_ident(s)}' for s in gone)}) or remove it from PostgREST's "
             "db-schemas and restart PostgREST; then update exposed_schemas in the pgrst-ops config",
         )
     ]
@@ -563,7 +623,7 @@ async def _connection_findings(conn: asyncpg.Connection, target: Target, report:
                 f"{role} is at its connection limit",
                 f"{role_used} of {role_limit} connections allowed for {role} are in use (rolconnlimit){seen}; a "
                 "reload reconnects PostgREST's pool and may not get a connection back",
-                f"`ALTER ROLE {role} CONNECTION LIMIT {max(role_limit * 2, role_limit + 10)};` or lower PostgREST's "
+                f"`ALTER ROLE {quote_ident(role)} CONNECTION LIMIT {max(role_limit * 2, role_limit + 10)};` or lower PostgREST's "
                 "db-pool / close idle sessions",
                 blocks_reload=api_role_limit or role_used >= role_limit,
             )
@@ -653,10 +713,12 @@ async def refine_with(conn: asyncpg.Connection, target: Target, report: EnvRepor
     findings: list[Finding] = []
     checks = list(report.checks)
     for i, check in enumerate(checks):
-        if _stale_target(check) is not None:
-            checks[i], finding = await _refine_check(conn, target, check)
-            if all((f.cause, f.title) != (finding.cause, finding.title) for f in findings):
-                findings.append(finding)  # the data and the cache check of one table: one finding
+        stale = _stale_target(check, target.config)
+        if stale is not None:
+            checks[i], finding = await _refine_check(conn, target, check, stale)
+            # The data and the cache check of one table: one finding; each GRANT to run is listed.
+            if all((f.cause, f.title, f.fix) != (finding.cause, finding.title, finding.fix) for f in findings):
+                findings.append(finding)
     if not findings:
         return report, findings
     return refine_report(report, checks), findings

@@ -7,7 +7,9 @@ object, and only objects an API role may use, because:
 - since 2026 Supabase no longer auto-grants new tables: an ungranted table is a permission problem that a
   reload cannot fix, so it is reported as `ungranted`, never as a stale cache;
 - PostgREST caches every relation and column of the exposed schemas whatever the grants, so a cached but
-  ungranted object is normal, not drift.
+  ungranted object is normal, not drift;
+- a table granted column by column is served with those columns: `restricted` (by design), never `ungranted`.
+  "May an API role use it" is the rule of bot/privileges.py, the one the diagnosis uses too.
 
 What PostgREST 12 shows, measured on the real binary (see tests/bot/test_drift.py):
 
@@ -41,8 +43,10 @@ from typing import Any, Literal
 import asyncpg
 import httpx
 
-from bot.config import Target, split_function
+from bot import privileges
+from bot.config import Target
 from bot.database import DatabaseError, connect
+from bot.probe import utf8_headers
 
 # A media type no PostgREST can produce: the request is looked up in the schema cache, then refused (PGRST107)
 # before any SQL runs.
@@ -104,6 +108,7 @@ class DriftReport:
     missing_in_api: DriftObjects  # usable in the database, absent from the cache: a reload helps
     extra_in_api: DriftObjects  # in the cache, gone from the database: a reload helps
     ungranted: DriftObjects  # in the database, but no API role may use them: GRANT, a reload cannot help
+    restricted: DriftObjects  # tables granted column by column (and the columns they hide): by design, no action
     unverified: tuple[str, ...]  # objects the API gave no usable answer for
     unclear_answer: str | None  # the first such answer, e.g. "HTTP 401 PGRST302"
     notes: tuple[str, ...]  # how it was checked and what could not be
@@ -158,6 +163,8 @@ class DriftReport:
             )
         if self.ungranted and not self.error:
             head += f"; ungranted (no API role may use them, GRANT them): {self.ungranted.describe()}"
+        if self.restricted.tables and not self.error:
+            head += f"; restricted by design (granted column by column): {cap_names(self.restricted.tables)}"
         return f"{head} (via {via[self.method]})"
 
     def to_json(self) -> dict[str, Any]:
@@ -172,6 +179,7 @@ class DriftReport:
             "missing_in_api": self.missing_in_api.to_json(),
             "extra_in_api": self.extra_in_api.to_json(),
             "ungranted": self.ungranted.to_json(),
+            "restricted_by_design": self.restricted.to_json(),
             "unverified": list(self.unverified),
             "unclear_answer": self.unclear_answer,
             "notes": list(self.notes),
@@ -203,6 +211,10 @@ class CatalogRelation:
     def qualified(self) -> str:
         return f"{self.schema}.{self.name}"
 
+    @property
+    def access(self) -> privileges.Access:
+        return privileges.relation_access(self.usable, self.columns, self.usable_columns)
+
 
 @dataclass(frozen=True)
 class CatalogFunction:
@@ -224,43 +236,33 @@ class Catalog:
     notes: tuple[str, ...]
 
 
-# Relations as PostgREST caches them: tables, views, materialized views, foreign and partitioned tables,
-# partitions excluded. Privileges are evaluated for each API role that exists.
-_RELATIONS_SQL = """
-with roles as (select oid, rolname from pg_roles where rolname = any($2::text[]))
+# Relations as PostgREST caches them (privileges.API_RELATION: partitions excluded), usability by the one rule.
+_RELATIONS_SQL = f"""
+with {privileges.api_roles_cte("$2")}
 select n.nspname as schema, c.relname as name,
-  exists (
-    select 1 from roles r
-    where has_schema_privilege(r.oid, n.oid, 'USAGE')
-      and (has_table_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE, DELETE')
-           or has_any_column_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE'))
-  ) as usable,
-  coalesce(array_agg(a.attname::text order by a.attnum) filter (where a.attname is not null), '{}') as columns,
+  exists (select 1 from api_roles r where {privileges.RELATION_USABLE}) as usable,
+  coalesce(array_agg(a.attname::text order by a.attnum) filter (where a.attname is not null), '{{}}') as columns,
   coalesce(array_agg(a.attname::text) filter (where a.attname is not null and exists (
-    select 1 from roles r
-    where has_schema_privilege(r.oid, n.oid, 'USAGE')
-      and has_column_privilege(r.oid, c.oid, a.attnum, 'SELECT, INSERT, UPDATE')
-  )), '{}') as usable_columns
+    select 1 from api_roles r where {privileges.COLUMN_USABLE}
+  )), '{{}}') as usable_columns
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-where n.nspname = any($1::text[])
-  and c.relkind in ('r', 'v', 'm', 'f', 'p')
-  and not c.relispartition
+where n.nspname = any($1::text[]) and {privileges.API_RELATION}
 group by n.nspname, n.oid, c.relname, c.oid
 order by 1, 2
 """
 
 # Functions as PostgREST caches them (prokind 'f', not returning trigger, callable through the API: every
 # input argument named, or a single unnamed one of a body type).
-_FUNCTIONS_SQL = """
-with roles as (select oid, rolname from pg_roles where rolname = any($2::text[])),
+_FUNCTIONS_SQL = f"""
+with {privileges.api_roles_cte("$2")},
 args as (
   select p.oid,
     count(*) - count(arg.name) as unnamed,
     (array_agg(arg.type::regtype::text order by arg.idx))[1] as first_type,
     coalesce(array_agg(arg.name order by arg.idx)
-      filter (where arg.name is not null and arg.name <> '' and arg.idx <= p.pronargs - p.pronargdefaults), '{}')
+      filter (where arg.name is not null and arg.name <> '' and arg.idx <= p.pronargs - p.pronargdefaults), '{{}}')
       as required
   from pg_proc p
   join pg_namespace n on n.oid = p.pronamespace,
@@ -269,11 +271,8 @@ args as (
   group by p.oid
 )
 select n.nspname as schema, p.proname as name,
-  exists (
-    select 1 from roles r
-    where has_schema_privilege(r.oid, n.oid, 'USAGE') and has_function_privilege(r.oid, p.oid, 'EXECUTE')
-  ) as usable,
-  coalesce(a.required, '{}') as required,
+  exists (select 1 from api_roles r where {privileges.FUNCTION_USABLE}) as usable,
+  coalesce(a.required, '{{}}') as required,
   case when coalesce(a.unnamed, 0) = 1 then a.first_type end as unnamed_type
 from pg_proc p
 join pg_namespace n on n.oid = p.pronamespace
@@ -408,7 +407,7 @@ class _Api:
         cap: int = 8192,
     ) -> _Answer:
         # GET/HEAD/OPTIONS pick the schema by Accept-Profile, writes by Content-Profile: send both.
-        headers = {**self._headers, "Accept": accept, "Accept-Profile": schema, "Content-Profile": schema}
+        headers = utf8_headers({**self._headers, "Accept": accept, "Accept-Profile": schema, "Content-Profile": schema})
         if content_type:
             headers["Content-Type"] = content_type
             headers["Prefer"] = "return=minimal"
@@ -625,19 +624,17 @@ async def _check_configured_leftovers(api: _Api, target: Target, catalog: Catalo
     we already know can show that the cache still has them.
     """
     env = target.config
-    schema = env.exposed_schemas[0]  # where PostgREST resolves unqualified names
-    known_relations = {r.name for r in catalog.relations if r.schema == schema}
-    known_functions = {f.name for f in catalog.functions if f.schema == schema}
+    known_relations = {(r.schema, r.name) for r in catalog.relations}
+    known_functions = {(f.schema, f.name) for f in catalog.functions}
 
-    async def table(name: str) -> None:
+    async def table(schema: str, name: str) -> None:
         presence = await _relation_served(api, schema, name)
         if presence is Presence.SERVED:
             found.extra_tables.add(f"{schema}.{name}")
         elif presence is Presence.ABSENT:
             found.notes.append(f"configured probe table {schema}.{name} exists neither in the database nor in the API")
 
-    async def function(entry: str) -> None:
-        name, args = split_function(entry)
+    async def function(schema: str, name: str, args: list[str]) -> None:
         presence = await _function_served(api, schema, name, args, None)
         if presence is Presence.SERVED:
             found.extra_functions.add(f"{schema}.{name}")
@@ -645,8 +642,16 @@ async def _check_configured_leftovers(api: _Api, target: Target, catalog: Catalo
             found.notes.append(f"configured probe function {schema}.{name} does not exist in the database")
 
     await asyncio.gather(
-        *(table(t.name) for t in env.probe_tables if t.name not in known_relations),
-        *(function(f) for f in env.probe_functions if split_function(f)[0] not in known_functions),
+        *(
+            table(t.schema_in(env), t.name)
+            for t in env.probe_tables
+            if (t.schema_in(env), t.name) not in known_relations
+        ),
+        *(
+            function(f.schema_in(env), f.name, f.args)
+            for f in env.probe_functions
+            if (f.schema_in(env), f.name) not in known_functions
+        ),
     )
 
 
@@ -675,13 +680,20 @@ async def _compare(
 
 
 def _ungranted(catalog: Catalog) -> DriftObjects:
+    """Objects no API role may use: a GRANT is missing (a reload cannot help)."""
     usable_functions = {f.qualified for f in catalog.functions if f.usable}
     return DriftObjects.of(
-        tables=(r.qualified for r in catalog.relations if not r.usable),
-        columns=(
-            f"{r.qualified}.{c}" for r in catalog.relations if r.usable for c in r.columns if c not in r.usable_columns
-        ),
+        tables=(r.qualified for r in catalog.relations if r.access is privileges.Access.NONE),
         functions=(f.qualified for f in catalog.functions if f.qualified not in usable_functions),
+    )
+
+
+def _restricted(catalog: Catalog) -> DriftObjects:
+    """Tables the API roles may use only some columns of: a deliberate column-level grant, not something to fix."""
+    restricted = [r for r in catalog.relations if r.access is privileges.Access.RESTRICTED]
+    return DriftObjects.of(
+        tables=(r.qualified for r in restricted),
+        columns=(f"{r.qualified}.{c}" for r in restricted for c in r.columns if c not in r.usable_columns),
     )
 
 
@@ -719,6 +731,7 @@ async def check_drift(
             "missing_in_api": empty,
             "extra_in_api": empty,
             "ungranted": empty,
+            "restricted": empty,
             "unverified": (),
             "unclear_answer": None,
             "notes": (),
@@ -754,7 +767,13 @@ async def check_drift(
             catalog, docs = await asyncio.gather(catalog_of(), documents())
             fatal = next((d.fatal for d in docs if d.fatal), None)
             if fatal:
-                return report(DriftStatus.UNKNOWN, error=fatal, ungranted=_ungranted(catalog), notes=catalog.notes)
+                return report(
+                    DriftStatus.UNKNOWN,
+                    error=fatal,
+                    ungranted=_ungranted(catalog),
+                    restricted=_restricted(catalog),
+                    notes=catalog.notes,
+                )
             notes = list(catalog.notes)
             served: dict[str, dict[str, frozenset[str]]] | None = None
             if method == "probe":
@@ -790,6 +809,7 @@ async def check_drift(
         missing_in_api=missing,
         extra_in_api=extra,
         ungranted=_ungranted(catalog),
+        restricted=_restricted(catalog),
         unverified=tuple(sorted(found.unverified)),
         unclear_answer=api.undecided_answer if found.unverified else None,
         notes=tuple(notes + sorted(found.notes)),

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -24,12 +26,25 @@ from bot.classify import (
     classify_response,
     classify_transport_failure,
 )
-from bot.config import EnvironmentConfig, EnvSecrets, Target, split_function
+from bot.config import EnvironmentConfig, EnvSecrets, Target
 from bot.verdicts import Verdict, info, worst
 
 USER_AGENT = "pgrst-ops/0.1 (+health probe)"
 # A media type no PostgREST produces: requests are looked up in the schema cache, then refused (PGRST107).
 UNPRODUCIBLE_ACCEPT = "application/x-pgrst-ops-probe"
+# Characters of a select list kept readable in the URL (PostgREST decodes the rest as usual).
+SELECT_SAFE = ",()*:!.-_~"
+
+
+def _column_param(column: str) -> str:
+    """A column for `?columns=`: PostgREST takes a double-quoted name for anything but letters, digits, _ and $."""
+    return column if re.fullmatch(r"[\w$]+", column) else '"' + column.replace('"', "") + '"'
+
+
+def utf8_headers(values: dict[str, str]) -> httpx.Headers:
+    """Request headers whose values may be non-ASCII: a profile header names the schema, which PostgREST reads
+    as UTF-8 (`Accept-Profile: تست`); httpx would refuse a non-ASCII str."""
+    return httpx.Headers(values, encoding="utf-8")
 
 
 def _origin_pattern(url: str) -> str:
@@ -152,51 +167,59 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
         # Not HEAD: PostgREST 12 builds the whole document for HEAD too, and closes the connection after it.
         specs.append(CheckSpec("root", "Root (/)", CheckKind.ROOT, "GET", f"{base}/"))
     for table in env.probe_tables:
+        shown, path = table.display(env), f"{base}/{quote(table.name, safe='')}"
+        # Always name the schema: the probe then asks for exactly what the diagnosis looks up, whatever the
+        # order of db-schemas, and a schema PostgREST does not serve answers 406 PGRST106 instead of a wrong table.
+        read_profile = {"Accept-Profile": table.schema_in(env)}
         specs.append(
             CheckSpec(
-                f"data:{table.name}",
-                f"Data ({table.name})",
+                f"data:{shown}",
+                f"Data ({shown})",
                 CheckKind.DATA,
                 "GET",
-                f"{base}/{table.name}?select={table.select}&limit=1",
+                f"{path}?select={quote(table.select, safe=SELECT_SAFE)}&limit=1",
+                extra_headers=read_profile,
             )
         )
         specs.append(
             CheckSpec(
-                f"cache:{table.name}",
-                f"Cache ({table.name})",
-                CheckKind.CACHE,
-                "OPTIONS",
-                f"{base}/{table.name}",
+                f"cache:{shown}", f"Cache ({shown})", CheckKind.CACHE, "OPTIONS", path, extra_headers=read_profile
             )
         )
         if table.columns:
             # An empty insert names the columns: PostgREST checks them against its cache and writes nothing.
+            columns = quote(",".join(_column_param(c) for c in table.columns), safe=",")
             specs.append(
                 CheckSpec(
-                    f"columns:{table.name}",
-                    f"Columns ({table.name})",
+                    f"columns:{shown}",
+                    f"Columns ({shown})",
                     CheckKind.COLUMNS,
                     "POST",
-                    f"{base}/{table.name}?columns={','.join(table.columns)}",
+                    f"{path}?columns={columns}",
                     json_body=[],
                     # Refused after the column lookup (415 PGRST107): not even statement triggers run.
-                    extra_headers={"Prefer": "return=minimal", "Accept": UNPRODUCIBLE_ACCEPT},
+                    # A write picks its schema by Content-Profile (Accept-Profile alone would probe the default one).
+                    extra_headers={
+                        "Prefer": "return=minimal",
+                        "Accept": UNPRODUCIBLE_ACCEPT,
+                        "Content-Profile": table.schema_in(env),
+                    },
                 )
             )
-    for entry in env.probe_functions:
+    for function in env.probe_functions:
         # GET with the required arguments (empty) and a media type PostgREST cannot produce: it looks the function
         # up in its cache (404 PGRST202 when missing), then refuses to negotiate (415 PGRST107): nothing runs.
-        function, args = split_function(entry)
-        query = "?" + "&".join(f"{a}=" for a in args) if args else ""
+        # A GET picks its schema by Accept-Profile, as reads do.
+        shown = function.display(env)
+        query = "?" + "&".join(f"{quote(a, safe='')}=" for a in function.args) if function.args else ""
         specs.append(
             CheckSpec(
-                f"rpc:{function}",
-                f"RPC ({function})",
+                f"rpc:{shown}",
+                f"RPC ({shown})",
                 CheckKind.RPC,
                 "GET",
-                f"{base}/rpc/{function}{query}",
-                extra_headers={"Accept": UNPRODUCIBLE_ACCEPT},
+                f"{base}/rpc/{quote(function.name, safe='')}{query}",
+                extra_headers={"Accept": UNPRODUCIBLE_ACCEPT, "Accept-Profile": function.schema_in(env)},
             )
         )
     return specs
@@ -235,7 +258,7 @@ class Prober:
         return self._client
 
     async def _run_check(self, spec: CheckSpec, env: EnvironmentConfig, secrets: EnvSecrets) -> CheckResult:
-        headers = {"Accept": "application/json", **spec.extra_headers}
+        headers = utf8_headers({"Accept": "application/json", **spec.extra_headers})
         sent_key = spec.send_key and secrets.api_key is not None
         if sent_key:
             assert secrets.api_key is not None

@@ -152,11 +152,6 @@ UNGRANTED_CASES = [
         DriftObjects(tables=("public.report",)),
     ),
     (
-        "column outside a column-level grant",
-        "CREATE TABLE public.people (id int, ssn text); GRANT SELECT (id) ON public.people TO anon;",
-        DriftObjects(columns=("public.people.ssn",)),
-    ),
-    (
         "function whose EXECUTE was revoked",
         "CREATE FUNCTION public.admin_only() RETURNS int LANGUAGE sql AS 'select 1';"
         "REVOKE EXECUTE ON FUNCTION public.admin_only() FROM PUBLIC;",

@@ -243,3 +243,47 @@ async def test_stopped_postgresql_is_database_unreachable(lonely_cluster):
     finally:
         lonely_cluster.start()
         server.destroy()
+
+
+def test_probes_name_their_schema_the_way_postgrest_reads_it():
+    from bot.probe import plan_checks
+
+    settings = build_settings(
+        {
+            "env": {
+                "rest_url": "http://api.example/rest/v1",
+                "probe_root": False,
+                "exposed_schemas": ["public", "تست", 'SPECIAL "@/\\#~_-'],
+                "probe_tables": [
+                    {"name": "judgments", "select": "id,title", "columns": ["title"]},
+                    {"name": '"SPECIAL ""@/\\#~_-"."odd/name#1"', "columns": ["a b"]},
+                ],
+                "probe_functions": ["تست.add(a, b)"],
+            }
+        }
+    )
+    specs = {s.name: s for s in plan_checks(settings.environments["env"])}
+    odd = '"SPECIAL ""@/\\#~_-".odd/name#1'  # quoted only where the notation needs it
+    assert list(specs) == [
+        "data:judgments",
+        "cache:judgments",
+        "columns:judgments",
+        f"data:{odd}",
+        f"cache:{odd}",
+        f"columns:{odd}",
+        "rpc:تست.add",
+    ]
+    # Reads (GET, OPTIONS) and the RPC lookup (a GET) choose the schema by Accept-Profile, the empty insert by
+    # Content-Profile; the default schema is named too, so the probe asks for exactly what the diagnosis reads.
+    assert specs["data:judgments"].extra_headers == {"Accept-Profile": "public"}
+    assert specs["cache:judgments"].extra_headers == {"Accept-Profile": "public"}
+    assert specs["columns:judgments"].extra_headers["Content-Profile"] == "public"
+    assert "Accept-Profile" not in specs["columns:judgments"].extra_headers
+    assert specs[f"data:{odd}"].extra_headers == {"Accept-Profile": 'SPECIAL "@/\\#~_-'}
+    assert specs["rpc:تست.add"].extra_headers["Accept-Profile"] == "تست"
+    # Path segments percent-encoded; quoted column names in ?columns=.
+    assert specs["data:judgments"].url == "http://api.example/rest/v1/judgments?select=id,title&limit=1"
+    assert specs[f"cache:{odd}"].url == "http://api.example/rest/v1/odd%2Fname%231"
+    assert specs[f"columns:{odd}"].url == "http://api.example/rest/v1/odd%2Fname%231?columns=%22a%20b%22"
+    assert specs["rpc:تست.add"].url == "http://api.example/rest/v1/rpc/add?a=&b="
+    assert specs[f"data:{odd}"].label == f"Data ({odd})" and specs["data:judgments"].label == "Data (judgments)"
