@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from bot.redact import register
+
 DEFAULT_CONFIG_PATH = "config.yaml"
 CONFIG_PATH_ENV = "PGRST_OPS_CONFIG"
 
@@ -43,7 +45,14 @@ def split_function(entry: str) -> tuple[str, list[str]]:
 
 
 class ConfigError(Exception):
-    """A configuration problem, worded for the operator (the key path and what is wrong)."""
+    """A configuration problem, worded for the operator (the key path and what is wrong).
+
+    `key` is the dotted path of the offending key when there is one (for `--json` error documents).
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class _Strict(BaseModel):
@@ -76,6 +85,7 @@ class SecretRef(_Strict):
                 value = self.file.read_text(encoding="utf-8").strip()
             except OSError:
                 return None
+        register(value)  # from now on no log line, message or output can show it
         return SecretStr(value) if value else None
 
 
@@ -314,7 +324,7 @@ class Settings(_Strict):
         unknown = [n for n in names if n not in self.environments]
         if unknown:
             known = ", ".join(sorted(self.environments))
-            raise ConfigError(f"unknown environment {unknown[0]!r} (configured: {known})")
+            raise ConfigError(f"unknown environment {unknown[0]!r} (configured: {known})", key="environments")
         return {n: self.environments[n] for n in dict.fromkeys(names)}
 
 
@@ -359,7 +369,9 @@ def resolve_secrets(
             continue
         secret = ref.read(environ)
         if secret is None:
-            raise ConfigError(f"environments.{name}.{key}: {ref.describe()} is not set or empty")
+            raise ConfigError(
+                f"environments.{name}.{key}: {ref.describe()} is not set or empty", key=f"environments.{name}.{key}"
+            )
         values[key] = secret
     return EnvSecrets(**values)
 
@@ -391,7 +403,8 @@ def parse_settings(data: Any, source: str = "config") -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{source}: {_format_validation_error(err)}") from None
+        first = ".".join(str(p) for p in err.errors()[0]["loc"]) if err.errors() else None
+        raise ConfigError(f"{source}: {_format_validation_error(err)}", key=first or None) from None
 
 
 def default_config_path() -> Path:

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 from pydantic import SecretStr
+
+from bot.redact import redact
 
 
 class DatabaseError(Exception):
@@ -36,29 +37,6 @@ class ListenerStatus:
     listeners: int
     postgrest_backends: int
     detail: str
-
-
-def dsn_password(dsn: str) -> str | None:
-    try:
-        password = urlsplit(dsn).password
-    except ValueError:
-        password = None
-    if password is None:
-        match = re.search(r"password\s*=\s*(\S+)", dsn)
-        password = match.group(1).strip("'\"") if match else None
-    return unquote(password) if password else None
-
-
-def redact(text: str, dsn: str) -> str:
-    """Remove the DSN and its password from a message, in any encoding we know of."""
-    secrets = {dsn}
-    password = dsn_password(dsn)
-    if password:
-        secrets |= {password, quote(password, safe="")}
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def dsn_target(dsn: str) -> str:
