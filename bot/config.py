@@ -70,7 +70,8 @@ class SecretRef(_Strict):
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' (variable name) or 'file' (path)")
         if self.env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.env):
-            raise ValueError(f"'env' must be an environment variable name, got {self.env!r}")
+            # never echoed: what was written there may be the secret itself (a DSN or a key pasted inline)
+            raise ValueError("'env' must be the name of an environment variable (letters, digits, _), not a value")
         return self
 
     def describe(self) -> str:

@@ -122,7 +122,7 @@ class ConsoleSink:
         self, env: str, payload: dict[str, Any], *, restart_url: str | None, incident_id: int | None = None
     ) -> Any:
         self._print("CRITICAL", env, payload)
-        result = await self.outbox.send(env, POST, payload, {"alert": True})
+        result = await self.outbox.send(env, POST, payload, {"alert": True, "incident_id": incident_id})
         return result if result and (result.get("webhook_message_id") or pending_nonce(result)) else None
 
     async def edit_alert(

@@ -170,10 +170,6 @@ class Outbox:
     def _lock(self, env: str) -> asyncio.Lock:
         return self._locks.setdefault(env, asyncio.Lock())
 
-    def pending(self, env: str | None = None) -> int:
-        """Rows not delivered yet (all environments, or one)."""
-        return sum(len(q) for e, q in self._queues.items() if env is None or e == env)
-
     async def send(
         self, env: str, kind: str, payload: dict[str, Any], meta: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:

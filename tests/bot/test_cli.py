@@ -277,6 +277,12 @@ async def test_json_errors_are_one_json_document_on_stdout_with_the_key(make_sta
     missing = await acli(tmp_path / "absent.yaml", "check", "--json")
     assert missing.returncode == 2 and json.loads(missing.stdout)["key"] is None
     assert "config file not found" in json.loads(missing.stdout)["error"]
+    pasted = write_config(
+        tmp_path / "p.yaml", {"prod": stack.env_config(database_dsn={"env": stack.dsn("ops", CANARY)})}
+    )
+    leak = await acli(pasted, "check", "--json")  # a DSN pasted where the variable's name belongs
+    assert leak.returncode == 2 and json.loads(leak.stdout)["key"] == "environments.prod.database_dsn"
+    assert CANARY not in leak.stdout + leak.stderr
     text = await acli(config, "check", "--env", "nope")  # without --json: one line on stderr, stdout empty
     assert text.returncode == 2 and not text.stdout and "unknown environment 'nope'" in text.stderr
 

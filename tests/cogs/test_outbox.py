@@ -208,7 +208,7 @@ async def test_discord_down_for_30_minutes_every_message_lands_once_in_order(fak
         clock = discord_down_for(bot, fake, OUTAGE_S)
         await run_for(bot, clock, OUTAGE_S, dict(SCHEDULE))
         failed = len(fake.requests_to("POST", MESSAGES))
-        assert not fake.channel_messages(fake.ops_channel_id) and bot.sink.outbox.pending() == 6
+        assert not fake.channel_messages(fake.ops_channel_id) and await unsent(db) == 6
         await run_for(bot, clock, OUTAGE_S + 2 * MAX_RETRY_S, {})  # Discord is back
         attempts = await bot.services.store.call(
             lambda: bot.services.store.conn.execute("SELECT max(attempts) FROM outbox").fetchone()[0]
@@ -227,13 +227,14 @@ async def test_a_channel_that_keeps_failing_hands_posts_to_the_webhook_in_order(
     stack = make_stack()
     monkeypatch.setenv("OPS_HOOK", fake.incoming_webhook_url)
     envs = {"prod": stack.env_config(), "staging": stack.env_config()}
-    cfg = {"store_path": str(tmp_path / "incidents.db")}
+    db = tmp_path / "incidents.db"
+    cfg = {"store_path": str(db)}
     async with running_bot(
         fake, envs, stack.env_vars, incidents=cfg, discord={"webhook_url": {"env": "OPS_HOOK"}}
     ) as bot:
         clock = discord_down_for(bot, fake, OUTAGE_S)
         await run_for(bot, clock, OUTAGE_S, dict(SCHEDULE))
-        assert bot.sink.outbox.pending() == 0  # all out during the outage, none waited for its end
+        assert await unsent(db) == 0  # all out during the outage, none waited for its end
     posted = [p["content"] for p in fake.webhook_posts]
     assert sorted(posted) == sorted(t for lines in SCHEDULE.values() for _, t in lines)
     assert [c for c in posted if c.startswith("prod")] == ["prod 1", "prod 2", "prod 3", "prod 4"]
