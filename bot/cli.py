@@ -446,12 +446,14 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     out = cast(TextIO, _Scrubbed(out or sys.stdout))
     err = cast(TextIO, _Scrubbed(err or sys.stderr))
     argv = list(sys.argv[1:] if argv is None else argv)
-    as_json = "--json" in argv  # known before parsing: a command line argparse refuses still gets JSON
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
+        # asked for JSON? Read from the words themselves (argparse accepts any unambiguous prefix of --json)
+        as_json = any(len(word) >= 3 and "--json".startswith(word) for word in argv)
         return _fail(f"usage error: {exc}", exc.key, as_json=as_json, out=out, err=err, usage=parser.format_usage())
+    as_json = args.json
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=err)
     install_log_filter()
     try:
@@ -466,13 +468,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return asyncio.run(run_check(settings, targets, as_json=args.json, verbose=args.verbose, out=out))
     if args.command == "drift":
         return asyncio.run(run_drift(settings, targets, as_json=args.json, per_object=args.per_object, out=out))
-    for key, bad in (
-        ("--retries", args.retries is not None and args.retries < 1),
-        ("--delay", args.delay is not None and args.delay <= 0),
-    ):
-        if bad:
-            message = "usage error: --retries must be >= 1 and --delay > 0"
-            return _fail(message, key, as_json=as_json, out=out, err=err)
+    if args.retries is not None and args.retries < 1:
+        return _fail("usage error: --retries must be >= 1", "--retries", as_json=as_json, out=out, err=err)
+    if args.delay is not None and args.delay <= 0:
+        return _fail("usage error: --delay must be > 0", "--delay", as_json=as_json, out=out, err=err)
     return asyncio.run(
         run_fix(
             settings,
