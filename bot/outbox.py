@@ -9,7 +9,8 @@ Nothing is given up while it matters:
   ones, so an environment's later message never overtakes an earlier one;
 - a transient failure (5xx, 429, timeout, network) is retried with capped backoff for as long as it takes; only
   a permanent one (a request Discord refuses) is given up, with one error line;
-- a post that keeps failing on the ops channel goes through the fallback transport (the webhook), if any;
+- once the ops channel has kept failing for two minutes, a post it refuses goes through the fallback transport
+  (the webhook), if any; the channel is still tried first, so its recovery ends the detour;
 - an undelivered post is superseded: an edit of it replaces its payload, and its final edit (resolved, buttons
   removed: `meta["alert"] is False`) drops it and its replies, so an incident that was resolved before
   anyone could see its CRITICAL ends as its one short "resolved" line.
@@ -44,17 +45,20 @@ PENDING = "pending"  # the handle of a post not delivered yet: {"pending": nonce
 
 FIRST_RETRY_S = 5.0
 MAX_RETRY_S = 60.0  # capped: once Discord is back, a waiting alert goes out within a minute
-FALLBACK_AFTER_S = 120.0  # a post failing on the channel this long goes through the webhook instead
+FALLBACK_AFTER_S = 120.0  # once the channel has failed this long, posts it refuses go through the webhook
 REMEMBERED_ROWS = 10_000  # finished nonces kept in memory (never sent twice, edits of them resolved)
 
 
 class DeliveryError(Exception):
     """A send that did not happen. transient: try again later (5xx, 429, timeout, network)."""
 
-    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, transient: bool, retry_after: float | None = None, timed_out: bool = False
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.retry_after = retry_after
+        self.timed_out = timed_out  # no answer: the message may have landed all the same
 
 
 class Transport(Protocol):
@@ -75,7 +79,7 @@ def retry_delay(failures: int, retry_after: float | None = None) -> float:
 
 
 def use_fallback(kind: str, failing_since: float | None, now: float) -> bool:
-    """Only new posts can go through the webhook (it cannot edit a channel message), once the channel kept failing."""
+    """Once the channel kept failing: only new posts, the webhook cannot edit a channel message."""
     return kind == POST and failing_since is not None and now - failing_since >= FALLBACK_AFTER_S
 
 
@@ -134,7 +138,6 @@ class _Queued:
 
     row: OutboxRow
     failures: int = 0
-    failing_since: float | None = None
     next_at: float = 0.0
     result: dict[str, Any] | None = None
     finished: bool = False
@@ -166,6 +169,8 @@ class Outbox:
         self._locks: dict[str, asyncio.Lock] = {}
         self._flush_lock = asyncio.Lock()
         self._finished: OrderedDict[str, dict[str, Any] | None] = OrderedDict()  # nonce -> result
+        self._channel_failing_since: float | None = None  # the primary transport's current streak of failures
+        self._falling_back = False
 
     def _lock(self, env: str) -> asyncio.Lock:
         return self._locks.setdefault(env, asyncio.Lock())
@@ -242,35 +247,29 @@ class Outbox:
             if meta is None:
                 await self._finish(item, {"skipped": "the message to edit was never delivered"})
                 return True
-            now = self.clock()
-            via_fallback = self.fallback is not None and use_fallback(row.kind, item.failing_since, now)
-            transport = self.fallback if via_fallback and self.fallback is not None else self.transport
             if row.id:
                 await self.guard(lambda s: s.outbox_attempt(row.id))
             row.attempts += 1
-            try:
-                result = await asyncio.wait_for(
-                    transport.deliver(row.env, row.kind, row.payload, meta, row.nonce), self.timeout_s
-                )
-            except TimeoutError:
-                error = DeliveryError(f"no answer within {self.timeout_s:g} s", transient=True)
-            except DeliveryError as err:
-                error = err
-            except Exception as err:  # a bug or an unexpected answer: give the row up loudly, never crash the caller
-                log.exception("sending %s %s for %s failed", row.kind, row.id, row.env)
-                error = DeliveryError(f"{type(err).__name__}", transient=False)
-            else:
+            result, error = await self._deliver(self.transport, row, meta)
+            now = self.clock()
+            if error is None:
+                if self._channel_failing_since is not None:
+                    log.info("the ops channel takes messages again")
+                self._channel_failing_since, self._falling_back = None, False
+            elif error.transient:
+                self._channel_failing_since = self._channel_failing_since or now
+                # Not after a timeout: that send may have landed, and only the channel recognises its nonce.
+                if not error.timed_out and self.fallback is not None:
+                    if use_fallback(row.kind, self._channel_failing_since, now):
+                        result, error = await self._via_fallback(self.fallback, row, meta, error)
+            if error is None:
                 await self._finish(item, result or {})
                 return True
-            if not error.transient and via_fallback:
-                log.error("the webhook fallback refused the post (%s): messages stay on the ops channel", error)
-                self.fallback = None
-            elif not error.transient:
+            if not error.transient:
                 log.error("%s %s for %s given up after %d attempts: %s", row.kind, row.id, row.env, row.attempts, error)
                 await self._finish(item, {"failed": str(error)})
                 return True
             item.failures += 1
-            item.failing_since = item.failing_since if item.failing_since is not None else now
             item.next_at = now + retry_delay(item.failures, error.retry_after)
             if item.failures == 1 or item.failures % 10 == 0:  # a long outage logs a line now and then, not each try
                 log.warning(
@@ -280,11 +279,41 @@ class Outbox:
                     row.attempts,
                     error,
                 )
-            if self.fallback is not None and not via_fallback and use_fallback(row.kind, item.failing_since, now):
-                log.warning("%s for %s: the ops channel keeps failing, sending through the webhook", row.kind, row.env)
             if attempt < tries:
                 await self.sleep(error.retry_after or self.backoff_s * attempt)
         return False
+
+    async def _via_fallback(
+        self, fallback: Transport, row: OutboxRow, meta: dict[str, Any], channel_error: DeliveryError
+    ) -> tuple[dict[str, Any] | None, DeliveryError | None]:
+        """The post through the webhook; a webhook that refuses for good is not used again."""
+        if not self._falling_back:
+            self._falling_back = True
+            log.warning(
+                "the ops channel keeps failing (%s): posts go through the webhook until it works", channel_error
+            )
+        result, error = await self._deliver(fallback, row, meta)
+        if error is not None and not error.transient:
+            log.error("the webhook fallback refused a post (%s): messages wait for the ops channel", error)
+            self.fallback = None
+            return None, channel_error
+        return result, error
+
+    async def _deliver(
+        self, transport: Transport, row: OutboxRow, meta: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, DeliveryError | None]:
+        try:
+            result = await asyncio.wait_for(
+                transport.deliver(row.env, row.kind, row.payload, meta, row.nonce), self.timeout_s
+            )
+        except TimeoutError:
+            return None, DeliveryError(f"no answer within {self.timeout_s:g} s", transient=True, timed_out=True)
+        except DeliveryError as err:
+            return None, err
+        except Exception as err:  # a bug or an unexpected answer: give the row up loudly, never crash the caller
+            log.exception("sending %s %s for %s failed", row.kind, row.id, row.env)
+            return None, DeliveryError(f"{type(err).__name__}", transient=False)
+        return result, None
 
     async def _resolve_handles(self, meta: dict[str, Any]) -> dict[str, Any] | None:
         """Pending handles in `target` / `reply_to` replaced by where the post landed; None: nothing to edit."""

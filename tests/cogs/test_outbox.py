@@ -233,12 +233,18 @@ async def test_a_channel_that_keeps_failing_hands_posts_to_the_webhook_in_order(
         fake, envs, stack.env_vars, incidents=cfg, discord={"webhook_url": {"env": "OPS_HOOK"}}
     ) as bot:
         clock = discord_down_for(bot, fake, OUTAGE_S)
-        await run_for(bot, clock, OUTAGE_S, dict(SCHEDULE))
+        schedule = dict(SCHEDULE)
+        await run_for(bot, clock, FALLBACK_AFTER_S - 30, schedule)
+        assert not fake.webhook_posts  # a short hiccup is waited out on the channel
+        await run_for(bot, clock, OUTAGE_S, schedule)
         assert await unsent(db) == 0  # all out during the outage, none waited for its end
-    posted = [p["content"] for p in fake.webhook_posts]
+        posted = [p["content"] for p in fake.webhook_posts]
+        await run_for(bot, clock, OUTAGE_S + 60, {OUTAGE_S: [("prod", "prod 5")]})  # the channel works again
     assert sorted(posted) == sorted(t for lines in SCHEDULE.values() for _, t in lines)
     assert [c for c in posted if c.startswith("prod")] == ["prod 1", "prod 2", "prod 3", "prod 4"]
-    assert [m.content for m in fake.channel_messages(fake.ops_channel_id)] == posted  # nothing twice
+    messages = fake.channel_messages(fake.ops_channel_id)
+    assert [m.content for m in messages] == [*posted, "prod 5"]  # nothing twice
+    assert len(fake.webhook_posts) == len(posted) and not messages[-1].webhook_id  # back on the channel
 
 
 async def test_an_incident_resolved_before_discord_came_back_posts_only_its_resolved_line(fake, make_stack, tmp_path):
@@ -260,3 +266,29 @@ async def test_an_incident_resolved_before_discord_came_back_posts_only_its_reso
     (line,) = fake.channel_messages(fake.ops_channel_id)
     assert line.content.startswith("✅ PostgREST PROD resolved after") and not line.embeds
     assert incident.resolved_at is not None and await unsent(db) == 0
+
+
+async def test_an_alert_acknowledged_while_undelivered_goes_out_once_acknowledged_then_resolves(
+    fake, make_stack, tmp_path
+):
+    stack = make_stack()
+    stack.postgrest.stop()
+    envs = {"prod": stack.env_config(auto_recover=False)}
+    async with running_bot(fake, envs, stack.env_vars, incidents={"store_path": str(tmp_path / "i.db")}) as bot:
+        clock = discord_down_for(bot, fake, 600)
+        monitor = bot.services.monitor
+        await monitor.check("prod")
+        await monitor.check("prod")  # the CRITICAL waits in the outbox
+        incident_id = monitor.incident_for("prod").incident_id
+        await monitor.acknowledge(incident_id, "alice")  # an edit of a message nobody has seen yet
+        await run_for(bot, clock, 600 + 2 * MAX_RETRY_S, {})
+        (alert,) = fake.channel_messages(fake.ops_channel_id)
+        assert "Acknowledged by alice" in alert.content and "CRITICAL" in alert.embed_text()
+        assert alert.edits == 0 and {b["custom_id"] for b in alert.buttons() if "custom_id" in b}
+        stack.postgrest.start()
+        await stack.wait_for_code("first judgment")
+        await monitor.check("prod")  # the alert landed: resolving edits it, as always
+        await fake.wait_for(
+            lambda: "RESOLVED" in alert.embed_text() and len(fake.channel_messages(alert.channel_id)) == 2
+        )
+    assert len(fake.requests_to("POST", MESSAGES)) > 3 and alert.edits == 1
