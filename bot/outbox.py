@@ -93,7 +93,7 @@ def pending_nonce(handle: Any) -> str | None:
 
 def landed(result: dict[str, Any] | None) -> bool:
     """A result naming a real message (not skipped, superseded or failed)."""
-    return bool(result) and bool(result.get("message_id") or result.get("webhook_message_id"))  # type: ignore[union-attr]
+    return result is not None and bool(result.get("message_id") or result.get("webhook_message_id"))
 
 
 class StoreGuard:

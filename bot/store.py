@@ -228,7 +228,7 @@ def _describe(err: BaseException) -> str:
     lowered = text.lower()  # an error without a code (older SQLite, a wrapped error)
     if "locked" in lowered or "busy" in lowered:
         return f"locked by another process ({text})"
-    if "full" in lowered:
+    if "disk" in lowered and "full" in lowered:
         return f"disk full ({text})"
     if "not a database" in lowered or "malformed" in lowered:
         return f"corrupt, or not an SQLite database ({text})"
