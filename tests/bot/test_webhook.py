@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import signal
+import sys
 
 import httpx
 from aiohttp import web
@@ -15,6 +18,7 @@ from bot.outbox import StoreGuard
 from bot.redact import install_log_filter
 from bot.store import Store
 from bot.webhook import post_webhook
+from tests.conftest import write_config
 from tests.support.localhttp import LocalServer
 
 SECRET = "tok-Zq9secret"
@@ -84,3 +88,37 @@ async def test_5xx_429_and_timeouts_are_retried_until_the_post_lands():
         failed = await post_webhook(client, url, {"content": "x"}, attempts=1)
     assert result.ok and result.message_id == "77" and len(hook.requests) == 6
     assert not failed.ok and not failed.permanent  # left to the outbox to try again
+
+
+async def test_the_bot_at_start_keeps_the_token_out_of_its_log(make_stack, tmp_path):
+    """`python -m bot` (console mode): the CRITICAL's webhook copy meets the echoing 404 once, and stderr is clean."""
+    stack = make_stack()
+    stack.postgrest.stop()
+    hook = EchoingWebhook(*[404] * 5)
+    async with LocalServer.catch_all(hook.handle) as base:
+        config = write_config(
+            tmp_path / "c.yaml",
+            {"prod": stack.env_config(auto_recover=False)},
+            monitor={"interval_s": 1, "failure_threshold": 1},
+            incidents={"store_path": str(tmp_path / "incidents.db")},
+            discord={"webhook_url": {"env": "OPS_HOOK"}},
+        )
+        env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
+        env |= stack.env_vars | {"OPS_HOOK": f"{base}/api/webhooks/123/{TOKEN}"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "--config", str(config), stderr=asyncio.subprocess.PIPE, env=env
+        )
+        stderr = ""
+        try:
+            async with asyncio.timeout(20):
+                while "given up" not in stderr:
+                    line = await proc.stderr.readline()
+                    assert line, f"exited early: {stderr}"
+                    stderr += line.decode()
+            await asyncio.sleep(1.5)  # another check: the open incident posts nothing new
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 10)
+        stderr += (await proc.stderr.read()).decode()
+    assert len(hook.requests) == 1 and TOKEN in hook.requests[0]
+    assert "HTTP 404 no route for /api/webhooks/123/***" in stderr and TOKEN not in stderr
