@@ -22,11 +22,12 @@ from discord.ext import commands
 
 from bot import __version__
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
-from bot.console import ConsoleSink, RateLimiter, WebhookFallback
+from bot.console import ConsoleSink, RateLimiter, WebhookFallback, WebhookTransport
 from bot.monitor import AlertSink, Monitor
 from bot.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
 from bot.probe import Prober, make_http_client
 from bot.recovery import RecoveryOperator
+from bot.redact import install_log_filter
 from bot.store import Store, open_store
 
 log = logging.getLogger("pgrst_ops")
@@ -207,7 +208,8 @@ class DiscordSink:
         self, bot: commands.Bot, channel_id: int | None, webhook: WebhookFallback, guard: StoreGuard, timeout_s: float
     ) -> None:
         self.transport = DiscordTransport(bot, channel_id, webhook)
-        self.outbox = Outbox(guard, self.transport, timeout_s=timeout_s)
+        fallback = WebhookTransport(webhook) if webhook.url is not None else None  # when the channel keeps failing
+        self.outbox = Outbox(guard, self.transport, timeout_s=timeout_s, fallback=fallback)
 
     async def post_alert(
         self, env: str, payload: dict[str, Any], *, restart_url: str | None, incident_id: int | None = None
@@ -395,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    install_log_filter()  # no secret in any log line, whoever logs it
     logging.getLogger("discord").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:

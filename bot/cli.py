@@ -11,9 +11,10 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import NoReturn, TextIO, cast
 
 import httpx
 
@@ -33,6 +34,7 @@ from bot.escalation import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical
 from bot.monitor import first_signal
 from bot.probe import EnvReport, Prober, make_http_client
 from bot.recovery import Outcome, RecoveryOperator, RecoveryResult, RecoveryStep, StepKind, StepListener
+from bot.redact import install_log_filter, scrub
 from bot.schema_version import SchemaVersionReport, check_target_schema_version
 from bot.store import MEMORY, StoreError, open_store
 from bot.verdicts import info
@@ -43,9 +45,7 @@ RULE = "─" * 70
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pgrst-ops", description="Probe and recover PostgREST schema caches (Supabase REST)."
-    )
+    parser = _Parser(prog="pgrst-ops", description="Probe and recover PostgREST schema caches (Supabase REST).")
     parser.add_argument("--config", help="config file (default: $PGRST_OPS_CONFIG, else ./config.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="probe environments; exit 0 only if all are healthy")
@@ -403,11 +403,59 @@ def _print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_st
         out.write(f"\n  {title}:\n    {text}\n")
 
 
+class UsageError(Exception):
+    """A command line argparse refused; `key` is the option concerned (e.g. --env), when there is one."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises UsageError instead of printing and exiting, so main can answer in the format asked for."""
+
+    def error(self, message: str) -> NoReturn:
+        option = re.search(r"(--[A-Za-z][\w-]*)", message)
+        raise UsageError(message, option.group(1) if option else None)
+
+
+class _Scrubbed:
+    """A text stream that never prints a secret (every value read from the config is scrubbed)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(scrub(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _fail(message: str, key: str | None, *, as_json: bool, out: TextIO, err: TextIO, usage: str = "") -> int:
+    """A usage or configuration error: one JSON document on stdout with --json (a pipeline's file is never
+    empty), else one line on stderr. Exit 2 either way."""
+    if as_json:
+        out.write(json.dumps({"error": message, "key": key}, ensure_ascii=False) + "\n")
+    else:
+        err.write(f"{usage}pgrst-ops: {message}\n")
+    return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
-    args = build_parser().parse_args(argv)
+    out = cast(TextIO, _Scrubbed(out or sys.stdout))
+    err = cast(TextIO, _Scrubbed(err or sys.stderr))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        # asked for JSON? Read from the words themselves (argparse accepts any unambiguous prefix of --json)
+        as_json = any(len(word) >= 3 and "--json".startswith(word) for word in argv)
+        return _fail(f"usage error: {exc}", exc.key, as_json=as_json, out=out, err=err, usage=parser.format_usage())
+    as_json = args.json
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=err)
+    install_log_filter()
     try:
         settings = load_settings(args.config)
         if args.command in ("check", "drift"):
@@ -415,15 +463,15 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         else:
             targets = resolve_targets(settings, [args.env])
     except ConfigError as exc:
-        err.write(f"pgrst-ops: configuration error: {exc}\n")
-        return EXIT_USAGE
+        return _fail(f"configuration error: {exc}", exc.key, as_json=as_json, out=out, err=err)
     if args.command == "check":
         return asyncio.run(run_check(settings, targets, as_json=args.json, verbose=args.verbose, out=out))
     if args.command == "drift":
         return asyncio.run(run_drift(settings, targets, as_json=args.json, per_object=args.per_object, out=out))
-    if (args.retries is not None and args.retries < 1) or (args.delay is not None and args.delay <= 0):
-        err.write("pgrst-ops: --retries must be >= 1 and --delay > 0\n")
-        return EXIT_USAGE
+    if args.retries is not None and args.retries < 1:
+        return _fail("usage error: --retries must be >= 1", "--retries", as_json=as_json, out=out, err=err)
+    if args.delay is not None and args.delay <= 0:
+        return _fail("usage error: --delay must be > 0", "--delay", as_json=as_json, out=out, err=err)
     return asyncio.run(
         run_fix(
             settings,

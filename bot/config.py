@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from bot.identifiers import check_identifier, display_part, parse_qualified
+from bot.redact import register
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 CONFIG_PATH_ENV = "PGRST_OPS_CONFIG"
@@ -34,7 +35,14 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 class ConfigError(Exception):
-    """A configuration problem, worded for the operator (the key path and what is wrong)."""
+    """A configuration problem, worded for the operator (the key path and what is wrong).
+
+    `key` is the dotted path of the offending key when there is one (for `--json` error documents).
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class _Strict(BaseModel):
@@ -52,7 +60,8 @@ class SecretRef(_Strict):
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' (variable name) or 'file' (path)")
         if self.env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.env):
-            raise ValueError(f"'env' must be an environment variable name, got {self.env!r}")
+            # never echoed: what was written there may be the secret itself (a DSN or a key pasted inline)
+            raise ValueError("'env' must be the name of an environment variable (letters, digits, _), not a value")
         return self
 
     def describe(self) -> str:
@@ -67,6 +76,7 @@ class SecretRef(_Strict):
                 value = self.file.read_text(encoding="utf-8").strip()
             except OSError:
                 return None
+        register(value)  # from now on no log line, message or output can show it
         return SecretStr(value) if value else None
 
 
@@ -361,7 +371,7 @@ class Settings(_Strict):
         unknown = [n for n in names if n not in self.environments]
         if unknown:
             known = ", ".join(sorted(self.environments))
-            raise ConfigError(f"unknown environment {unknown[0]!r} (configured: {known})")
+            raise ConfigError(f"unknown environment {unknown[0]!r} (configured: {known})", key="environments")
         return {n: self.environments[n] for n in dict.fromkeys(names)}
 
 
@@ -406,7 +416,9 @@ def resolve_secrets(
             continue
         secret = ref.read(environ)
         if secret is None:
-            raise ConfigError(f"environments.{name}.{key}: {ref.describe()} is not set or empty")
+            raise ConfigError(
+                f"environments.{name}.{key}: {ref.describe()} is not set or empty", key=f"environments.{name}.{key}"
+            )
         values[key] = secret
     return EnvSecrets(**values)
 
@@ -438,7 +450,8 @@ def parse_settings(data: Any, source: str = "config") -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{source}: {_format_validation_error(err)}") from None
+        first = ".".join(str(p) for p in err.errors()[0]["loc"]) if err.errors() else None
+        raise ConfigError(f"{source}: {_format_validation_error(err)}", key=first or None) from None
 
 
 def default_config_path() -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import sys
 import time
@@ -15,10 +14,8 @@ from typing import Any, TextIO
 import httpx
 from pydantic import SecretStr
 
-from bot.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
+from bot.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard, pending_nonce
 from bot.webhook import post_webhook
-
-log = logging.getLogger(__name__)
 
 
 def payload_text(payload: dict[str, Any]) -> str:
@@ -67,7 +64,10 @@ class RateLimiter:
 
 
 class WebhookFallback:
-    """Posts payloads to the Discord webhook when one is configured, queued under its rate limits; never raises."""
+    """Posts payloads to the Discord webhook when one is configured, queued under its rate limits.
+
+    A failed post raises DeliveryError (transient or not, as post_webhook found); the outbox logs it once.
+    """
 
     def __init__(self, client: httpx.AsyncClient, url: SecretStr | None, limiter: RateLimiter | None = None) -> None:
         self.client = client
@@ -75,13 +75,13 @@ class WebhookFallback:
         self.limiter = limiter or RateLimiter()
 
     async def post(self, payload: dict[str, Any], *, edit_message_id: str | None = None) -> str | None:
+        """The webhook message's id; None when no webhook is configured."""
         if self.url is None:
             return None
         await self.limiter.acquire()
         result = await post_webhook(self.client, self.url, payload, edit_message_id=edit_message_id)
         if not result.ok:
-            log.warning("webhook post failed: %s", result.detail)
-            return None
+            raise DeliveryError(result.detail, transient=not result.permanent)
         return result.message_id or edit_message_id
 
 
@@ -103,9 +103,7 @@ class WebhookTransport:
             message_id = await self.webhook.post(payload, edit_message_id=str(target["webhook_message_id"]))
         else:
             message_id = await self.webhook.post(payload)
-        if message_id is None:
-            raise DeliveryError("the webhook post failed (see the warning above)", transient=True)
-        return {"webhook_message_id": message_id}
+        return {"webhook_message_id": message_id} if message_id else {}
 
 
 class ConsoleSink:
@@ -124,8 +122,8 @@ class ConsoleSink:
         self, env: str, payload: dict[str, Any], *, restart_url: str | None, incident_id: int | None = None
     ) -> Any:
         self._print("CRITICAL", env, payload)
-        result = await self.outbox.send(env, POST, payload)
-        return result if result and result.get("webhook_message_id") else None
+        result = await self.outbox.send(env, POST, payload, {"alert": True, "incident_id": incident_id})
+        return result if result and (result.get("webhook_message_id") or pending_nonce(result)) else None
 
     async def edit_alert(
         self,
@@ -138,11 +136,11 @@ class ConsoleSink:
     ) -> None:
         self._print("UPDATE", env, payload)
         if handle:
-            await self.outbox.send(env, EDIT, payload, {"target": handle})
+            await self.outbox.send(env, EDIT, payload, {"target": handle, "alert": True})
 
     async def resolve_alert(self, env: str, handle: Any, payload: dict[str, Any]) -> None:
-        if handle:
-            await self.outbox.send(env, EDIT, payload, {"target": handle})
+        if handle:  # the final edit: a copy not delivered yet is dropped, its resolved line goes out instead
+            await self.outbox.send(env, EDIT, payload, {"target": handle, "alert": False})
 
     async def post_line(self, env: str, payload: dict[str, Any], *, reply_to: Any = None) -> None:
         self._print("INFO", env, payload)

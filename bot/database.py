@@ -14,10 +14,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 from pydantic import SecretStr
+
+from bot.redact import redact
 
 
 class DatabaseError(Exception):
@@ -53,29 +55,6 @@ class ListenerStatus:
     detail: str
     sessions: tuple[ListenerSession, ...] = ()  # who listens
     pooled_backends: int = 0  # PostgREST sessions whose application_name is a pooler's
-
-
-def dsn_password(dsn: str) -> str | None:
-    try:
-        password = urlsplit(dsn).password
-    except ValueError:
-        password = None
-    if password is None:
-        match = re.search(r"password\s*=\s*(\S+)", dsn)
-        password = match.group(1).strip("'\"") if match else None
-    return unquote(password) if password else None
-
-
-def redact(text: str, dsn: str) -> str:
-    """Remove the DSN and its password from a message, in any encoding we know of."""
-    secrets = {dsn}
-    password = dsn_password(dsn)
-    if password:
-        secrets |= {password, quote(password, safe="")}
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def dsn_target(dsn: str) -> str:

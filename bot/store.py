@@ -10,9 +10,12 @@ Callers treat every StoreError as "the store is unavailable": probing and alerti
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import logging
 import sqlite3
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -192,22 +195,56 @@ class AuditEntry:
     outcome: str
 
 
+# SQLite's primary result codes (sqlite3.Error.sqlite_errorname) and errno values, by the cause they name.
+_CAUSES: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({"SQLITE_FULL", "ENOSPC", "EDQUOT"}), "disk full (or the file reached its size limit)"),
+    (
+        frozenset({"SQLITE_READONLY", "SQLITE_PERM", "EROFS", "EACCES", "EPERM"}),
+        "read-only: the file, its directory or its file system cannot be written",
+    ),
+    (frozenset({"SQLITE_CANTOPEN"}), "cannot open the file"),
+    (frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"}), "locked by another process"),
+    (frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"}), "corrupt, or not an SQLite database"),
+    (frozenset({"SQLITE_IOERR"}), "disk I/O error"),
+)
+
+
+def _cause_code(err: BaseException) -> str:
+    if isinstance(err, sqlite3.Error):
+        name = getattr(err, "sqlite_errorname", "") or ""
+        return "_".join(name.split("_")[:2])  # the primary code: SQLITE_READONLY_DIRECTORY -> SQLITE_READONLY
+    if isinstance(err, OSError) and err.errno is not None:
+        return errno.errorcode.get(err.errno, "")
+    return ""
+
+
 def _describe(err: BaseException) -> str:
-    text = str(err)
-    lowered = text.lower()
+    """The real cause first (disk full, read-only, locked, corrupt), then SQLite's or the OS's own words."""
+    code = _cause_code(err)
+    text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    for codes, cause in _CAUSES:
+        if code in codes:
+            return f"{cause} ({text})"
+    lowered = text.lower()  # an error without a code (older SQLite, a wrapped error)
     if "locked" in lowered or "busy" in lowered:
-        return f"database is locked by another process ({text})"
+        return f"locked by another process ({text})"
     if "disk" in lowered and "full" in lowered:
         return f"disk full ({text})"
-    if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
-        return f"the file is corrupt or not an SQLite database ({text})"
-    if "unable to open" in lowered or "readonly" in lowered or "read-only" in lowered:
-        return f"cannot write the file ({text})"
+    if "not a database" in lowered or "malformed" in lowered:
+        return f"corrupt, or not an SQLite database ({text})"
+    if "readonly" in lowered or "read-only" in lowered:
+        return f"read-only: the file, its directory or its file system cannot be written ({text})"
     return f"{type(err).__name__}: {text}"
 
 
-def migrate(conn: sqlite3.Connection, upto: int = SCHEMA_VERSION) -> int:
-    """Apply the migrations after the file's version, up to `upto`; return the version now in the file."""
+def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
+    """Apply the migrations after the file's version, up to `upto` (all); return the version now in the file.
+
+    Each migration is one transaction. When a statement fails, that error is the one raised: SQLite may
+    already have rolled the transaction back by itself (disk full does), and a failing ROLLBACK must not
+    replace the real cause with "cannot rollback - no transaction is active".
+    """
+    upto = len(MIGRATIONS) if upto is None else upto
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)")
     row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
     current = int(row[0] or 0)
@@ -222,7 +259,9 @@ def migrate(conn: sqlite3.Connection, upto: int = SCHEMA_VERSION) -> int:
             conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version, ts(now())))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
         current = version
     return current
@@ -244,6 +283,22 @@ class Store:
         return self
 
     def _open(self) -> None:
+        try:
+            self._connect()
+        except sqlite3.Error as err:
+            if _cause_code(err) == "SQLITE_CANTOPEN" and self.path != MEMORY:
+                self._probe_directory(err)
+            raise
+
+    def _probe_directory(self, err: sqlite3.Error) -> None:
+        """SQLite says only "unable to open": a file created beside it tells why (read-only, disk full, ...)."""
+        try:
+            with tempfile.TemporaryFile(dir=Path(self.path).parent):
+                pass
+        except OSError as cause:
+            raise cause from err
+
+    def _connect(self) -> None:
         if self.path != MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
@@ -318,6 +373,8 @@ class Store:
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"not incident fields: {sorted(unknown)}")
+        if not fields:
+            return
         values = []
         for value in fields.values():
             if isinstance(value, datetime):
@@ -419,6 +476,24 @@ class Store:
             "UPDATE outbox SET sent_at = ?, result = ? WHERE id = ?",
             (ts(now()), json.dumps(result), row_id),
         )
+
+    async def outbox_update(self, row_id: int, payload: dict[str, Any], meta: dict[str, Any]) -> None:
+        """A queued post takes the payload of a later edit of it (it has not gone out yet)."""
+        await self.call(
+            self._exec,
+            "UPDATE outbox SET payload = ?, meta = ? WHERE id = ? AND sent_at IS NULL",
+            (json.dumps(payload), json.dumps(meta), row_id),
+        )
+
+    async def outbox_result(self, nonce: str) -> dict[str, Any] | None:
+        """Where a finished row landed (None while it is pending or unknown)."""
+
+        def run() -> dict[str, Any] | None:
+            row = self._exec("SELECT result FROM outbox WHERE nonce = ? AND sent_at IS NOT NULL", (nonce,)).fetchone()
+            value = json.loads(row["result"]) if row and row["result"] else None
+            return value if isinstance(value, dict) else None
+
+        return await self.call(run)
 
     async def outbox_pending(self) -> list[OutboxRow]:
         def run() -> list[OutboxRow]:

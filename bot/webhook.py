@@ -1,4 +1,8 @@
-"""Post a message payload to a Discord webhook, honouring 429 retry_after; the URL never leaks."""
+"""Post a message payload to a Discord webhook, honouring 429 retry_after; the URL never leaks.
+
+A 4xx other than 429 is permanent (wrong or deleted webhook, a payload Discord refuses): it is not retried.
+5xx, 429, timeouts and network errors are retried here, then by the outbox.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
+
+from bot.redact import register, scrub, scrub_payload
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +27,7 @@ class WebhookResult:
     status: int | None
     detail: str
     message_id: str | None = None
+    permanent: bool = False  # trying again cannot help (4xx other than 429, malformed URL)
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -47,6 +54,8 @@ async def post_webhook(
 ) -> WebhookResult:
     """POST with ?wait=true so Discord confirms (or PATCH a message it sent); retry 429, 5xx, timeouts."""
     raw = url.get_secret_value()
+    register(raw)  # the URL and its token part are scrubbed from every log line and message from now on
+    payload = scrub_payload(payload)
     base, _, query = raw.partition("?")
     if edit_message_id is not None:
         method, target = "PATCH", f"{base.rstrip('/')}/messages/{edit_message_id}" + (f"?{query}" if query else "")
@@ -62,7 +71,7 @@ async def post_webhook(
             continue
         except (httpx.InvalidURL, ValueError, TypeError) as err:
             # Their text quotes the URL, which is the secret: name the problem only.
-            return WebhookResult(False, None, f"webhook URL is malformed ({type(err).__name__})")
+            return WebhookResult(False, None, f"webhook URL is malformed ({type(err).__name__})", permanent=True)
         if 200 <= response.status_code < 300:
             try:
                 message_id = str(response.json().get("id")) if response.content else None
@@ -82,6 +91,7 @@ async def post_webhook(
             message = str(response.json().get("message", ""))[:200]
         except ValueError:
             message = ""
-        detail = f"webhook rejected the post: HTTP {response.status_code} {message}".strip()
-        return WebhookResult(False, response.status_code, detail.replace(raw, "<webhook>"))
+        # Proxies echo the request path (the token) in their errors: scrubbed.
+        detail = scrub(f"webhook rejected the post: HTTP {response.status_code} {message}".strip(), (raw,))
+        return WebhookResult(False, response.status_code, detail, permanent=True)
     return last

@@ -256,3 +256,50 @@ async def test_check_shows_the_schema_version_guard(make_stack, tmp_path):
     assert "Schema version: ❌ run_migrations" in ahead.stdout and "20261115000000" in ahead.stdout
     same = await acli(config, "check", "--json", env={**stack.env_vars, "APP_SCHEMA_VERSION": "20261115000000"})
     assert json.loads(same.stdout)["environments"][0]["schema_version"]["status"] == "compatible"
+
+
+async def test_json_errors_are_one_json_document_on_stdout_with_the_key(make_stack, tmp_path):
+    stack = make_stack()
+    config = write_config(tmp_path / "c.yaml", {"prod": stack.env_config()})
+    cases = [
+        (("fix", "--env", "prod", "--json"), {}, "environments.prod.database_dsn"),  # the DSN variable is not set
+        (("check", "--env", "nope", "--json"), stack.env_vars, "environments"),
+        (("fix", "--json"), stack.env_vars, "--env"),  # argparse refuses: --env is required
+        (("fix", "--env", "prod", "--retries", "0", "--json"), stack.env_vars, "--retries"),
+        (("check", "--json", "--no-such-flag"), stack.env_vars, "--no-such-flag"),
+    ]
+    for args, env, key in cases:
+        proc = await acli(config, *args, env={f"DSN_{stack.db.upper()}": "", **env})
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        doc = json.loads(proc.stdout)  # exactly one document, nothing else on stdout
+        assert set(doc) == {"error", "key"} and doc["key"] == key and doc["error"], (args, doc)
+        assert "Traceback" not in proc.stderr
+    missing = await acli(tmp_path / "absent.yaml", "check", "--json")
+    assert missing.returncode == 2 and json.loads(missing.stdout)["key"] is None
+    assert "config file not found" in json.loads(missing.stdout)["error"]
+    pasted = write_config(
+        tmp_path / "p.yaml", {"prod": stack.env_config(database_dsn={"env": stack.dsn("ops", CANARY)})}
+    )
+    leak = await acli(pasted, "check", "--json")  # a DSN pasted where the variable's name belongs
+    assert leak.returncode == 2 and json.loads(leak.stdout)["key"] == "environments.prod.database_dsn"
+    assert CANARY not in leak.stdout + leak.stderr
+    text = await acli(config, "check", "--env", "nope")  # without --json: one line on stderr, stdout empty
+    assert text.returncode == 2 and not text.stdout and "unknown environment 'nope'" in text.stderr
+
+
+async def test_a_secret_in_an_error_never_reaches_the_output(make_stack, tmp_path):
+    stack = make_stack()
+    stack.postgrest.stop()
+
+    async def echo_path(request: web.Request) -> web.Response:  # a proxy that quotes the path in its error
+        return web.json_response({"message": f"no route for {request.path_qs}"}, status=404)
+
+    async with LocalServer.catch_all(echo_path) as base:
+        config = write_config(
+            tmp_path / "c.yaml", {"prod": stack.env_config()}, discord={"webhook_url": {"env": "HOOK"}}
+        )
+        hook = f"{base}/api/webhooks/9/tok-{CANARY}"
+        proc = await acli(config, "fix", "--env", "prod", "--verbose", env={**stack.env_vars, "HOOK": hook})
+    assert proc.returncode == 1 and "Discord alert failed: webhook rejected the post: HTTP 404" in proc.stdout
+    assert "/api/webhooks/9/***" in proc.stdout and "HTTP Request: POST" in proc.stderr  # httpx's line, scrubbed
+    assert CANARY not in proc.stdout + proc.stderr

@@ -10,11 +10,64 @@ import httpx
 from pydantic import SecretStr
 
 from bot.console import ConsoleSink, RateLimiter, WebhookFallback
-from bot.outbox import StoreGuard
+from bot.outbox import FALLBACK_AFTER_S, MAX_RETRY_S, StoreGuard, retry_delay, use_fallback
 from bot.store import Store
 from tests.cogs.conftest import running_bot
 
 MESSAGES = r"/channels/\d+/messages$"
+OUTAGE_S = 30 * 60
+
+
+class FakeClock:
+    """The outbox's clock and sleep: minutes of retries pass in milliseconds."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+class Outage:
+    """The bot's own transport, while the fake Discord answers 503 to every message request until `until`."""
+
+    def __init__(self, inner, fake, clock: FakeClock, until: float) -> None:
+        self.inner, self.fake, self.clock, self.until = inner, fake, clock, until
+
+    async def deliver(self, env, kind, payload, meta, nonce):
+        if self.clock() < self.until:
+            self.fake.fail_next("*", r"/channels/\d+/messages", status=503)
+        return await self.inner.deliver(env, kind, payload, meta, nonce)
+
+
+def discord_down_for(bot, fake, seconds: float) -> FakeClock:
+    outbox = bot.sink.outbox
+    clock = FakeClock()
+    outbox.clock, outbox.sleep = clock, clock.sleep
+    outbox.transport = Outage(outbox.transport, fake, clock, seconds)
+    return clock
+
+
+async def run_for(bot, clock: FakeClock, until: float, schedule: dict[float, list[tuple[str, str]]]) -> None:
+    """Post the scheduled lines at their fake time; the monitor's periodic flush every 30 s in between."""
+    while clock.t < until:
+        for at in [at for at in schedule if at <= clock.t]:
+            for env, text in schedule.pop(at):
+                await bot.sink.post_line(env, {"content": text})
+        await bot.services.monitor.flush_outbox()
+        clock.t += 30
+
+
+SCHEDULE = {
+    0: [("prod", "prod 1"), ("staging", "staging 1")],
+    300: [("prod", "prod 2")],
+    720: [("staging", "staging 2")],
+    1200: [("prod", "prod 3"), ("prod", "prod 4")],
+}
 
 
 def criticals(fake):
@@ -138,3 +191,104 @@ async def test_console_mode_webhook_copies_go_through_the_outbox(fake, tmp_path)
     (message,) = fake.channel_messages(fake.ops_channel_id)  # one post despite the failures, then edited
     assert str(message.id) == handle["webhook_message_id"] and message.content == "✅ resolved"
     assert pending == 0
+
+
+def test_retries_back_off_to_a_cap_and_only_posts_fall_back():
+    assert [retry_delay(n) for n in (1, 2, 3, 4, 5, 50)] == [5, 10, 20, 40, MAX_RETRY_S, MAX_RETRY_S]
+    assert retry_delay(1, retry_after=30) == 30 and retry_delay(1, retry_after=10_000) == MAX_RETRY_S
+    assert not use_fallback("post", None, 1000) and not use_fallback("post", 0, FALLBACK_AFTER_S - 1)
+    assert use_fallback("post", 0, FALLBACK_AFTER_S) and not use_fallback("edit", 0, 10 * FALLBACK_AFTER_S)
+
+
+async def test_discord_down_for_30_minutes_every_message_lands_once_in_order(fake, make_stack, tmp_path):
+    stack = make_stack()
+    db = tmp_path / "incidents.db"
+    envs = {"prod": stack.env_config(), "staging": stack.env_config()}
+    async with running_bot(fake, envs, stack.env_vars, incidents={"store_path": str(db)}) as bot:
+        clock = discord_down_for(bot, fake, OUTAGE_S)
+        await run_for(bot, clock, OUTAGE_S, dict(SCHEDULE))
+        failed = len(fake.requests_to("POST", MESSAGES))
+        assert not fake.channel_messages(fake.ops_channel_id) and await unsent(db) == 6
+        await run_for(bot, clock, OUTAGE_S + 2 * MAX_RETRY_S, {})  # Discord is back
+        attempts = await bot.services.store.call(
+            lambda: bot.services.store.conn.execute("SELECT max(attempts) FROM outbox").fetchone()[0]
+        )
+    contents = [m.content for m in fake.channel_messages(fake.ops_channel_id)]
+    assert sorted(contents) == sorted(t for lines in SCHEDULE.values() for _, t in lines)  # each exactly once
+    assert [c for c in contents if c.startswith("prod")] == ["prod 1", "prod 2", "prod 3", "prod 4"]
+    assert [c for c in contents if c.startswith("staging")] == ["staging 1", "staging 2"]
+    assert failed > 20 and attempts > 20  # the old limit (20 attempts) would have dropped the first ones
+    assert await unsent(db) == 0
+
+
+async def test_a_channel_that_keeps_failing_hands_posts_to_the_webhook_in_order(
+    fake, make_stack, tmp_path, monkeypatch
+):
+    stack = make_stack()
+    monkeypatch.setenv("OPS_HOOK", fake.incoming_webhook_url)
+    envs = {"prod": stack.env_config(), "staging": stack.env_config()}
+    db = tmp_path / "incidents.db"
+    cfg = {"store_path": str(db)}
+    async with running_bot(
+        fake, envs, stack.env_vars, incidents=cfg, discord={"webhook_url": {"env": "OPS_HOOK"}}
+    ) as bot:
+        clock = discord_down_for(bot, fake, OUTAGE_S)
+        schedule = dict(SCHEDULE)
+        await run_for(bot, clock, FALLBACK_AFTER_S - 30, schedule)
+        assert not fake.webhook_posts  # a short hiccup is waited out on the channel
+        await run_for(bot, clock, OUTAGE_S, schedule)
+        assert await unsent(db) == 0  # all out during the outage, none waited for its end
+        posted = [p["content"] for p in fake.webhook_posts]
+        await run_for(bot, clock, OUTAGE_S + 60, {OUTAGE_S: [("prod", "prod 5")]})  # the channel works again
+    assert sorted(posted) == sorted(t for lines in SCHEDULE.values() for _, t in lines)
+    assert [c for c in posted if c.startswith("prod")] == ["prod 1", "prod 2", "prod 3", "prod 4"]
+    messages = fake.channel_messages(fake.ops_channel_id)
+    assert [m.content for m in messages] == [*posted, "prod 5"]  # nothing twice
+    assert len(fake.webhook_posts) == len(posted) and not messages[-1].webhook_id  # back on the channel
+
+
+async def test_an_incident_resolved_before_discord_came_back_posts_only_its_resolved_line(fake, make_stack, tmp_path):
+    stack = make_stack()
+    stack.postgrest.stop()
+    db = tmp_path / "incidents.db"
+    envs = {"prod": stack.env_config(auto_recover=False)}
+    async with running_bot(fake, envs, stack.env_vars, incidents={"store_path": str(db)}) as bot:
+        clock = discord_down_for(bot, fake, 600)
+        monitor = bot.services.monitor
+        await monitor.check("prod")
+        await monitor.check("prod")  # the CRITICAL: Discord answers 503, it waits in the outbox
+        assert len(fake.requests_to("POST", MESSAGES)) >= 1 and not fake.channel_messages(fake.ops_channel_id)
+        stack.postgrest.start()
+        await stack.wait_for_code("first judgment")  # PostgREST answers again
+        await monitor.check("prod")  # resolved while the CRITICAL was never seen
+        await run_for(bot, clock, 600 + 2 * MAX_RETRY_S, {})
+        (incident,) = await bot.services.store.recent_incidents("prod")
+    (line,) = fake.channel_messages(fake.ops_channel_id)
+    assert line.content.startswith("✅ PostgREST PROD resolved after") and not line.embeds
+    assert incident.resolved_at is not None and await unsent(db) == 0
+
+
+async def test_an_alert_acknowledged_while_undelivered_goes_out_once_acknowledged_then_resolves(
+    fake, make_stack, tmp_path
+):
+    stack = make_stack()
+    stack.postgrest.stop()
+    envs = {"prod": stack.env_config(auto_recover=False)}
+    async with running_bot(fake, envs, stack.env_vars, incidents={"store_path": str(tmp_path / "i.db")}) as bot:
+        clock = discord_down_for(bot, fake, 600)
+        monitor = bot.services.monitor
+        await monitor.check("prod")
+        await monitor.check("prod")  # the CRITICAL waits in the outbox
+        incident_id = monitor.incident_for("prod").incident_id
+        await monitor.acknowledge(incident_id, "alice")  # an edit of a message nobody has seen yet
+        await run_for(bot, clock, 600 + 2 * MAX_RETRY_S, {})
+        (alert,) = fake.channel_messages(fake.ops_channel_id)
+        assert "Acknowledged by alice" in alert.content and "CRITICAL" in alert.embed_text()
+        assert alert.edits == 0 and {b["custom_id"] for b in alert.buttons() if "custom_id" in b}
+        stack.postgrest.start()
+        await stack.wait_for_code("first judgment")
+        await monitor.check("prod")  # the alert landed: resolving edits it, as always
+        await fake.wait_for(
+            lambda: "RESOLVED" in alert.embed_text() and len(fake.channel_messages(alert.channel_id)) == 2
+        )
+    assert len(fake.requests_to("POST", MESSAGES)) > 3 and alert.edits == 1
