@@ -546,7 +546,8 @@ def _check_empty_value(where: str, key: str, key_node: yaml.Node, value_node: ya
     if not (isinstance(value_node, yaml.ScalarNode) and value_node.tag == _NULL_TAG and value_node.value == ""):
         return
     mark = key_node.end_mark
-    if not _COMMENT_AS_VALUE_RE.match(lines[mark.line][mark.column :]):
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    if not _COMMENT_AS_VALUE_RE.match(line[mark.column :]):
         return
     if key.endswith("channel_id"):
         hint = "give the channel's numeric id (Discord: right-click the channel, Copy Channel ID), not #name"

@@ -53,16 +53,19 @@ class GzipBomb:
         yield b"\x01\x00\x00\xff\xff" + struct.pack("<II", _crc_of_zeros(self.pieces), self.decoded_bytes % 2**32)
 
 
-def gzip_bomb_server(bomb: GzipBomb, *, hits: list[tuple[str, str | None]] | None = None) -> LocalServer:
-    """Answers every request with the bomb (200, JSON, gzip); `hits` collects (path, Accept-Encoding)."""
+Hit = tuple[str, str, dict[str, str]]  # method, path with query, headers
+
+
+def gzip_bomb_server(bomb: GzipBomb, *, hits: list[Hit] | None = None) -> LocalServer:
+    """Answers every request with the bomb (200, JSON, gzip); `hits` collects the requests."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         if hits is not None:
-            hits.append((request.path, request.headers.get("Accept-Encoding")))
+            hits.append((request.method, request.path_qs, dict(request.headers)))
         response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
         response.content_length = bomb.wire_bytes
-        await response.prepare(request)
         try:
+            await response.prepare(request)
             for chunk in bomb.chunks():
                 await response.write(chunk)
             await response.write_eof()
