@@ -18,7 +18,8 @@ from aiohttp import web
 
 from bot.drift import DriftStatus, check_drift
 from bot.httpread import BoundedDecoder, send_capped
-from bot.probe import make_http_client
+from bot.probe import Prober, make_http_client
+from bot.verdicts import Verdict
 from tests.conftest import build_settings, targets_for, write_config
 from tests.support.gzipbomb import GIB, GzipBomb, Hit, gzip_bomb_server
 from tests.support.localhttp import LocalServer
@@ -103,13 +104,17 @@ async def test_small_compressed_answer_is_read_whole():
     assert answer.body == BODY and not answer.truncated
 
 
-async def test_brotli_answer_is_a_decoding_error_not_garbage():
+async def test_brotli_answer_is_a_decoding_error_and_the_probe_says_unexpected():
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=b"\x1b\x03\x00\xf8\xa5\x02", headers={"Content-Encoding": "br"})
 
     async with LocalServer.catch_all(handler) as url, make_http_client() as client:
         with pytest.raises(httpx.DecodingError, match="'br'"):
             await send_capped(client, client.build_request("GET", url), 1024)
+        settings = build_settings({"dev": {"rest_url": url, "probe_tables": ["t"]}})
+        (report,) = await Prober(client).probe_many(targets_for(settings, {}))
+    assert report.verdict is Verdict.UNEXPECTED
+    assert all(c.verdict is Verdict.UNEXPECTED for c in report.checks)
 
 
 def cli_check_peak_rss_kb(config: Path) -> tuple[int, dict, float]:
