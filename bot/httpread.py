@@ -36,8 +36,12 @@ class _Inflater:
         )
         self._pending = b""
 
+    @property
+    def eof(self) -> bool:
+        return self._obj is not None and self._obj.eof
+
     def feed(self, data: bytes) -> None:
-        if self._obj is None or not self._obj.eof:  # bytes after the end of the stream are ignored, as httpx does
+        if not self.eof:  # bytes after the end of the stream are ignored, as httpx does
             self._pending += data
 
     def _start(self) -> zlib._Decompress | None:
@@ -81,6 +85,11 @@ class BoundedDecoder:
         self._stages = [_Inflater(e) for e in reversed(names)]
         self._raw = b""
 
+    @property
+    def finished(self) -> bool:
+        """The stream holding the body itself ended: whatever follows is junk, not worth reading."""
+        return bool(self._stages) and self._stages[-1].eof
+
     def feed(self, data: bytes) -> None:
         if self._stages:
             self._stages[0].feed(data)
@@ -97,8 +106,8 @@ class BoundedDecoder:
         stage = self._stages[index]
         while True:
             out = stage.read(max_length)
-            if out or index == 0:
-                return out
+            if out or index == 0 or stage.eof:
+                return out  # at eof, pulling more from upstream would only inflate junk
             upstream = self._read_stage(index - 1, _STEP_BYTES)
             if not upstream:
                 return b""
@@ -119,6 +128,8 @@ async def read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
             if size > cap:
                 body.truncate(cap)
                 return body.getvalue(), True
+        if decoder.finished:
+            break
     return body.getvalue(), False
 
 

@@ -45,6 +45,8 @@ ENCODED = [
     ("gzip applied twice", "gzip, gzip", gzip.compress(gzip.compress(BODY))),
     ("upper case, identity listed", "identity, GZIP", gzip.compress(BODY)),
     ("no encoding", "", BODY),
+    ("junk after the stream", "gzip", gzip.compress(BODY) + b"junk" * 1000),
+    ("junk after the inner stream", "gzip, gzip", gzip.compress(gzip.compress(BODY) + b"\0" * 10_000_000)),
 ]
 
 
@@ -52,6 +54,17 @@ ENCODED = [
 def test_decoder_round_trips_whatever_the_chunking(encoding, data):
     assert decode_all(BoundedDecoder(encoding), data) == BODY
     assert decode_all(BoundedDecoder(encoding), data, feed=len(data), step=1 << 20) == BODY
+
+
+def test_decoder_is_finished_at_the_end_of_the_body_whatever_follows():
+    decoder = BoundedDecoder("gzip, gzip")
+    decoder.feed(gzip.compress(gzip.compress(BODY) + bytes(200_000_000)))
+    started = time.perf_counter()
+    out = bytearray()
+    while piece := decoder.read(1 << 20):
+        out += piece
+    assert out == BODY and decoder.finished
+    assert time.perf_counter() - started < 0.1  # the 200 MB of junk after the body are not inflated
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "gzip, gzip"])
