@@ -38,6 +38,8 @@ ENVS = 4
 PROBE_SWEEPS = 6
 DRIFT_READS = 3
 TARGET_MB = 100.0
+STOP_WAIT_S = 30.0
+NOTES: list[str] = []
 
 
 # ------------------------------------------------------------------------------ the previous reader ("before")
@@ -107,6 +109,18 @@ def start_bot(reader: str, config: Path, dsn: str) -> subprocess.Popen[bytes]:
     )
 
 
+async def stop_bot(proc: subprocess.Popen[bytes]) -> bool:
+    """SIGTERM, waited for without blocking this loop (the servers the bot is still talking to run in it)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.to_thread(proc.wait), STOP_WAIT_S)
+        return True
+    except TimeoutError:
+        proc.kill()
+        await asyncio.to_thread(proc.wait)
+        return False
+
+
 async def run_bot(mode: str, dsn: str, tmp: Path) -> tuple[float, float, float]:
     """One bot process with 4 environments: (peak RSS MB, final RSS MB, seconds until enough sweeps)."""
     reader = "before" if mode == "bomb, before" else "after"
@@ -156,8 +170,9 @@ async def run_bot(mode: str, dsn: str, tmp: Path) -> tuple[float, float, float]:
             seconds = time.monotonic() - started
             peak, final = proc_status_mb(proc.pid, "VmHWM"), proc_status_mb(proc.pid, "VmRSS")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(15)
+            stopped = await stop_bot(proc)
+            if not stopped:
+                NOTES.append(f"{mode}: the bot did not exit within {STOP_WAIT_S:g} s of SIGTERM (killed)")
     finally:
         for s in servers:
             await s.__aexit__(None, None, None)
@@ -195,7 +210,10 @@ async def main(runs: int) -> None:
         )
     added = med("bomb, after", 0) - idle_peak
     verdict = "met" if added <= TARGET_MB else "MISSED"
-    print(f"target: {ENVS} bomb environments add <= {TARGET_MB:.0f} MB to the idle bot's peak RSS: {verdict}\n")
+    print(f"target: {ENVS} bomb environments add <= {TARGET_MB:.0f} MB to the idle bot's peak RSS: {verdict}")
+    for note in NOTES:
+        print(f"NOTE: {note}")
+    print()
 
 
 if __name__ == "__main__":
