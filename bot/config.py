@@ -11,15 +11,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AllowInfNan,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
@@ -31,7 +33,19 @@ from bot.redact import register
 DEFAULT_CONFIG_PATH = "config.yaml"
 CONFIG_PATH_ENV = "PGRST_OPS_CONFIG"
 
-ENV_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+# Not starting with '-': `--env -h` would be read as an option, so such an environment could never be selected.
+ENV_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
+ENV_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A config file is a few KB; these bound what a hostile or broken one can cost before validation.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_NESTING = 16  # the deepest real key (environments.<env>.maintenance.<n>.start) is 5 levels down
+MAX_NODES = 100_000  # YAML aliases count each time they are used: no "billion laughs"
+MAX_ERRORS_SHOWN = 5
+DAY_S = 86_400
+
+# YAML numbers only: `true` is not 1, quoted text is not a number, and inf/nan are no amount of anything.
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+Count = Annotated[int, Strict()]
 
 
 class ConfigError(Exception):
@@ -45,6 +59,12 @@ class ConfigError(Exception):
         self.key = key
 
 
+INLINE_SECRET_HINT = (
+    "never write the secret itself here: put it in an environment variable and write {env: VARIABLE} "
+    "(or in a file: {file: /path/to/file})"
+)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,14 +75,35 @@ class SecretRef(_Strict):
     env: str | None = Field(default=None, description="name of an environment variable")
     file: Path | None = Field(default=None, description="path of a file holding the secret")
 
+    # Never quote what was written here: a secret pasted in place of a reference would be printed.
+    @model_validator(mode="before")
+    @classmethod
+    def _a_reference(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            raise ValueError(INLINE_SECRET_HINT)
+        if not isinstance(data, dict):
+            raise ValueError("expected {env: VARIABLE} or {file: /path/to/file}")
+        if set(data) - {"env", "file"}:
+            raise ValueError("a secret reference takes only 'env' (variable name) or 'file' (path)")
+        return data
+
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' (variable name) or 'file' (path)")
-        if self.env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.env):
-            # never echoed: what was written there may be the secret itself (a DSN or a key pasted inline)
-            raise ValueError("'env' must be the name of an environment variable (letters, digits, _), not a value")
+        if self.env is not None and not ENV_VAR_RE.fullmatch(self.env):
+            raise ValueError(
+                f"'env' takes the name of an environment variable (letters, digits, '_'); {INLINE_SECRET_HINT}"
+            )
         return self
+
+    @field_validator("file", mode="before")
+    @classmethod
+    def _a_path(cls, value: Any) -> Any:
+        # Checked before Path() normalises `postgresql://` to `postgresql:/`; describe() prints the path.
+        if isinstance(value, str) and ("://" in value or "password=" in value.lower()):
+            raise ValueError(f"'file' takes a path, not a URL or DSN; {INLINE_SECRET_HINT}")
+        return value
 
     def describe(self) -> str:
         return f"environment variable {self.env}" if self.env else f"file {self.file}"
@@ -154,21 +195,22 @@ class ProbeFunction(_ProbeObject):
 
 
 class Timeouts(_Strict):
-    connect_s: float = Field(default=3.0, gt=0, le=60)
-    read_s: float = Field(default=5.0, gt=0, le=120)
+    connect_s: Number = Field(default=3.0, ge=0.1, le=60)
+    read_s: Number = Field(default=5.0, ge=0.1, le=120)
     # Whole-environment budget: a hung environment reports `timeout` after this, never later.
-    total_s: float = Field(default=10.0, gt=0, le=300)
+    total_s: Number = Field(default=10.0, ge=0.1, le=300)
 
 
 class KpiThresholds(_Strict):
     """The reload runbook's KPIs (RUN-002): target and alert threshold, in milliseconds."""
 
-    notify_target_ms: float = Field(default=50, gt=0)
-    notify_alert_ms: float = Field(default=200, gt=0)
-    reload_target_ms: float = Field(default=2000, gt=0)
-    reload_alert_ms: float = Field(default=5000, gt=0)
-    api_after_reload_target_ms: float = Field(default=100, gt=0)
-    api_after_reload_alert_ms: float = Field(default=500, gt=0)
+    # Up to 10 minutes: a reload that takes longer is an outage, not a KPI.
+    notify_target_ms: Number = Field(default=50, gt=0, le=600_000)
+    notify_alert_ms: Number = Field(default=200, gt=0, le=600_000)
+    reload_target_ms: Number = Field(default=2000, gt=0, le=600_000)
+    reload_alert_ms: Number = Field(default=5000, gt=0, le=600_000)
+    api_after_reload_target_ms: Number = Field(default=100, gt=0, le=600_000)
+    api_after_reload_alert_ms: Number = Field(default=500, gt=0, le=600_000)
 
 
 class SchemaVersionGuard(_Strict):
@@ -194,7 +236,7 @@ class MaintenanceWindow(_Strict):
 
     weekday: str = Field(description="mon, tue, wed, thu, fri, sat or sun")
     start: str = Field(description="local start time, HH:MM")
-    duration_min: float = Field(gt=0, le=7 * 24 * 60)
+    duration_min: Number = Field(ge=1, le=7 * 24 * 60)
     timezone: str = "UTC"
     reason: str = "scheduled maintenance"
 
@@ -294,14 +336,14 @@ class EnvironmentConfig(_Strict):
 
 
 class RecoveryConfig(_Strict):
-    retries: int = Field(default=3, ge=1, le=100)
-    delay_s: float = Field(default=3.0, gt=0, le=600)
-    first_backoff_ms: int = Field(default=50, ge=10, le=10_000)
-    max_backoff_ms: int = Field(default=1000, ge=10, le=60_000)
-    max_reloads: int = Field(default=3, ge=1, le=100, description="reloads allowed per window")
-    reload_window_s: int = Field(default=600, ge=10, le=86_400)
-    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
-    db_command_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    retries: Count = Field(default=3, ge=1, le=100)
+    delay_s: Number = Field(default=3.0, ge=0.1, le=600)
+    first_backoff_ms: Count = Field(default=50, ge=10, le=10_000)
+    max_backoff_ms: Count = Field(default=1000, ge=10, le=60_000)
+    max_reloads: Count = Field(default=3, ge=1, le=100, description="reloads allowed per window")
+    reload_window_s: Count = Field(default=600, ge=10, le=DAY_S)
+    db_connect_timeout_s: Number = Field(default=5.0, ge=0.1, le=60)
+    db_command_timeout_s: Number = Field(default=5.0, ge=0.1, le=60)
     kpi: KpiThresholds = Field(default_factory=KpiThresholds)
 
     @property
@@ -321,13 +363,20 @@ class DiscordConfig(_Strict):
 
 
 class MonitorConfig(_Strict):
-    interval_s: float = Field(default=60.0, ge=1, le=86_400)
-    failure_threshold: int = Field(default=2, ge=1, le=100)
-    success_threshold: int = Field(default=2, ge=1, le=100)
+    interval_s: Number = Field(default=60.0, ge=1, le=DAY_S)
+    failure_threshold: Count = Field(default=2, ge=1, le=100)
+    success_threshold: Count = Field(default=2, ge=1, le=100)
     # Schema drift (catalog vs what PostgREST serves) is heavier than a probe: run it less often. 0 = off.
-    drift_interval_s: float = Field(default=900.0, ge=0, le=86_400)
+    drift_interval_s: Number = Field(default=900.0, ge=0, le=DAY_S)
     # Drift reads the whole OpenAPI root (2.4 MB at 1,000 tables); above this it checks object by object.
-    drift_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    drift_max_body_bytes: Count = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+
+    @field_validator("drift_interval_s")
+    @classmethod
+    def _off_or_an_interval(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (off) or at least 1 second")
+        return value
 
 
 class IncidentsConfig(_Strict):
@@ -335,15 +384,22 @@ class IncidentsConfig(_Strict):
 
     # SQLite file (created with its directory); ":memory:" keeps nothing across restarts.
     store_path: str = "pgrst-ops.db"
-    reminder_interval_s: float = Field(default=1800.0, ge=0, le=86_400, description="0 = no reminders")
-    silence_button_s: float = Field(default=3600.0, gt=0, le=7 * 86_400)
-    max_silence_s: float = Field(default=7 * 86_400, gt=0)
-    flap_flips: int = Field(default=4, ge=2, le=1000, description="more flips than this within the window = flapping")
-    flap_window_s: float = Field(default=900.0, gt=0, le=86_400)
-    send_timeout_s: float = Field(default=15.0, gt=0, le=120)
-    outbox_retry_s: float = Field(default=30.0, gt=0, le=3600, description="how often unsent messages are retried")
-    webhook_per_2s: int = Field(default=5, ge=1, le=50)
-    webhook_per_min: int = Field(default=30, ge=1, le=500)
+    # No lower bound beyond 0 (off): the bot's own tests remind every 0.3 s.
+    reminder_interval_s: Number = Field(default=1800.0, ge=0, le=DAY_S, description="0 = no reminders")
+    silence_button_s: Number = Field(default=3600.0, ge=60, le=30 * DAY_S)
+    max_silence_s: Number = Field(default=7 * DAY_S, ge=60, le=30 * DAY_S)
+    flap_flips: Count = Field(default=4, ge=2, le=1000, description="more flips than this within the window = flapping")
+    flap_window_s: Number = Field(default=900.0, ge=1, le=DAY_S)
+    send_timeout_s: Number = Field(default=15.0, ge=0.1, le=120)
+    outbox_retry_s: Number = Field(default=30.0, ge=1, le=3600, description="how often unsent messages are retried")
+    webhook_per_2s: Count = Field(default=5, ge=1, le=50)
+    webhook_per_min: Count = Field(default=30, ge=1, le=500)
+
+    @model_validator(mode="after")
+    def _button_within_the_limit(self) -> IncidentsConfig:
+        if self.silence_button_s > self.max_silence_s:
+            raise ValueError("silence_button_s must not exceed max_silence_s")
+        return self
 
 
 class Settings(_Strict):
@@ -351,7 +407,7 @@ class Settings(_Strict):
     recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
-    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_body_bytes: Count = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
 
     @field_validator("environments")
@@ -361,7 +417,9 @@ class Settings(_Strict):
             raise ValueError("at least one environment is required")
         for name in value:
             if not ENV_NAME_RE.fullmatch(name):
-                raise ValueError(f"environment name {name!r} must be 1-32 letters, digits, '-' or '_'")
+                raise ValueError(
+                    f"environment name {_shown(name)} must be 1-32 letters, digits, '-' or '_', not starting with '-'"
+                )
         return value
 
     def select(self, names: list[str] | None) -> dict[str, EnvironmentConfig]:
@@ -430,18 +488,44 @@ def read_optional_secret(ref: SecretRef | None, environ: Mapping[str, str] | Non
     return ref.read(os.environ if environ is None else environ)
 
 
+def _shown(value: object, limit: int = 40) -> str:
+    """A key or short value for an error line: quoted when not a plain name, cut, never multi-line."""
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,40}", text):
+        return text
+    return repr(text[:limit] + ("…" if len(text) > limit else ""))
+
+
+def _not_a_number(item: Any) -> str | None:
+    if item["type"] not in ("int_type", "float_type"):
+        return None
+    kind = "a whole number" if item["type"] == "int_type" else "a number"
+    if isinstance(item.get("input"), bool):
+        return f"expected {kind}, not true/false"
+    if isinstance(item.get("input"), str):
+        # YAML 1.1 reads 1e308 (no dot, unsigned exponent) as text.
+        return f"expected {kind}, not text (no quotes; YAML reads 1e3 as text, write 1000 or 1.0e+3)"
+    if isinstance(item.get("input"), float) and item["type"] == "int_type":
+        return "expected a whole number"
+    return None
+
+
 def _format_validation_error(err: ValidationError) -> str:
+    """One line: each problem as `key.path: what is wrong`. Never the value given (it may be a secret)."""
     lines = []
     for item in err.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        path = ".".join(_shown(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         elif item["type"] == "missing":
             message = "required key is missing"
         else:
-            message = item["msg"].removeprefix("Value error, ")
+            message = _not_a_number(item) or item["msg"].removeprefix("Value error, ")
         lines.append(f"{path}: {message}")
-    return "; ".join(lines)
+    shown = lines[:MAX_ERRORS_SHOWN]
+    if len(lines) > MAX_ERRORS_SHOWN:
+        shown.append(f"and {len(lines) - MAX_ERRORS_SHOWN} more")
+    return " ".join("; ".join(shown).split())  # one line whatever the messages hold
 
 
 def parse_settings(data: Any, source: str = "config") -> Settings:
@@ -458,20 +542,133 @@ def default_config_path() -> Path:
     return Path(os.environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
 
 
-def load_settings(path: Path | str | None = None) -> Settings:
-    """Read and validate the config file; every failure is a ConfigError with a readable message."""
-    path = Path(path) if path is not None else default_config_path()
+class _Refused(Exception):
+    """A hazard found while reading the YAML; the message names the key or the line."""
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_NULL_TAG = "tag:yaml.org,2002:null"
+# `key: #ops-alerts` is a comment: the value is silently empty.
+_COMMENT_AS_VALUE_RE = re.compile(r"\s*:[ \t]+#(\S)")
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that stops composing at MAX_NESTING levels (deeper input would exhaust Python's stack)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                line = self.peek_event().start_mark.line + 1
+                raise _Refused(f"nested deeper than {MAX_NESTING} levels at line {line}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _check_nodes(root: yaml.Node, lines: list[str]) -> None:
+    """Refuse what YAML would accept silently: a repeated key (the last wins), a `#...` value read as a
+    comment, and aliases that expand beyond MAX_NODES (or into themselves)."""
+    stack: list[tuple[yaml.Node, str, int]] = [(root, "", 0)]
+    visited = 0
+    while stack:
+        node, path, depth = stack.pop()
+        visited += 1
+        if depth > MAX_NESTING:
+            raise _Refused(f"YAML aliases nest deeper than {MAX_NESTING} levels (or refer to themselves)")
+        if visited > MAX_NODES:
+            raise _Refused(f"YAML aliases expand to more than {MAX_NODES} values")
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(child, f"{path}.{n}" if path else str(n), depth + 1) for n, child in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            first_line: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    stack.append((value_node, path, depth + 1))
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _Refused(f"line {key_node.start_mark.line + 1}: keys must be plain names")
+                key, line = key_node.value, key_node.start_mark.line + 1
+                where = f"{path}.{_shown(key)}" if path else _shown(key)
+                if key in first_line:
+                    raise _Refused(f"{where}: duplicate key at lines {first_line[key]} and {line} (the last would win)")
+                first_line[key] = line
+                _check_empty_value(where, key, key_node, value_node, lines)
+                stack.append((value_node, where, depth + 1))
+
+
+def _check_empty_value(where: str, key: str, key_node: yaml.Node, value_node: yaml.Node, lines: list[str]) -> None:
+    if not (isinstance(value_node, yaml.ScalarNode) and value_node.tag == _NULL_TAG and value_node.value == ""):
+        return
+    mark = key_node.end_mark
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    if not _COMMENT_AS_VALUE_RE.match(line[mark.column :]):
+        return
+    if key.endswith("channel_id"):
+        hint = "give the channel's numeric id (Discord: right-click the channel, Copy Channel ID), not #name"
+    else:
+        hint = 'quote it ("#...") if it is a value'
+    raise _Refused(f"{where}: YAML reads '#...' as a comment, so the value is empty; {hint}")
+
+
+def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
+    """The parser's complaint with its line, and a hint for the usual slips."""
+    if isinstance(err, yaml.reader.ReaderError):
+        line = text.count("\n", 0, err.position) + 1
+        return f"YAML syntax error at line {line}: character #x{err.character:04x} is not allowed in YAML"
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or "invalid YAML"
+    hint = ""
+    if "'\\t'" in problem:  # PyYAML quotes the character with repr()
+        hint = ": indent with spaces, not tabs"
+    elif "'@'" in problem or "'`'" in problem:
+        hint = ": a value may not start with '@' or '`' unless quoted (a Discord role: give its id or plain name)"
+    return f"YAML syntax error{where}: {problem}{hint}"
+
+
+def _read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found (use --config or ${CONFIG_PATH_ENV})") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB: not a pgrst-ops config file")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at line {line}); save the file as UTF-8"
+        ) from None
+    try:
+        return _compose_checked(text)
+    except _Refused as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
-    return parse_settings(data, str(path))
+        raise ConfigError(f"{path}: {_yaml_problem(err, text)}") from None
+
+
+def _compose_checked(text: str) -> Any:
+    loader = _ConfigLoader(text)  # checks for unprintable characters at once
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, text.splitlines() or [""])
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Read and validate the config file; every failure is a ConfigError with a one-line message."""
+    path = Path(path) if path is not None else default_config_path()
+    return parse_settings(_read_yaml(path), str(path))

@@ -46,6 +46,7 @@ import httpx
 from bot import privileges
 from bot.config import Target
 from bot.database import DatabaseError, connect
+from bot.httpread import send_capped
 from bot.probe import utf8_headers
 
 # A media type no PostgREST can produce: the request is looked up in the schema cache, then refused (PGRST107)
@@ -362,9 +363,10 @@ def _undecided(answer: _Answer) -> bool:
     """No answer about the schema cache: transport trouble, server errors, auth or request-parsing refusals.
 
     PGRST1xx are request errors raised before the cache lookup, except PGRST107 (media type), which PostgREST
-    raises after it; PGRST3xx are JWT errors.
+    raises after it; PGRST3xx are JWT errors. An answer over the body cap is not PostgREST's (its answers to
+    these probes are tiny): a gateway page or a gzip bomb says nothing about the cache.
     """
-    if answer.failure or answer.status is None or answer.status >= 500:
+    if answer.failure or answer.status is None or answer.status >= 500 or answer.truncated:
         return True
     code = answer.code or ""
     return code.startswith("PGRST3") or (code.startswith("PGRST1") and code != "PGRST107")
@@ -422,27 +424,12 @@ class _Api:
                     content=content,
                     timeout=self._timeout,
                 )
-                response = await self._client.send(request, stream=True)
-                try:
-                    body, truncated = await self._read_capped(response, min(cap, self._max_body))
-                finally:
-                    await response.aclose()
+                answer = await send_capped(self._client, request, min(cap, self._max_body))
             except httpx.TimeoutException:
                 return _Answer(None, None, b"", False, f"no answer within {self._timeout.read:g} s")
             except httpx.HTTPError as err:
                 return _Answer(None, None, b"", False, f"request failed ({type(err).__name__})")
-        return _Answer(response.status_code, _code_of(body), body, truncated, None)
-
-    @staticmethod
-    async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > cap:
-                return b"".join(chunks)[:cap], True
-        return b"".join(chunks), False
+        return _Answer(answer.status, _code_of(answer.body), answer.body, answer.truncated, None)
 
 
 @dataclass(frozen=True)

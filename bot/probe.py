@@ -27,6 +27,7 @@ from bot.classify import (
     classify_transport_failure,
 )
 from bot.config import EnvironmentConfig, EnvSecrets, Target
+from bot.httpread import send_capped
 from bot.verdicts import Verdict, info, worst
 
 USER_AGENT = "pgrst-ops/0.1 (+health probe)"
@@ -281,23 +282,8 @@ class Prober:
         return self._result(spec, cls, status, resp_headers, (time.perf_counter() - started) * 1000)
 
     async def _send(self, request: httpx.Request) -> tuple[int, dict[str, str], bytes, bool]:
-        response = await self._client.send(request, stream=True)
-        try:
-            headers = {k.lower(): v for k, v in response.headers.items()}
-            body, truncated = await self._read_capped(response)
-        finally:
-            await response.aclose()
-        return response.status_code, headers, body, truncated
-
-    async def _read_capped(self, response: httpx.Response) -> tuple[bytes, bool]:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > self._max_body:
-                return b"".join(chunks)[: self._max_body], True
-        return b"".join(chunks), False
+        answer = await send_capped(self._client, request, self._max_body)
+        return answer.status, answer.headers, answer.body, answer.truncated
 
     @staticmethod
     def _result(
