@@ -25,6 +25,7 @@ from bot.classify import CheckKind
 from bot.config import Target
 from bot.database import DatabaseError, ListenerState, ListenerStatus, connect, listener_status
 from bot.probe import CheckResult, EnvReport, summarise
+from bot.relationships import refine_embed
 from bot.verdicts import Verdict
 
 # Catalogs PostgREST's schema queries read; a revoked SELECT on one of them makes every reload fail.
@@ -217,6 +218,11 @@ async def _refine_check(conn: asyncpg.Connection, target: Target, check: CheckRe
     assert spec is not None
     kind, name = spec
     table_name = name
+    if check.code == "PGRST200":  # an embed in the probe's select: the foreign keys decide (bot/relationships.py)
+        embed = await refine_embed(conn, target, check)
+        if embed is not None:
+            finding = Finding(embed.cause, embed.title, embed.evidence, embed.fix)
+            return dataclasses.replace(check, verdict=embed.verdict, detail=embed.detail), finding
 
     if kind == "function":
         state = await _object_state(conn, _FUNCTION_SQL, name, schemas, roles, "()")
