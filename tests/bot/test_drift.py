@@ -543,3 +543,18 @@ async def test_relationship_checks_are_bounded_per_run(make_stack, monkeypatch):
     report = await in_sync_after_reload(stack)
     assert report.compared["relationships"] == 2
     assert "2 of 5 foreign keys checked by embedding (at most 2 per run)" in report.notes
+
+
+async def test_foreign_keys_between_names_that_need_quoting_are_embedded_correctly(make_stack):
+    stack = make_stack()
+    stack.sql(
+        'CREATE TABLE public."my authors" (id int primary key); CREATE TABLE public."my books" (id int, "author id" int);'
+        'GRANT SELECT ON public."my authors", public."my books" TO anon;'
+    )
+    await in_sync_after_reload(stack)
+    stack.sql(
+        'ALTER TABLE public."my books" ADD CONSTRAINT "fk 1" FOREIGN KEY ("author id") REFERENCES public."my authors" (id)'
+    )
+    report = await drift(stack)
+    assert report.missing_in_api == DriftObjects(relationships=("public.my books→my authors (fk 1)",)), report.summary
+    await in_sync_after_reload(stack)
