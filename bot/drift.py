@@ -42,6 +42,7 @@ from typing import Any, Literal
 import asyncpg
 import httpx
 
+from bot.classify import proxy_status_code
 from bot.config import Target, split_function
 from bot.database import DatabaseError, connect
 from bot.outbox import StoreGuard
@@ -454,7 +455,8 @@ class _Api:
                 return _Answer(None, None, b"", False, f"no answer within {self._timeout.read:g} s")
             except httpx.HTTPError as err:
                 return _Answer(None, None, b"", False, f"request failed ({type(err).__name__})")
-        return _Answer(response.status_code, _code_of(body), body, truncated, None)
+        code = _code_of(body) or proxy_status_code({k.lower(): v for k, v in response.headers.items()})
+        return _Answer(response.status_code, code, body, truncated, None)
 
     @staticmethod
     async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:

@@ -93,8 +93,9 @@ def status_embed(
             fields.append({"name": f"⏳ {s.name.upper()}", "value": "not checked yet", "inline": False})
             continue
         report = s.last_report
+        version = report.server_version or "PostgREST version not reported (a gateway may hide the Server header)"
         lines = [
-            f"since {rel(s.since)} · last check {rel(report.checked_at)} ({report.duration_ms:.0f} ms)",
+            f"since {rel(s.since)} · last check {rel(report.checked_at)} ({report.duration_ms:.0f} ms) · {version}",
         ]
         if not report.healthy:
             lines.append(f"**Why:** {report.explanation}")
