@@ -25,6 +25,12 @@ What PostgREST 12 shows, measured on the real binary (see tests/bot/test_drift.p
 
 When the root cannot be read (401/403 from a gateway that refuses the key, a document over the body cap, not
 JSON, OpenAPI disabled), every object is checked with those per-object requests instead.
+
+Dropped objects leave no trace in the catalog and vanish from the OpenAPI root at once, so each run remembers
+the API-visible objects in the incident store (drift memory) and the next run asks about those dropped since:
+OPTIONS for relations, the RPC lookup for functions, the empty insert for columns (415 PGRST107 while the
+column is still cached, 400 PGRST204 once the cache is fresh) and the embed for foreign keys
+(bot/relationships.py). Without the store only the configured probe objects can be asked about.
 """
 
 from __future__ import annotations
