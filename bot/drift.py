@@ -620,7 +620,11 @@ RELATION, COLUMN, FUNCTION, RELATIONSHIP = "relation", "column", "function", "re
 
 
 def _memory_of(catalog: Catalog) -> set[RememberedObject]:
-    """The API-visible objects of the catalog, with what it takes to ask about each one again."""
+    """The API-visible objects of the catalog, with what it takes to ask about each one again.
+
+    Foreign keys are not here: only those an embed showed served are remembered (by _compare_relationships),
+    so the ones no run has checked yet go first next time.
+    """
     usable = [r for r in catalog.relations if r.usable]
     objects = {RememberedObject(RELATION, r.schema, r.name) for r in usable}
     objects.update(RememberedObject(COLUMN, r.schema, r.name, c) for r in usable for c in r.columns)
@@ -632,19 +636,12 @@ def _memory_of(catalog: Catalog) -> set[RememberedObject]:
         RememberedObject(FUNCTION, schema, name, detail=json.dumps(sorted([list(a), u] for a, u in found)))
         for (schema, name), found in shapes.items()
     )
-    usable_names = {(r.schema, r.name) for r in usable}
-    objects.update(
-        RememberedObject(
-            RELATIONSHIP,
-            fk.schema,
-            fk.table,
-            fk.constraint,
-            json.dumps({"other": fk.other, "column": fk.column, "other_column": fk.other_column}),
-        )
-        for fk in catalog.relationships
-        if (fk.schema, fk.table) in usable_names and (fk.schema, fk.other) in usable_names
-    )
     return objects
+
+
+def _remembered_relationship(fk: ForeignKey) -> RememberedObject:
+    detail = json.dumps({"other": fk.other, "column": fk.column, "other_column": fk.other_column})
+    return RememberedObject(RELATIONSHIP, fk.schema, fk.table, fk.constraint, detail)
 
 
 def _remembered_function(entry: RememberedObject) -> list[tuple[list[str], str | None]]:
@@ -737,6 +734,7 @@ class _Findings:
     extra_functions: set[str] = field(default_factory=set)
     extra_relationships: set[str] = field(default_factory=set)
     unverified: set[str] = field(default_factory=set)
+    unserved: set[tuple[str, str]] = field(default_factory=set)  # relations missing from the cache or undecided
     notes: list[str] = field(default_factory=list)
     keep: set[RememberedObject] = field(default_factory=set)  # dropped objects to ask about again next run
     relationships_checked: int = 0
@@ -758,6 +756,8 @@ async def _compare_relation(
         return
     # Not in the document (or no document): the requesting role may just not see it; ask the cache itself.
     presence = await _relation_served(api, rel.schema, rel.name)
+    if presence is not Presence.SERVED:
+        found.unserved.add((rel.schema, rel.name))
     if presence is Presence.ABSENT:
         found.missing_tables.add(rel.qualified)
     elif presence is Presence.UNKNOWN:
@@ -833,21 +833,20 @@ async def _compare_relationships(
 ) -> None:
     """Foreign keys between served relations, by embedding: new ones the cache lacks, dropped ones it still has.
 
-    At most MAX_RELATIONSHIP_CHECKS per run, those the last run did not know first (the likely new ones).
+    At most MAX_RELATIONSHIP_CHECKS per run, those no run has seen served yet first (new ones, or not reached
+    yet); a foreign key seen served is remembered until it is dropped.
     """
-    usable = {(r.schema, r.name) for r in catalog.relations if r.usable}
-    unserved = found.missing_tables | {u.partition(" ")[0] for u in found.unverified}
-    candidates = [
-        fk
-        for fk in catalog.relationships
-        if (fk.schema, fk.table) in usable
-        and (fk.schema, fk.other) in usable
-        and f"{fk.schema}.{fk.table}" not in unserved
-        and f"{fk.schema}.{fk.other}" not in unserved
-    ]
-    known = {(e.schema, e.name, e.part) for e in remembered or () if e.kind == RELATIONSHIP}
+    served = {(r.schema, r.name) for r in catalog.relations if r.usable} - found.unserved
+    candidates = [fk for fk in catalog.relationships if {(fk.schema, fk.table), (fk.schema, fk.other)} <= served]
+    known = {(e.schema, e.name, e.part): e for e in remembered or () if e.kind == RELATIONSHIP}
     candidates.sort(key=lambda fk: (fk.schema, fk.table, fk.constraint) in known)
     checked = candidates[:MAX_RELATIONSHIP_CHECKS]
+    checked_keys = {(fk.schema, fk.table, fk.constraint) for fk in checked}
+    found.keep.update(
+        known[key]
+        for fk in catalog.relationships
+        if (key := (fk.schema, fk.table, fk.constraint)) in known and key not in checked_keys
+    )
     if len(candidates) > len(checked):
         found.notes.append(
             f"{len(checked)} of {len(candidates)} foreign keys checked by embedding (at most "
@@ -855,9 +854,11 @@ async def _compare_relationships(
         )
     found.relationships_checked = len(checked)
 
-    async def new(fk: ForeignKey) -> None:
+    async def current(fk: ForeignKey) -> None:
         presence = await _relationship_served(api, fk)
-        if presence is Presence.ABSENT:
+        if presence is Presence.SERVED:
+            found.keep.add(_remembered_relationship(fk))
+        elif presence is Presence.ABSENT:
             found.missing_relationships.add(fk.qualified)
         elif presence is Presence.UNKNOWN:
             found.unverified.add(fk.qualified)
@@ -873,7 +874,7 @@ async def _compare_relationships(
         if presence is not Presence.ABSENT:
             found.keep.add(entry)
 
-    await asyncio.gather(*map(new, checked), *map(dropped, vanished.relationships))
+    await asyncio.gather(*map(current, checked), *map(dropped, vanished.relationships))
 
 
 async def _check_configured_leftovers(api: _Api, target: Target, catalog: Catalog, found: _Findings) -> None:
@@ -1088,7 +1089,7 @@ async def check_drift(
     if remembered is not None and memory is not None:
         now_visible = _memory_of(catalog) | found.keep
         if now_visible != remembered:
-            await memory(lambda store: store.replace_drift_memory(target.name, sorted(now_visible, key=str)))
+            await memory(lambda store: store.replace_drift_memory(target.name, list(now_visible)))
     missing = DriftObjects.of(
         found.missing_tables, found.missing_columns, found.missing_functions, found.missing_relationships
     )

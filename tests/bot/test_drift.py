@@ -530,7 +530,9 @@ async def test_foreign_keys_of_tables_missing_from_the_cache_are_not_reported_tw
     assert report.missing_in_api == DriftObjects(tables=("public.authors", "public.books")), report.summary
 
 
-async def test_relationship_checks_are_bounded_per_run(make_stack, monkeypatch):
+async def test_relationship_checks_are_bounded_per_run_and_reach_every_foreign_key_over_runs(
+    make_stack, monkeypatch, memory
+):
     monkeypatch.setattr("bot.drift.MAX_RELATIONSHIP_CHECKS", 2)
     stack = make_stack()
     stack.sql(
@@ -540,9 +542,13 @@ async def test_relationship_checks_are_bounded_per_run(make_stack, monkeypatch):
             for i in range(5)
         )
     )
-    report = await in_sync_after_reload(stack)
+    report = await in_sync_after_reload(stack, memory=memory)
     assert report.compared["relationships"] == 2
     assert "2 of 5 foreign keys checked by embedding (at most 2 per run)" in report.notes
+    for _ in range(3):  # those no run has seen served go first: every one is reached
+        assert (await drift(stack, memory=memory)).in_sync
+    seen = {name for kind, _, name, _ in await remembered(memory) if kind == "relationship"}
+    assert seen == {f"s{i}" for i in range(5)}
 
 
 async def test_foreign_keys_between_names_that_need_quoting_are_embedded_correctly(make_stack):
