@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.classify import CheckKind
 from bot.diagnose import Diagnosis
 from bot.drift import DriftReport
 from bot.escalation import FIELDS_MAX, check_line, fit_embed, format_duration, truncate
@@ -97,6 +98,9 @@ def status_embed(
         lines = [
             f"since {rel(s.since)} · last check {rel(report.checked_at)} ({report.duration_ms:.0f} ms) · {version}",
         ]
+        metrics = next((c.message for c in report.checks if c.kind is CheckKind.METRICS and c.message), None)
+        if metrics:
+            lines.append(f"admin /metrics: {metrics}")
         if not report.healthy:
             lines.append(f"**Why:** {report.explanation}")
             lines += diagnosis_lines(s.diagnosis)[:2]
