@@ -564,3 +564,25 @@ async def test_foreign_keys_between_names_that_need_quoting_are_embedded_correct
     report = await drift(stack)
     assert report.missing_in_api == DriftObjects(relationships=("public.my books→my authors (fk 1)",)), report.summary
     await in_sync_after_reload(stack)
+
+
+async def test_cli_drift_uses_the_bots_store_when_it_exists_on_the_machine(make_stack, tmp_path, monkeypatch):
+    stack = make_stack()
+    for name, value in stack.env_vars.items():
+        monkeypatch.setenv(name, value)
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    await in_sync_after_reload(stack)
+    store_path = tmp_path / "pgrst-ops.db"
+    await (await Store(store_path).open()).close()  # the bot's store file
+    config = write_config(tmp_path / "c.yaml", {"dev": stack.env_config()}, incidents={"store_path": str(store_path)})
+
+    async def cli_drift() -> dict:
+        out = io.StringIO()
+        await asyncio.to_thread(main, ["--config", str(config), "drift", "--json"], out=out)
+        return json.loads(out.getvalue())["environments"][0]
+
+    first = await cli_drift()
+    assert first["in_sync"] and "first run with drift memory" in " ".join(first["notes"])
+    stack.sql("DROP TABLE public.orders")
+    second = await cli_drift()
+    assert second["extra_in_api"]["tables"] == ["public.orders"] and second["memory_used"], second["summary"]
