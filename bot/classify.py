@@ -2,11 +2,20 @@
 
 A pure function of (check kind, status, headers, body): rules key on PostgREST's `code` field, never on
 message text, because the text changes between versions (see README: "How a real PostgREST answers").
+
+Later PostgREST versions (hosted Supabase ran 14.x in 2026), from PostgREST's changelog and docs, covered by
+table-driven tests (tests/bot/test_classify.py) since only 12.0.2 runs in the tests:
+- 12.0.3: a refused media type answers 406 instead of 415 (still PGRST107);
+- 12.2: admin `/live` and `/ready` answer 500 for a failure, 503 while recovering (loading, reconnecting);
+  admin `/metrics` (Prometheus text) counts schema cache loads by status and the pool's state;
+- 13.0: a table missing from the cache answers 404 PGRST205 (12.x: `{}` on OPTIONS/POST, 200 on GET), and
+  every error carries `Proxy-Status: PostgREST; error=<code>`, also where there is no body (HEAD).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,6 +31,11 @@ class CheckKind(StrEnum):
     COLUMNS = "columns"  # POST /<table>?columns=... with [] : PGRST204 while a column is missing
     LIVE = "live"  # admin /live
     READY = "ready"  # admin /ready
+    METRICS = "metrics"  # admin /metrics (12.2+): evidence only, never a verdict of its own
+
+
+# Checks on the admin port: they say nothing about what the API serves.
+ADMIN_KINDS = frozenset({CheckKind.LIVE, CheckKind.READY, CheckKind.METRICS})
 
 
 class TransportFailure(StrEnum):
@@ -47,6 +61,81 @@ STALE_CODES = frozenset({"PGRST200", "PGRST202", "PGRST204", "PGRST205", "42703"
 JWT_CODES = frozenset({"PGRST300", "PGRST301", "PGRST302", "PGRST303"})
 GATEWAY_KEY_MESSAGES = ("invalid api key", "no api key found", "invalid jwt", "jwt expired")
 MESSAGE_LIMIT = 160
+_PROXY_STATUS = re.compile(r'(?i)^\s*postgrest\s*;(?:.*;)?\s*error\s*=\s*"?([A-Za-z0-9]{1,16})"?\s*(?:;|$)')
+_METRIC_LINE = re.compile(r"^(pgrst_[a-z_]+)(?:\{([^}]*)\})?\s+([-+0-9.eE]+|NaN)\s*$")
+METRICS_LINE_LIMIT = 2000
+
+
+def proxy_status_code(headers: Mapping[str, str]) -> str | None:
+    """The code of `Proxy-Status: PostgREST; error=<code>` (PostgREST 13+, RFC 9209); keys are lower-case.
+
+    A gateway in front may add its own member to the list: only PostgREST's counts.
+    """
+    for member in headers.get("proxy-status", "")[:1000].split(","):
+        match = _PROXY_STATUS.match(member)
+        if match:
+            return match.group(1)
+    return None
+
+
+@dataclass(frozen=True)
+class PostgrestMetrics:
+    """What admin /metrics says about the schema cache and the pool (None: not in the document)."""
+
+    loads_ok: int | None = None
+    loads_failed: int | None = None
+    last_query_s: float | None = None
+    pool_timeouts: int | None = None
+    pool_available: int | None = None
+    pool_waiting: int | None = None
+    pool_max: int | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.loads_ok is not None or self.loads_failed is not None:
+            parts.append(f"schema cache loads {self.loads_ok or 0} ok, {self.loads_failed or 0} failed")
+        if self.last_query_s is not None:
+            parts.append(f"last schema query {self.last_query_s * 1000:.0f} ms")
+        if self.pool_available is not None and self.pool_max is not None:
+            parts.append(f"pool {self.pool_available}/{self.pool_max} free, {self.pool_waiting or 0} waiting")
+        if self.pool_timeouts:
+            parts.append(f"{self.pool_timeouts} pool timeouts")
+        return "; ".join(parts) or "no PostgREST metrics in the document"
+
+
+def parse_metrics(text: str) -> PostgrestMetrics:
+    """PostgREST's Prometheus text, bounded to its first METRICS_LINE_LIMIT lines; unknown lines are ignored.
+
+    `pgrst_schema_cache_loads_total` has a `status` label (SUCCESS | FAIL) in later 12.2 releases and none in
+    the first ones (then every load counted is a success).
+    """
+    values: dict[str, float] = {}
+    for line in text.splitlines()[:METRICS_LINE_LIMIT]:
+        match = _METRIC_LINE.match(line.strip())
+        if not match:
+            continue
+        name, labels, raw = match.groups()
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        if name == "pgrst_schema_cache_loads_total":
+            name += ":FAIL" if 'status="FAIL"' in (labels or "") else ":SUCCESS"
+        values[name] = values.get(name, 0.0) + value if name.endswith(("SUCCESS", "FAIL")) else value
+
+    def count(key: str) -> int | None:
+        return int(values[key]) if key in values and values[key] == values[key] else None
+
+    query_time = values.get("pgrst_schema_cache_query_time_seconds")
+    return PostgrestMetrics(
+        loads_ok=count("pgrst_schema_cache_loads_total:SUCCESS"),
+        loads_failed=count("pgrst_schema_cache_loads_total:FAIL"),
+        last_query_s=query_time if query_time is not None and query_time == query_time else None,
+        pool_timeouts=count("pgrst_db_pool_timeouts_total"),
+        pool_available=count("pgrst_db_pool_available"),
+        pool_waiting=count("pgrst_db_pool_waiting"),
+        pool_max=count("pgrst_db_pool_max"),
+    )
 
 
 def _parse_json(body: bytes) -> object | None:
@@ -70,6 +159,9 @@ def _short(text: object) -> str | None:
 
 
 def classify_transport_failure(kind: CheckKind, failure: TransportFailure, seconds: float) -> Classification:
+    if kind is CheckKind.METRICS:
+        # Evidence only: /live and /ready on the same port already say what an unreachable admin port means.
+        return Classification(Verdict.HEALTHY, None, None, f"metrics not read ({failure})")
     if failure is TransportFailure.REFUSED:
         return Classification(Verdict.POSTGREST_DOWN, None, None, "connection refused")
     if failure is TransportFailure.TIMEOUT:
@@ -91,6 +183,8 @@ def classify_response(
     truncated: bool = False,
 ) -> Classification:
     """Classify one answer. `headers` keys are lower-case; `truncated` means the body hit our size cap."""
+    if kind is CheckKind.METRICS:
+        return _classify_metrics(status, body)
     parsed = None if truncated else _parse_json(body)
     code = message = None
     if isinstance(parsed, dict):
@@ -100,6 +194,8 @@ def classify_response(
         if code in DB_UNREACHABLE_CODES and parsed.get("details"):
             # "Database connection error" alone hides the cause; details carry e.g. "too many connections".
             message = _short(f"{message}: {parsed.get('details')}")
+    # PostgREST 13+ names the code in a header too: the only place it is on HEAD answers and empty bodies.
+    code = code or proxy_status_code(headers)
 
     def result(verdict: Verdict, detail: str, *, auth_limited: bool = False) -> Classification:
         parts = [str(status), code or "", detail or (message or "")]
@@ -115,7 +211,16 @@ def classify_response(
         if 200 <= status < 300:
             return result(Verdict.HEALTHY, "")
         if kind is CheckKind.READY and status == 503:
-            return result(Verdict.SCHEMA_CACHE_UNAVAILABLE, "not ready: schema cache or database connection not loaded")
+            # 12.2+: still loading or reconnecting (PostgREST retries by itself); before 12.2 also a failure.
+            return result(
+                Verdict.SCHEMA_CACHE_UNAVAILABLE,
+                "not ready: schema cache or database connection still loading (or, before 12.2, failed)",
+            )
+        if kind is CheckKind.READY and status == 500:
+            return result(
+                Verdict.SCHEMA_CACHE_UNAVAILABLE,
+                "not ready: the schema cache or the database connection failed to load (12.2+ answers 500)",
+            )
         return result(Verdict.UNEXPECTED, "admin endpoint answered an error")
 
     if status in (401, 403):
@@ -162,3 +267,14 @@ def classify_response(
     if status >= 500:
         return result(Verdict.UNEXPECTED, message or "server error")
     return result(Verdict.UNEXPECTED, message or "unexpected status")
+
+
+def _classify_metrics(status: int, body: bytes) -> Classification:
+    """Admin /metrics: evidence for people (and the JSON), never a verdict; a 404 is a PostgREST before 12.2."""
+    if status == 404:
+        return Classification(Verdict.HEALTHY, None, None, "404 not available (PostgREST before 12.2)")
+    if not 200 <= status < 300:
+        return Classification(Verdict.HEALTHY, None, None, f"{status} metrics not readable")
+    metrics = parse_metrics(body.decode("utf-8", errors="replace"))
+    text = metrics.describe()
+    return Classification(Verdict.HEALTHY, None, text, f"{status} {text}")

@@ -32,6 +32,7 @@ from bot.diagnose import Diagnosis, diagnose_unhealthy
 from bot.drift import check_drift
 from bot.escalation import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert, numbered_steps
 from bot.monitor import first_signal
+from bot.outbox import StoreGuard
 from bot.probe import EnvReport, Prober, make_http_client
 from bot.recovery import Outcome, RecoveryOperator, RecoveryResult, RecoveryStep, StepKind, StepListener
 from bot.redact import install_log_filter, scrub
@@ -183,20 +184,29 @@ def version_line(version: SchemaVersionReport) -> str:
 
 async def run_drift(settings: Settings, targets: list[Target], *, as_json: bool, per_object: bool, out: TextIO) -> int:
     rec = settings.recovery
-    async with make_http_client(t.config for t in targets) as client:
-        reports = await asyncio.gather(
-            *(
-                check_drift(
-                    client,
-                    with_optional_dsn(t),
-                    max_body_bytes=settings.monitor.drift_max_body_bytes,
-                    connect_timeout=rec.db_connect_timeout_s,
-                    command_timeout=rec.db_command_timeout_s,
-                    method="probe" if per_object else "auto",
+    # The bot's store, when it exists on this machine, remembers each run's objects (drift finds dropped ones).
+    path = settings.incidents.store_path
+    exists = path != MEMORY and await asyncio.to_thread(os.path.exists, path)
+    memory = StoreGuard(await open_store(path) if exists else None)
+    try:
+        async with make_http_client(t.config for t in targets) as client:
+            reports = await asyncio.gather(
+                *(
+                    check_drift(
+                        client,
+                        with_optional_dsn(t),
+                        max_body_bytes=settings.monitor.drift_max_body_bytes,
+                        connect_timeout=rec.db_connect_timeout_s,
+                        command_timeout=rec.db_command_timeout_s,
+                        method="probe" if per_object else "auto",
+                        memory=memory,
+                    )
+                    for t in targets
                 )
-                for t in targets
             )
-        )
+    finally:
+        if memory.store is not None:
+            await memory.store.close()
     if as_json:
         doc = {"in_sync": all(r.in_sync for r in reports), "environments": [r.to_json() for r in reports]}
         json.dump(doc, out, indent=2, ensure_ascii=False)

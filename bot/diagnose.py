@@ -35,6 +35,7 @@ from bot.privileges import (
     api_roles_cte,
 )
 from bot.probe import CheckResult, EnvReport, summarise
+from bot.relationships import refine_embed
 from bot.verdicts import Verdict
 
 # Catalogs PostgREST's schema queries read; a revoked SELECT on one of them makes every reload fail.
@@ -267,6 +268,12 @@ async def _refine_check(
 ) -> tuple[CheckResult, Finding]:
     """Look the object behind a stale-looking check up in the catalog, in its own schema, and say which it is."""
     env = target.config
+    if check.code == "PGRST200" and isinstance(stale.probe, ProbeTable):
+        # An embed in the probe's select: the foreign keys decide (bot/relationships.py).
+        embed = await refine_embed(conn, target, check, stale.probe)
+        if embed is not None:
+            finding = Finding(embed.cause, embed.title, embed.evidence, embed.fix)
+            return dataclasses.replace(check, verdict=embed.verdict, detail=embed.detail), finding
     roles = env.api_roles
     kind, probe = stale.kind, stale.probe
     schema, name = probe.schema_in(env), probe.name

@@ -27,11 +27,18 @@ What PostgREST 12 shows, measured on the real binary (see tests/bot/test_drift.p
 
 When the root cannot be read (401/403 from a gateway that refuses the key, a document over the body cap, not
 JSON, OpenAPI disabled), every object is checked with those per-object requests instead.
+
+Dropped objects leave no trace in the catalog and vanish from the OpenAPI root at once, so each run remembers
+the API-visible objects in the incident store (drift memory) and the next run asks about those dropped since:
+OPTIONS for relations, the RPC lookup for functions, the empty insert for columns (415 PGRST107 while the
+column is still cached, 400 PGRST204 once the cache is fresh) and the embed for foreign keys
+(bot/relationships.py). Without the store only the configured probe objects can be asked about.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -44,10 +51,14 @@ import asyncpg
 import httpx
 
 from bot import privileges
+from bot.classify import proxy_status_code
 from bot.config import Target
 from bot.database import DatabaseError, connect
 from bot.httpread import send_capped
+from bot.outbox import StoreGuard
 from bot.probe import utf8_headers
+from bot.relationships import ForeignKey, embed_select, read_foreign_keys
+from bot.store import RememberedObject
 
 # A media type no PostgREST can produce: the request is looked up in the schema cache, then refused (PGRST107)
 # before any SQL runs.
@@ -58,6 +69,10 @@ SUMMARY_NAMES = 5
 # PostgREST's rule (SchemaCache.hs): a function with unnamed arguments is callable only through a single
 # unnamed argument of one of these types, sent as the whole request body.
 UNNAMED_ARG_BODY = {"json": "application/json", "jsonb": "application/json", "text": "text/plain", "xml": "text/xml"}
+# Per run: foreign keys checked by embedding, and remembered objects (dropped from the database since the last
+# run) asked about again. The rest waits for the next run, and the report says so.
+MAX_RELATIONSHIP_CHECKS = 200
+MAX_VANISHED_CHECKS = 500
 
 
 class DriftStatus(StrEnum):
@@ -78,27 +93,37 @@ class DriftObjects:
     tables: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
     functions: tuple[str, ...] = ()
+    relationships: tuple[str, ...] = ()  # `schema.table→other (constraint)`
+
+    def _groups(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return (
+            ("tables", self.tables),
+            ("columns", self.columns),
+            ("functions", self.functions),
+            ("relationships", self.relationships),
+        )
 
     def __bool__(self) -> bool:
-        return bool(self.tables or self.columns or self.functions)
+        return any(names for _, names in self._groups())
 
     @property
     def count(self) -> int:
-        return len(self.tables) + len(self.columns) + len(self.functions)
+        return sum(len(names) for _, names in self._groups())
 
     def describe(self, limit: int = SUMMARY_NAMES) -> str:
-        parts = []
-        for label, names in (("tables", self.tables), ("columns", self.columns), ("functions", self.functions)):
-            if names:
-                parts.append(f"{label} {cap_names(names, limit)}")
-        return "; ".join(parts)
+        return "; ".join(f"{label} {cap_names(names, limit)}" for label, names in self._groups() if names)
 
     def to_json(self) -> dict[str, list[str]]:
-        return {"tables": list(self.tables), "columns": list(self.columns), "functions": list(self.functions)}
+        return {label: list(names) for label, names in self._groups()}
 
     @staticmethod
-    def of(tables: Iterable[str] = (), columns: Iterable[str] = (), functions: Iterable[str] = ()) -> DriftObjects:
-        return DriftObjects(tuple(sorted(set(tables))), tuple(sorted(set(columns))), tuple(sorted(set(functions))))
+    def of(
+        tables: Iterable[str] = (),
+        columns: Iterable[str] = (),
+        functions: Iterable[str] = (),
+        relationships: Iterable[str] = (),
+    ) -> DriftObjects:
+        return DriftObjects(*(tuple(sorted(set(names))) for names in (tables, columns, functions, relationships)))
 
 
 @dataclass(frozen=True)
@@ -114,7 +139,8 @@ class DriftReport:
     unclear_answer: str | None  # the first such answer, e.g. "HTTP 401 PGRST302"
     notes: tuple[str, ...]  # how it was checked and what could not be
     error: str | None
-    compared: dict[str, int]  # usable objects compared: tables, columns, functions
+    compared: dict[str, int]  # usable objects compared: tables, columns, functions, relationships
+    memory_used: bool  # the last run's objects were recalled from the incident store (dropped ones checked)
     requests: int
     duration_ms: float
     checked_at: datetime
@@ -158,9 +184,10 @@ class DriftReport:
             head = f"drift unknown: no clear answer for {cap_names(self.unverified)}{seen}"
         else:
             c = self.compared
+            relationships = f", {c['relationships']} relationships" if c.get("relationships") else ""
             head = (
                 f"in sync: {c.get('tables', 0)} tables, {c.get('columns', 0)} columns, "
-                f"{c.get('functions', 0)} functions usable by the API roles are served"
+                f"{c.get('functions', 0)} functions{relationships} usable by the API roles are served"
             )
         if self.ungranted and not self.error:
             head += f"; ungranted (no API role may use them, GRANT them): {self.ungranted.describe()}"
@@ -186,6 +213,7 @@ class DriftReport:
             "notes": list(self.notes),
             "error": self.error,
             "compared": dict(self.compared),
+            "memory_used": self.memory_used,
             "requests": self.requests,
             "duration_ms": round(self.duration_ms, 1),
             "checked_at": self.checked_at.isoformat(timespec="milliseconds"),
@@ -235,6 +263,7 @@ class Catalog:
     relations: tuple[CatalogRelation, ...]
     functions: tuple[CatalogFunction, ...]
     notes: tuple[str, ...]
+    relationships: tuple[ForeignKey, ...] = ()  # foreign keys within one exposed schema
 
 
 # Relations as PostgREST caches them (privileges.API_RELATION: partitions excluded), usability by the one rule.
@@ -429,7 +458,8 @@ class _Api:
                 return _Answer(None, None, b"", False, f"no answer within {self._timeout.read:g} s")
             except httpx.HTTPError as err:
                 return _Answer(None, None, b"", False, f"request failed ({type(err).__name__})")
-        return _Answer(answer.status, _code_of(answer.body), answer.body, answer.truncated, None)
+        code = _code_of(answer.body) or proxy_status_code(answer.headers)
+        return _Answer(answer.status, code, answer.body, answer.truncated, None)
 
 
 @dataclass(frozen=True)
@@ -485,7 +515,7 @@ async def _relation_served(api: _Api, schema: str, name: str) -> Presence:
 def _lookup_presence(api: _Api, answer: _Answer, *, missing_code: str) -> Presence:
     """A column or function lookup: `missing_code` while the cache lacks it; proof of a passed lookup otherwise.
 
-    Passed: 415/406 PGRST107 (our unproducible media type), 300 PGRST203 (ambiguous overloads), a PostgreSQL
+    Passed: 415/406 PGRST107 (our unproducible media type), 300 PGRST201/203 (ambiguous), a PostgreSQL
     SQLSTATE (the request reached the database), or a success. A bare 401/403 from a gateway proves nothing.
     """
     code = answer.code or ""
@@ -493,7 +523,7 @@ def _lookup_presence(api: _Api, answer: _Answer, *, missing_code: str) -> Presen
         return Presence.ABSENT
     if api.undecided(answer) or answer.status is None:
         return Presence.UNKNOWN
-    if answer.status < 300 or code in ("PGRST107", "PGRST203") or (code and not code.startswith("PGRST")):
+    if answer.status < 300 or code in ("PGRST107", "PGRST201", "PGRST203") or (code and not code.startswith("PGRST")):
         return Presence.SERVED
     api.undecided_answer = api.undecided_answer or answer.label
     return Presence.UNKNOWN
@@ -555,6 +585,127 @@ async def _function_served(api: _Api, schema: str, name: str, required: Sequence
     return _lookup_presence(api, answer, missing_code="PGRST202")
 
 
+async def _relationship_served(api: _Api, fk: ForeignKey) -> Presence:
+    """Embed exactly this foreign key; the unproducible Accept stops PostgREST after the relationship lookup."""
+    answer = await api.send(
+        "GET",
+        f"/{fk.table}",
+        schema=fk.schema,
+        accept=UNPRODUCIBLE_ACCEPT,
+        params={"select": embed_select(fk), "limit": "0"},
+    )
+    return _lookup_presence(api, answer, missing_code="PGRST200")
+
+
+# ---------------------------------------------------------------------------------------------- memory
+# What a drift run remembers (bot/store.py, drift_memory) so that the next one can ask PostgREST about objects
+# dropped in between: a dropped relation vanishes from the OpenAPI root at once, so nothing else shows that
+# the cache still serves it.
+
+RELATION, COLUMN, FUNCTION, RELATIONSHIP = "relation", "column", "function", "relationship"
+
+
+def _memory_of(catalog: Catalog) -> set[RememberedObject]:
+    """The API-visible objects of the catalog, with what it takes to ask about each one again.
+
+    Foreign keys are not here: only those an embed showed served are remembered (by _compare_relationships),
+    so the ones no run has checked yet go first next time.
+    """
+    usable = [r for r in catalog.relations if r.usable]
+    objects = {RememberedObject(RELATION, r.schema, r.name) for r in usable}
+    objects.update(RememberedObject(COLUMN, r.schema, r.name, c) for r in usable for c in r.columns)
+    shapes: dict[tuple[str, str], set[tuple[tuple[str, ...], str | None]]] = {}
+    for fn in catalog.functions:
+        if fn.usable:
+            shapes.setdefault((fn.schema, fn.name), set()).add((fn.required_args, fn.unnamed_arg_type))
+    objects.update(
+        RememberedObject(FUNCTION, schema, name, detail=json.dumps(sorted([list(a), u] for a, u in found)))
+        for (schema, name), found in shapes.items()
+    )
+    return objects
+
+
+def _remembered_relationship(fk: ForeignKey) -> RememberedObject:
+    detail = json.dumps({"other": fk.other, "column": fk.column, "other_column": fk.other_column})
+    return RememberedObject(RELATIONSHIP, fk.schema, fk.table, fk.constraint, detail)
+
+
+def _remembered_function(entry: RememberedObject) -> list[tuple[list[str], str | None]]:
+    try:
+        shapes = json.loads(entry.detail)
+        return [([str(a) for a in args], None if unnamed is None else str(unnamed)) for args, unnamed in shapes]
+    except (ValueError, TypeError):
+        return [([], None)]
+
+
+def _remembered_foreign_key(entry: RememberedObject) -> ForeignKey | None:
+    try:
+        detail = json.loads(entry.detail)
+        return ForeignKey(
+            entry.schema,
+            entry.name,
+            str(detail["other"]),
+            entry.part,
+            str(detail["column"]),
+            str(detail["other_column"]),
+        )
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+@dataclass(frozen=True)
+class _Vanished:
+    """Remembered objects the catalog no longer has (in the exposed schemas)."""
+
+    relations: list[RememberedObject]
+    columns: dict[tuple[str, str], list[RememberedObject]]  # of relations that still exist
+    functions: list[RememberedObject]
+    relationships: list[RememberedObject]  # between relations that still exist
+    deferred: list[RememberedObject]  # over this run's cap: kept for the next run
+
+
+def _vanished(remembered: Iterable[RememberedObject], catalog: Catalog, schemas: Sequence[str]) -> _Vanished:
+    relations = {(r.schema, r.name): r for r in catalog.relations}
+    functions = {(f.schema, f.name) for f in catalog.functions}
+    constraints = {(fk.schema, fk.table, fk.constraint) for fk in catalog.relationships}
+    found = _Vanished([], {}, [], [], [])
+    budget = MAX_VANISHED_CHECKS
+    for entry in sorted(remembered, key=lambda e: (e.kind, e.schema, e.name, e.part)):
+        if entry.schema not in schemas:
+            continue
+        relation = relations.get((entry.schema, entry.name))
+        if entry.kind == RELATION:
+            gone = relation is None
+            bucket: list[RememberedObject] = found.relations
+        elif entry.kind == COLUMN:
+            gone = relation is not None and entry.part not in relation.columns
+            bucket = found.columns.setdefault((entry.schema, entry.name), [])
+        elif entry.kind == FUNCTION:
+            gone = (entry.schema, entry.name) not in functions
+            bucket = found.functions
+        elif entry.kind == RELATIONSHIP:
+            fk = _remembered_foreign_key(entry)
+            gone = (
+                fk is not None
+                and relation is not None
+                and (entry.schema, fk.other) in relations
+                and (entry.schema, entry.name, entry.part) not in constraints
+            )
+            bucket = found.relationships
+        else:
+            continue
+        if not gone:
+            continue
+        if budget <= 0:
+            found.deferred.append(entry)
+            continue
+        budget -= 1
+        bucket.append(entry)
+    for key in [k for k, v in found.columns.items() if not v]:
+        del found.columns[key]
+    return found
+
+
 # ---------------------------------------------------------------------------------------------- compare
 
 
@@ -563,33 +714,64 @@ class _Findings:
     missing_tables: set[str] = field(default_factory=set)
     missing_columns: set[str] = field(default_factory=set)
     missing_functions: set[str] = field(default_factory=set)
+    missing_relationships: set[str] = field(default_factory=set)
     extra_tables: set[str] = field(default_factory=set)
     extra_columns: set[str] = field(default_factory=set)
     extra_functions: set[str] = field(default_factory=set)
+    extra_relationships: set[str] = field(default_factory=set)
     unverified: set[str] = field(default_factory=set)
+    unserved: set[tuple[str, str]] = field(default_factory=set)  # relations missing from the cache or undecided
     notes: list[str] = field(default_factory=list)
+    keep: set[RememberedObject] = field(default_factory=set)  # dropped objects to ask about again next run
+    relationships_checked: int = 0
 
 
 async def _compare_relation(
-    api: _Api, rel: CatalogRelation, served: dict[str, frozenset[str]] | None, found: _Findings
+    api: _Api,
+    rel: CatalogRelation,
+    served: dict[str, frozenset[str]] | None,
+    found: _Findings,
+    vanished_columns: Sequence[RememberedObject] = (),
 ) -> None:
     usable_columns = [c for c in rel.columns if c in rel.usable_columns]
     if served is not None and rel.name in served:
         cached = served[rel.name]
         found.missing_columns.update(f"{rel.qualified}.{c}" for c in usable_columns if c not in cached)
         found.extra_columns.update(f"{rel.qualified}.{c}" for c in cached if c not in rel.columns)
+        found.keep.update(v for v in vanished_columns if v.part in cached)
         return
     # Not in the document (or no document): the requesting role may just not see it; ask the cache itself.
     presence = await _relation_served(api, rel.schema, rel.name)
+    if presence is not Presence.SERVED:
+        found.unserved.add((rel.schema, rel.name))
     if presence is Presence.ABSENT:
         found.missing_tables.add(rel.qualified)
     elif presence is Presence.UNKNOWN:
         found.unverified.add(rel.qualified)
+        found.keep.update(vanished_columns)
     else:
         missing, undecided = await _missing_columns(api, rel.schema, rel.name, usable_columns)
         found.missing_columns.update(f"{rel.qualified}.{c}" for c in missing)
         if undecided:
             found.unverified.add(f"{rel.qualified} (columns)")
+        await _compare_dropped_columns(api, rel, vanished_columns, found)
+
+
+async def _compare_dropped_columns(
+    api: _Api, rel: CatalogRelation, vanished: Sequence[RememberedObject], found: _Findings
+) -> None:
+    """Columns dropped since the last run: 415 PGRST107 while the cache still has them, PGRST204 once fresh."""
+    if not vanished:
+        return
+    names = [v.part for v in vanished]
+    gone_from_cache, undecided = await _missing_columns(api, rel.schema, rel.name, names)
+    if undecided:
+        found.unverified.add(f"{rel.qualified} (dropped columns)")
+        found.keep.update(vanished)
+        return
+    still_cached = [v for v in vanished if v.part not in gone_from_cache]
+    found.extra_columns.update(f"{rel.qualified}.{v.part}" for v in still_cached)
+    found.keep.update(still_cached)
 
 
 async def _compare_function(api: _Api, overloads: Sequence[CatalogFunction], found: _Findings) -> None:
@@ -602,6 +784,83 @@ async def _compare_function(api: _Api, overloads: Sequence[CatalogFunction], fou
         found.missing_functions.add(first.qualified)
     elif Presence.UNKNOWN in results:
         found.unverified.add(first.qualified)
+
+
+async def _compare_dropped(api: _Api, vanished: _Vanished, found: _Findings) -> None:
+    """Relations and functions dropped since the last run: still served means the cache still holds them."""
+
+    async def relation(entry: RememberedObject) -> None:
+        presence = await _relation_served(api, entry.schema, entry.name)
+        qualified = f"{entry.schema}.{entry.name}"
+        if presence is Presence.SERVED:
+            found.extra_tables.add(qualified)
+        elif presence is Presence.UNKNOWN:
+            found.unverified.add(qualified)
+        if presence is not Presence.ABSENT:
+            found.keep.add(entry)
+
+    async def function(entry: RememberedObject) -> None:
+        results = await asyncio.gather(
+            *(_function_served(api, entry.schema, entry.name, a, u) for a, u in _remembered_function(entry))
+        )
+        qualified = f"{entry.schema}.{entry.name}"
+        if Presence.SERVED in results:
+            found.extra_functions.add(qualified)
+        elif Presence.UNKNOWN in results:
+            found.unverified.add(qualified)
+        if any(r is not Presence.ABSENT for r in results):
+            found.keep.add(entry)
+
+    await asyncio.gather(*map(relation, vanished.relations), *map(function, vanished.functions))
+
+
+async def _compare_relationships(
+    api: _Api, catalog: Catalog, remembered: set[RememberedObject] | None, vanished: _Vanished, found: _Findings
+) -> None:
+    """Foreign keys between served relations, by embedding: new ones the cache lacks, dropped ones it still has.
+
+    At most MAX_RELATIONSHIP_CHECKS per run, those no run has seen served yet first (new ones, or not reached
+    yet); a foreign key seen served is remembered until it is dropped.
+    """
+    served = {(r.schema, r.name) for r in catalog.relations if r.usable} - found.unserved
+    candidates = [fk for fk in catalog.relationships if {(fk.schema, fk.table), (fk.schema, fk.other)} <= served]
+    known = {(e.schema, e.name, e.part): e for e in remembered or () if e.kind == RELATIONSHIP}
+    candidates.sort(key=lambda fk: (fk.schema, fk.table, fk.constraint) in known)
+    checked = candidates[:MAX_RELATIONSHIP_CHECKS]
+    checked_keys = {(fk.schema, fk.table, fk.constraint) for fk in checked}
+    found.keep.update(
+        known[key]
+        for fk in catalog.relationships
+        if (key := (fk.schema, fk.table, fk.constraint)) in known and key not in checked_keys
+    )
+    if len(candidates) > len(checked):
+        found.notes.append(
+            f"{len(checked)} of {len(candidates)} foreign keys checked by embedding (at most "
+            f"{MAX_RELATIONSHIP_CHECKS} per run)"
+        )
+    found.relationships_checked = len(checked)
+
+    async def current(fk: ForeignKey) -> None:
+        presence = await _relationship_served(api, fk)
+        if presence is Presence.SERVED:
+            found.keep.add(_remembered_relationship(fk))
+        elif presence is Presence.ABSENT:
+            found.missing_relationships.add(fk.qualified)
+        elif presence is Presence.UNKNOWN:
+            found.unverified.add(fk.qualified)
+
+    async def dropped(entry: RememberedObject) -> None:
+        fk = _remembered_foreign_key(entry)
+        assert fk is not None  # _vanished keeps only entries that parse
+        presence = await _relationship_served(api, fk)
+        if presence is Presence.SERVED:
+            found.extra_relationships.add(fk.qualified)
+        elif presence is Presence.UNKNOWN:
+            found.unverified.add(fk.qualified)
+        if presence is not Presence.ABSENT:
+            found.keep.add(entry)
+
+    await asyncio.gather(*map(current, checked), *map(dropped, vanished.relationships))
 
 
 async def _check_configured_leftovers(api: _Api, target: Target, catalog: Catalog, found: _Findings) -> None:
@@ -643,9 +902,20 @@ async def _check_configured_leftovers(api: _Api, target: Target, catalog: Catalo
 
 
 async def _compare(
-    api: _Api, target: Target, catalog: Catalog, served: dict[str, dict[str, frozenset[str]]] | None
+    api: _Api,
+    target: Target,
+    catalog: Catalog,
+    served: dict[str, dict[str, frozenset[str]]] | None,
+    remembered: set[RememberedObject] | None,
 ) -> _Findings:
     found = _Findings()
+    vanished = _vanished(remembered or (), catalog, target.config.exposed_schemas)
+    found.keep.update(vanished.deferred)
+    if vanished.deferred:
+        found.notes.append(
+            f"{len(vanished.deferred)} objects dropped since the last run are left for the next one "
+            f"(at most {MAX_VANISHED_CHECKS} per run)"
+        )
     for schema, relations in (served or {}).items():
         known = {r.name for r in catalog.relations if r.schema == schema}
         # Cannot normally happen (the document's privilege filter is live), kept for other versions.
@@ -656,13 +926,22 @@ async def _compare(
             functions.setdefault((fn.schema, fn.name), []).append(fn)
     await asyncio.gather(
         *(
-            _compare_relation(api, rel, served.get(rel.schema) if served is not None else None, found)
+            _compare_relation(
+                api,
+                rel,
+                served.get(rel.schema) if served is not None else None,
+                found,
+                vanished.columns.get((rel.schema, rel.name), ()),
+            )
             for rel in catalog.relations
             if rel.usable
         ),
         *(_compare_function(api, overloads, found) for overloads in functions.values()),
+        _compare_dropped(api, vanished, found),
         _check_configured_leftovers(api, target, catalog, found),
     )
+    # After the relations: an embed of a relation missing from the cache says nothing about its foreign key.
+    await _compare_relationships(api, catalog, remembered, vanished, found)
     return found
 
 
@@ -684,13 +963,34 @@ def _restricted(catalog: Catalog) -> DriftObjects:
     )
 
 
-def _compared_counts(catalog: Catalog) -> dict[str, int]:
+def _compared_counts(catalog: Catalog, found: _Findings) -> dict[str, int]:
     usable = [r for r in catalog.relations if r.usable]
     return {
         "tables": len(usable),
         "columns": sum(len(r.usable_columns) for r in usable),
         "functions": len({f.qualified for f in catalog.functions if f.usable}),
+        "relationships": found.relationships_checked,
     }
+
+
+def _missing_dsn(target: Target) -> str:
+    ref = target.config.database_dsn
+    if ref is None:
+        return "no database DSN configured for this environment (database_dsn): drift needs the catalog"
+    return f"no database DSN: {ref.describe()} is not set or empty (drift needs the catalog)"
+
+
+async def _recall(memory: StoreGuard | None, env: str) -> tuple[set[RememberedObject] | None, str | None]:
+    """The last run's objects (None when there is no memory), and a note saying what that means."""
+    blind = "objects dropped from the database are checked only for the configured probe tables and functions"
+    if memory is None or not memory.available:
+        return None, f"no drift memory (the incident store is not available here): {blind}"
+    remembered = await memory(lambda store: store.drift_memory(env))
+    if remembered is None:
+        return None, f"drift memory unavailable ({memory.error}): {blind}"
+    if not remembered:
+        return set(), "first run with drift memory: objects dropped from now on will be found"
+    return set(remembered), None
 
 
 async def check_drift(
@@ -702,10 +1002,13 @@ async def check_drift(
     command_timeout: float,
     method: Literal["auto", "probe"] = "auto",
     budget_s: float = 60.0,
+    memory: StoreGuard | None = None,
 ) -> DriftReport:
-    """Compare the catalog with what PostgREST serves. Never raises for database or HTTP trouble.
+    """Compare the catalog with what PostgREST serves. Never raises for database, store or HTTP trouble.
 
     `method="probe"` skips the OpenAPI root; `budget_s` bounds the whole check (the result is then unknown).
+    `memory` (the incident store) recalls the objects of the last run, so that those dropped since are asked
+    about one by one, and remembers this run's; without it only configured probe objects are (today's view).
     """
     started = time.perf_counter()
     checked_at = datetime.now(UTC)
@@ -724,6 +1027,7 @@ async def check_drift(
             "notes": (),
             "error": None,
             "compared": {},
+            "memory_used": False,
         }
         values.update(fields)
         return DriftReport(
@@ -737,12 +1041,13 @@ async def check_drift(
 
     dsn = target.secrets.database_dsn
     if dsn is None:
-        return report(DriftStatus.UNKNOWN, error="no database DSN for this environment: drift needs the catalog")
+        return report(DriftStatus.UNKNOWN, error=_missing_dsn(target))
     env = target.config
 
     async def catalog_of() -> Catalog:
         async with connect(dsn, connect_timeout=connect_timeout, command_timeout=command_timeout) as conn:
-            return await read_catalog(conn, env.exposed_schemas, env.api_roles)
+            catalog = await read_catalog(conn, env.exposed_schemas, env.api_roles)
+            return dataclasses.replace(catalog, relationships=await read_foreign_keys(conn, env.exposed_schemas))
 
     async def documents() -> list[_OpenApi]:
         if method == "probe":
@@ -751,7 +1056,9 @@ async def check_drift(
 
     try:
         async with asyncio.timeout(budget_s):
-            catalog, docs = await asyncio.gather(catalog_of(), documents())
+            catalog, docs, (remembered, memory_note) = await asyncio.gather(
+                catalog_of(), documents(), _recall(memory, target.name)
+            )
             fatal = next((d.fatal for d in docs if d.fatal), None)
             if fatal:
                 return report(
@@ -767,13 +1074,16 @@ async def check_drift(
                 notes.append("OpenAPI root skipped on request: every object checked with its own request")
             elif any(d.relations is None for d in docs):
                 reason = next(d.fallback_reason for d in docs if d.relations is None)
-                notes.append(
-                    f"{reason}: every object checked with its own request "
-                    "(columns dropped from the database but still cached cannot be seen this way)"
+                dropped = (
+                    "columns dropped since the last run are checked one by one"
+                    if remembered is not None
+                    else "columns dropped from the database but still cached cannot be seen this way"
                 )
+                notes.append(f"{reason}: every object checked with its own request ({dropped})")
             else:
                 served = {s: d.relations or {} for s, d in zip(env.exposed_schemas, docs, strict=True)}
-            found = await _compare(api, target, catalog, served)
+            notes += [memory_note] if memory_note else []
+            found = await _compare(api, target, catalog, served, remembered)
     except DatabaseError as err:
         return report(DriftStatus.UNKNOWN, error=f"cannot read the catalog: {err}")
     except TimeoutError:
@@ -782,8 +1092,14 @@ async def check_drift(
     usable_tables = sum(1 for r in catalog.relations if r.usable)
     if usable_tables > 1 and len(found.missing_tables) == usable_tables:
         notes.append("no usable relation is served at all: does the DSN point at the database PostgREST serves?")
-    missing = DriftObjects.of(found.missing_tables, found.missing_columns, found.missing_functions)
-    extra = DriftObjects.of(found.extra_tables, found.extra_columns, found.extra_functions)
+    if remembered is not None and memory is not None:
+        now_visible = _memory_of(catalog) | found.keep
+        if now_visible != remembered:
+            await memory(lambda store: store.replace_drift_memory(target.name, list(now_visible)))
+    missing = DriftObjects.of(
+        found.missing_tables, found.missing_columns, found.missing_functions, found.missing_relationships
+    )
+    extra = DriftObjects.of(found.extra_tables, found.extra_columns, found.extra_functions, found.extra_relationships)
     if missing or extra:
         status = DriftStatus.STALE
     elif found.unverified:
@@ -800,5 +1116,6 @@ async def check_drift(
         unverified=tuple(sorted(found.unverified)),
         unclear_answer=api.undecided_answer if found.unverified else None,
         notes=tuple(notes + sorted(found.notes)),
-        compared=_compared_counts(catalog),
+        compared=_compared_counts(catalog, found),
+        memory_used=bool(remembered),
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from bot.classify import CheckKind
+from bot.classify import ADMIN_KINDS, CheckKind
 from bot.config import KpiThresholds
 from bot.probe import EnvReport
 
@@ -55,8 +55,7 @@ class KpiSample:
 def api_latency_ms(report: EnvReport) -> float | None:
     """The slowest answer of the API's data checks: what a client waits for."""
     # Not the OpenAPI root: it takes seconds on big schemas whatever the cache does.
-    skip = (CheckKind.LIVE, CheckKind.READY, CheckKind.ROOT)
-    latencies = [c.latency_ms for c in report.checks if c.kind not in skip and c.ok]
+    latencies = [c.latency_ms for c in report.checks if c.kind not in ADMIN_KINDS | {CheckKind.ROOT} and c.ok]
     return max(latencies) if latencies else None
 
 

@@ -260,6 +260,7 @@ class Monitor:
             max_body_bytes=self.settings.monitor.drift_max_body_bytes,
             connect_timeout=rec.db_connect_timeout_s,
             command_timeout=rec.db_command_timeout_s,
+            memory=self.guard,
         )
 
     async def _drift_notice(self, name: str, text: str) -> None:

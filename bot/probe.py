@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from bot.classify import (
+    ADMIN_KINDS,
     CheckKind,
     Classification,
     TransportFailure,
@@ -162,6 +163,18 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
         specs.append(CheckSpec("live", "Admin /live", CheckKind.LIVE, "GET", f"{env.admin_base}/live", send_key=False))
         specs.append(
             CheckSpec("ready", "Admin /ready", CheckKind.READY, "GET", f"{env.admin_base}/ready", send_key=False)
+        )
+        # 12.2+: schema cache loads (ok / failed) and the pool, as evidence; 12.0.2 answers 404 (not available).
+        specs.append(
+            CheckSpec(
+                "metrics",
+                "Admin /metrics",
+                CheckKind.METRICS,
+                "GET",
+                f"{env.admin_base}/metrics",
+                send_key=False,
+                extra_headers={"Accept": "text/plain"},
+            )
         )
     if env.probe_root:
         # The root is the OpenAPI document (megabytes on big schemas): read at most max_body_bytes of it.
@@ -335,14 +348,14 @@ class Prober:
 def summarise(name: str, checks: list[CheckResult], checked_at: datetime, duration_ms: float) -> EnvReport:
     verdict = worst([c.verdict for c in checks])
     # Refused on the admin port alone, with the API answering, is a config problem, not a dead PostgREST.
-    main_answered = any(c.status is not None for c in checks if c.kind not in (CheckKind.LIVE, CheckKind.READY))
+    main_answered = any(c.status is not None for c in checks if c.kind not in ADMIN_KINDS)
     if verdict is Verdict.POSTGREST_DOWN and main_answered:
         verdict = worst([c.verdict for c in checks if c.verdict is not Verdict.POSTGREST_DOWN] + [Verdict.UNEXPECTED])
     meta = info(verdict)
     # Quote the most telling check: one with an error code, on the API port rather than the admin port.
     failing = sorted(
         (c for c in checks if c.verdict is verdict),
-        key=lambda c: (c.code is None, c.kind in (CheckKind.LIVE, CheckKind.READY)),
+        key=lambda c: (c.code is None, c.kind in ADMIN_KINDS),
     )
     explanation = meta.summary
     if failing and verdict is not Verdict.HEALTHY:

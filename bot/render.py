@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.classify import CheckKind
 from bot.diagnose import Diagnosis
 from bot.drift import DriftReport
 from bot.escalation import FIELDS_MAX, check_line, fit_embed, format_duration, truncate
@@ -93,9 +94,13 @@ def status_embed(
             fields.append({"name": f"⏳ {s.name.upper()}", "value": "not checked yet", "inline": False})
             continue
         report = s.last_report
+        version = report.server_version or "PostgREST version not reported (a gateway may hide the Server header)"
         lines = [
-            f"since {rel(s.since)} · last check {rel(report.checked_at)} ({report.duration_ms:.0f} ms)",
+            f"since {rel(s.since)} · last check {rel(report.checked_at)} ({report.duration_ms:.0f} ms) · {version}",
         ]
+        metrics = next((c.message for c in report.checks if c.kind is CheckKind.METRICS and c.message), None)
+        if metrics:
+            lines.append(f"admin /metrics: {metrics}")
         if not report.healthy:
             lines.append(f"**Why:** {report.explanation}")
             lines += diagnosis_lines(s.diagnosis)[:2]

@@ -95,6 +95,20 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE incidents ADD COLUMN flapping INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE incidents ADD COLUMN silenced INTEGER NOT NULL DEFAULT 0;
     """,
+    # drift memory: the API-visible objects of each environment's last drift run, so the next run can ask
+    # PostgREST about those dropped since (self-contained: safe whatever its number ends up being)
+    """
+    CREATE TABLE IF NOT EXISTS drift_memory (
+        env TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        schema_name TEXT NOT NULL,
+        name TEXT NOT NULL,
+        part TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '',
+        remembered_at TEXT NOT NULL,
+        PRIMARY KEY (env, kind, schema_name, name, part)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -184,6 +198,21 @@ class Silence:
     reason: str
     actor: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class RememberedObject:
+    """One API-visible object of a drift run: kind relation/column/function/relationship, in `schema`.
+
+    `part` is the column of a relation, or the constraint of a relationship; `detail` what it takes to ask
+    PostgREST about it again (a function's argument shapes, a relationship's columns), as JSON text.
+    """
+
+    kind: str
+    schema: str
+    name: str
+    part: str = ""
+    detail: str = ""
 
 
 @dataclass
@@ -546,6 +575,38 @@ class Store:
             ]
 
         return await self.call(run)
+
+    # -- drift memory ---------------------------------------------------------------------------
+    async def drift_memory(self, env: str) -> list[RememberedObject]:
+        def run() -> list[RememberedObject]:
+            rows = self._exec(
+                "SELECT kind, schema_name, name, part, detail FROM drift_memory WHERE env = ? "
+                "ORDER BY kind, schema_name, name, part",
+                (env,),
+            ).fetchall()
+            return [RememberedObject(r["kind"], r["schema_name"], r["name"], r["part"], r["detail"]) for r in rows]
+
+        return await self.call(run)
+
+    async def replace_drift_memory(self, env: str, objects: list[RememberedObject]) -> None:
+        """What the environment's API should serve now: replaces the previous run's memory in one transaction."""
+
+        def run() -> None:
+            at = ts(now())
+            self._exec("BEGIN")
+            try:
+                self._exec("DELETE FROM drift_memory WHERE env = ?", (env,))
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO drift_memory (env, kind, schema_name, name, part, detail, remembered_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(env, o.kind, o.schema, o.name, o.part, o.detail, at) for o in objects],
+                )
+                self._exec("COMMIT")
+            except BaseException:
+                self._exec("ROLLBACK")
+                raise
+
+        await self.call(run)
 
 
 async def open_store(path: str) -> Store | None:

@@ -30,6 +30,7 @@ class Drift(commands.Cog):
             max_body_bytes=svc.settings.monitor.drift_max_body_bytes,
             connect_timeout=rec.db_connect_timeout_s,
             command_timeout=rec.db_command_timeout_s,
+            memory=svc.guard,
         )
         await interaction.followup.send(embed=discord.Embed.from_dict(drift_embed(report)))
 

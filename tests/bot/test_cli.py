@@ -55,6 +55,7 @@ async def test_check_json_document_for_ci(make_stack, tmp_path):
     for check in envs["staging"]["checks"]:
         assert {"name", "url", "status", "code", "latency_ms", "ok"} <= set(check)
     assert "checked_at" in envs["dev"]
+    assert envs["dev"]["server_version"] == "postgrest/12.0.2"  # the version the environment reports
     only_dev = await acli(config, "check", "--env", "dev", "--json")
     assert only_dev.returncode == 0 and [e["env"] for e in json.loads(only_dev.stdout)["environments"]] == ["dev"]
 

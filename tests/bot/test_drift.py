@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 
+import httpx
 import pytest
 from aiohttp import web
 
-from bot.drift import DriftMethod, DriftObjects, DriftReport, DriftStatus, cap_names, check_drift
+from bot.cli import main
+from bot.drift import (
+    UNPRODUCIBLE_ACCEPT,
+    DriftMethod,
+    DriftObjects,
+    DriftReport,
+    DriftStatus,
+    cap_names,
+    check_drift,
+)
+from bot.outbox import StoreGuard
 from bot.probe import make_http_client
-from tests.conftest import build_settings, targets_for
+from bot.store import Store
+from tests.conftest import build_settings, targets_for, write_config
 from tests.support.localhttp import LocalServer
 
 METHODS = ["auto", "probe"]
@@ -43,7 +56,7 @@ async def test_fresh_stack_is_in_sync_via_the_openapi_root(make_stack):
     assert report.status is DriftStatus.IN_SYNC, report.summary
     assert report.in_sync and not report.stale
     assert report.method is DriftMethod.OPENAPI
-    assert report.compared == {"tables": 1, "columns": 2, "functions": 1}
+    assert report.compared == {"tables": 1, "columns": 2, "functions": 1, "relationships": 0}
     assert not report.missing_in_api and not report.extra_in_api and not report.ungranted
     assert report.summary.startswith("in sync: 1 tables, 2 columns, 1 functions")
     assert report.next_step == "nothing to do"
@@ -332,3 +345,239 @@ def test_summary_caps_long_lists_and_stays_on_one_line():
     assert objects.tables == names  # sorted
     assert objects.describe() == f"tables {cap_names(names)}; functions public.f"
     assert objects.count == 18
+
+
+# ---------------------------------------------------------------------------------------------- drift memory
+
+
+@pytest.fixture
+async def memory(tmp_path):
+    store = await Store(tmp_path / "incidents.db").open()
+    yield StoreGuard(store)
+    await store.close()
+
+
+async def remembered(memory: StoreGuard, env: str = "env") -> set[tuple[str, str, str, str]]:
+    assert memory.store is not None
+    return {(o.kind, o.schema, o.name, o.part) for o in await memory.store.drift_memory(env)}
+
+
+async def in_sync_after_reload(stack, **kw) -> DriftReport:
+    report = await drift_after_reload(stack, **kw)
+    assert report.in_sync, report.summary
+    return report
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    ("ddl", "drop", "expected"),
+    [
+        (
+            "CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;",
+            "DROP TABLE public.orders",
+            DriftObjects(tables=("public.orders",)),
+        ),
+        (
+            "CREATE TABLE public.base (id int); CREATE VIEW public.recent AS SELECT id FROM public.base;"
+            "GRANT SELECT ON public.recent TO anon;",
+            "DROP VIEW public.recent",
+            DriftObjects(tables=("public.recent",)),
+        ),
+        (
+            "CREATE FUNCTION public.add(a int, b int) RETURNS int LANGUAGE sql AS 'select a + b';",
+            "DROP FUNCTION public.add(int, int)",
+            DriftObjects(functions=("public.add",)),
+        ),
+    ],
+    ids=["table", "view", "function with arguments"],
+)
+async def test_dropped_object_that_is_not_a_probe_is_found_through_the_drift_memory(
+    make_stack, memory, method, ddl, drop, expected
+):
+    stack = make_stack()
+    stack.sql(ddl)
+    await in_sync_after_reload(stack, method=method, memory=memory)  # remembered by the last of these runs
+    stack.sql(drop)
+    report = await drift(stack, method=method, memory=memory)
+    assert report.status is DriftStatus.STALE, report.summary
+    assert report.extra_in_api == expected and not report.missing_in_api
+    assert report.memory_used and report.to_json()["memory_used"]
+    assert "served but gone from the database" in report.summary and "reload" in report.next_step
+    assert (await drift(stack, method=method, memory=memory)).extra_in_api == expected  # still remembered
+    await in_sync_after_reload(stack, method=method, memory=memory)
+    names = {name for _, _, name, _ in await remembered(memory)}
+    assert not names & {"orders", "recent", "add"}  # gone from the cache too: forgotten
+
+
+async def test_without_the_store_a_dropped_table_stays_unseen_and_the_report_says_why(make_stack):
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    await in_sync_after_reload(stack)
+    stack.sql("DROP TABLE public.orders")
+    report = await drift(stack)
+    assert report.in_sync and not report.memory_used, report.summary  # today's blind spot, named
+    assert any(n.startswith("no drift memory (the incident store is not available here)") for n in report.notes)
+
+
+async def test_first_run_with_memory_remembers_what_the_api_should_serve(make_stack, memory):
+    stack = make_stack()
+    report = await drift(stack, memory=memory)
+    assert report.in_sync and not report.memory_used
+    assert any(n.startswith("first run with drift memory") for n in report.notes)
+    assert await remembered(memory) == {
+        ("relation", "public", "judgments", ""),
+        ("column", "public", "judgments", "id"),
+        ("column", "public", "judgments", "title"),
+        ("function", "public", "ping", ""),
+    }
+    again = await drift(stack, memory=memory)
+    assert again.memory_used and not any("drift memory" in n for n in again.notes)
+
+
+async def test_dropped_column_answers_pgrst107_while_cached_and_pgrst204_once_the_cache_is_fresh(make_stack):
+    # The wire behaviour `drift --per-object` relies on, on the real PostgREST 12.0.2.
+    stack = make_stack()
+    stack.sql("ALTER TABLE public.judgments DROP COLUMN title")
+    headers = {"Accept": UNPRODUCIBLE_ACCEPT, "Content-Type": "application/json", "Prefer": "return=minimal"}
+    async with httpx.AsyncClient(base_url=stack.postgrest.url, timeout=5) as client:
+        cached = await client.post("/judgments", params={"columns": "title"}, content=b"[]", headers=headers)
+        assert (cached.status_code, cached.json()["code"]) == (415, "PGRST107")
+        stack.notify()
+        for _ in range(50):
+            fresh = await client.post("/judgments", params={"columns": "title"}, content=b"[]", headers=headers)
+            if fresh.status_code != 415:
+                break
+            await asyncio.sleep(0.1)
+        assert (fresh.status_code, fresh.json()["code"]) == (400, "PGRST204")
+    assert stack.sql("select count(*) from public.judgments").strip() == "2"  # nothing inserted
+
+
+async def test_per_object_drift_finds_dropped_but_cached_columns_through_the_memory(make_stack, memory):
+    stack = make_stack()
+    stack.sql("ALTER TABLE public.judgments ADD COLUMN a text, ADD COLUMN b text, ADD COLUMN c text")
+    await in_sync_after_reload(stack, method="probe", memory=memory)
+    stack.sql("ALTER TABLE public.judgments DROP COLUMN a, DROP COLUMN c")
+    report = await drift(stack, method="probe", memory=memory)
+    assert report.extra_in_api == DriftObjects(columns=("public.judgments.a", "public.judgments.c")), report.summary
+    await in_sync_after_reload(stack, method="probe", memory=memory)
+    assert ("column", "public", "judgments", "a") not in await remembered(memory)
+
+
+async def test_an_unusable_store_falls_back_and_says_so(make_stack, tmp_path):
+    stack = make_stack()
+    store = await Store(tmp_path / "s.db").open()
+    await store.close()  # every call now fails like a broken store
+    report = await drift(stack, memory=StoreGuard(store))
+    assert report.in_sync and not report.memory_used, report.summary
+    assert any(n.startswith("drift memory unavailable (incident store") for n in report.notes), report.notes
+
+
+def test_cli_drift_with_an_unset_dsn_variable_names_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("PGRST_OPS_TEST_UNSET_DSN", raising=False)
+    env = {"rest_url": "http://127.0.0.1:9", "database_dsn": {"env": "PGRST_OPS_TEST_UNSET_DSN"}}
+    config = write_config(tmp_path / "c.yaml", {"dev": env}, incidents={"store_path": str(tmp_path / "none.db")})
+    out = io.StringIO()
+    assert main(["--config", str(config), "drift"], out=out) == 1
+    assert "environment variable PGRST_OPS_TEST_UNSET_DSN is not set or empty" in out.getvalue()
+    assert not (tmp_path / "none.db").exists()  # no stray store file
+
+
+# ---------------------------------------------------------------------------------------------- relationships
+
+AUTHORS_BOOKS = """
+CREATE TABLE public.authors (id int primary key, name text);
+CREATE TABLE public.books (id int primary key, author_id int, title text);
+GRANT SELECT ON public.authors, public.books TO anon;
+"""
+FK = "ALTER TABLE public.books ADD CONSTRAINT books_author_fk FOREIGN KEY (author_id) REFERENCES public.authors (id)"
+RELATIONSHIP = "public.books→authors (books_author_fk)"
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_new_foreign_key_missing_from_the_cache_is_found_by_embedding(make_stack, method):
+    stack = make_stack()
+    stack.sql(AUTHORS_BOOKS)
+    await in_sync_after_reload(stack, method=method)
+    stack.sql(FK)
+    report = await drift(stack, method=method)
+    assert report.status is DriftStatus.STALE, report.summary
+    assert report.missing_in_api == DriftObjects(relationships=(RELATIONSHIP,))
+    assert f"missing in API: relationships {RELATIONSHIP}" in report.summary
+    after = await in_sync_after_reload(stack, method=method)
+    assert after.compared["relationships"] == 1
+    assert "1 relationships usable by the API roles are served" in after.summary
+
+
+async def test_dropped_foreign_key_still_served_is_found_through_the_memory(make_stack, memory):
+    stack = make_stack()
+    stack.sql(AUTHORS_BOOKS + FK)
+    await in_sync_after_reload(stack, memory=memory)
+    stack.sql("ALTER TABLE public.books DROP CONSTRAINT books_author_fk")
+    report = await drift(stack, memory=memory)
+    assert report.extra_in_api == DriftObjects(relationships=(RELATIONSHIP,)), report.summary
+    await in_sync_after_reload(stack, memory=memory)
+
+
+async def test_foreign_keys_of_tables_missing_from_the_cache_are_not_reported_twice(make_stack):
+    stack = make_stack()
+    stack.sql(AUTHORS_BOOKS + FK)
+    report = await drift(stack)
+    assert report.missing_in_api == DriftObjects(tables=("public.authors", "public.books")), report.summary
+
+
+async def test_relationship_checks_are_bounded_per_run_and_reach_every_foreign_key_over_runs(
+    make_stack, monkeypatch, memory
+):
+    monkeypatch.setattr("bot.drift.MAX_RELATIONSHIP_CHECKS", 2)
+    stack = make_stack()
+    stack.sql(
+        "CREATE TABLE public.hub (id int primary key); GRANT SELECT ON public.hub TO anon;"
+        + "".join(
+            f"CREATE TABLE public.s{i} (id int, hub_id int references public.hub (id)); GRANT SELECT ON public.s{i} TO anon;"
+            for i in range(5)
+        )
+    )
+    report = await in_sync_after_reload(stack, memory=memory)
+    assert report.compared["relationships"] == 2
+    assert "2 of 5 foreign keys checked by embedding (at most 2 per run)" in report.notes
+    for _ in range(3):  # those no run has seen served go first: every one is reached
+        assert (await drift(stack, memory=memory)).in_sync
+    seen = {name for kind, _, name, _ in await remembered(memory) if kind == "relationship"}
+    assert seen == {f"s{i}" for i in range(5)}
+
+
+async def test_foreign_keys_between_names_that_need_quoting_are_embedded_correctly(make_stack):
+    stack = make_stack()
+    stack.sql(
+        'CREATE TABLE public."my authors" (id int primary key); CREATE TABLE public."my books" (id int, "author id" int);'
+        'GRANT SELECT ON public."my authors", public."my books" TO anon;'
+    )
+    await in_sync_after_reload(stack)
+    stack.sql(
+        'ALTER TABLE public."my books" ADD CONSTRAINT "fk 1" FOREIGN KEY ("author id") REFERENCES public."my authors" (id)'
+    )
+    report = await drift(stack)
+    assert report.missing_in_api == DriftObjects(relationships=("public.my books→my authors (fk 1)",)), report.summary
+    await in_sync_after_reload(stack)
+
+
+async def test_cli_drift_uses_the_bots_store_when_it_exists_on_the_machine(make_stack, tmp_path, monkeypatch):
+    stack = make_stack()
+    for name, value in stack.env_vars.items():
+        monkeypatch.setenv(name, value)
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    await in_sync_after_reload(stack)
+    store_path = tmp_path / "pgrst-ops.db"
+    await (await Store(store_path).open()).close()  # the bot's store file
+    config = write_config(tmp_path / "c.yaml", {"dev": stack.env_config()}, incidents={"store_path": str(store_path)})
+
+    async def cli_drift() -> dict:
+        out = io.StringIO()
+        await asyncio.to_thread(main, ["--config", str(config), "drift", "--json"], out=out)
+        return json.loads(out.getvalue())["environments"][0]
+
+    first = await cli_drift()
+    assert first["in_sync"] and "first run with drift memory" in " ".join(first["notes"])
+    stack.sql("DROP TABLE public.orders")
+    second = await cli_drift()
+    assert second["extra_in_api"]["tables"] == ["public.orders"] and second["memory_used"], second["summary"]

@@ -30,8 +30,9 @@ async def test_healthy_postgrest_reports_every_check(make_stack):
     stack = make_stack()
     report = await probe_one(stack.env_config(probe_functions=["ping"]))
     assert report.verdict is Verdict.HEALTHY, report.explanation
-    assert [c.name for c in report.checks] == ["live", "ready", "root", "data:judgments", "cache:judgments", "rpc:ping"]
-    assert all(c.status == 200 for c in report.checks if c.name != "rpc:ping")
+    names = ["live", "ready", "metrics", "root", "data:judgments", "cache:judgments", "rpc:ping"]
+    assert [c.name for c in report.checks] == names
+    assert all(c.status == 200 for c in report.checks if c.name not in ("rpc:ping", "metrics"))
     assert by_status(report)["rpc:ping"] == (415, "PGRST107")  # found in the cache, never called
     assert report.server_version is not None and report.server_version.startswith("postgrest/12")
     assert all(c.latency_ms > 0 for c in report.checks)

@@ -15,7 +15,7 @@ import pytest
 
 from bot import store as store_module
 from bot.outbox import StoreGuard
-from bot.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, migrate, open_store
+from bot.store import MIGRATIONS, SCHEMA_VERSION, RememberedObject, Store, StoreError, migrate, open_store
 
 
 @contextlib.contextmanager
@@ -57,7 +57,7 @@ async def test_an_empty_file_is_migrated_to_the_newest_schema(tmp_path):
 async def test_a_file_at_the_previous_version_is_upgraded_and_keeps_its_incidents(tmp_path):
     path = tmp_path / "incidents.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    assert migrate(conn, upto=SCHEMA_VERSION - 1) == SCHEMA_VERSION - 1
+    assert migrate(conn, upto=1) == 1  # before migration 2 (flapping); every later one is applied at open
     conn.execute(
         "INSERT INTO incidents (env, opened_at, verdict, status, code, trigger) VALUES (?, ?, ?, ?, ?, ?)",
         ("prod", "2026-01-01T00:00:00+00:00", "schema_cache_unavailable", 503, "PGRST002", "monitor"),
@@ -226,3 +226,34 @@ async def test_delivered_outbox_rows_older_than_30_days_are_pruned_at_open(tmp_p
         assert await store.outbox_count() == 1 and [r.nonce for r in await store.outbox_pending()] == ["n-unsent"]
     finally:
         await store.close()
+
+
+async def test_drift_memory_is_replaced_per_environment_and_survives_a_reopen(tmp_path):
+    path = tmp_path / "incidents.db"
+    store = await Store(path).open()
+    try:
+        await store.replace_drift_memory("prod", [RememberedObject("relation", "public", "orders")])
+        await store.replace_drift_memory("dev", [RememberedObject("column", "public", "t", "c")])
+        await store.replace_drift_memory(
+            "prod", [RememberedObject("function", "api", "add", detail='[[["a", "b"], null]]')]
+        )
+    finally:
+        await store.close()
+    again = await Store(path).open()
+    try:
+        assert await again.drift_memory("prod") == [
+            RememberedObject("function", "api", "add", "", '[[["a", "b"], null]]')
+        ]
+        assert await again.drift_memory("dev") == [RememberedObject("column", "public", "t", "c")]
+        assert await again.drift_memory("qa") == []
+    finally:
+        await again.close()
+
+
+def test_the_drift_memory_migration_is_safe_whatever_its_number_ends_up_being(tmp_path):
+    conn = sqlite3.connect(tmp_path / "incidents.db", isolation_level=None)
+    drift_migration = next(m for m in MIGRATIONS if "drift_memory" in m)
+    migrate(conn)
+    conn.executescript(drift_migration)  # applied twice (e.g. renumbered at a merge): no error, nothing lost
+    assert conn.execute("SELECT count(*) FROM drift_memory").fetchone() == (0,)
+    conn.close()

@@ -237,6 +237,7 @@ async def test_monitor_auto_recovers_a_stale_cache_without_a_critical_alert(fake
     assert "monitor" in embed["description"] and "uptime" in embed["description"]
     dev = embed["fields"][0]
     assert dev["name"] == "✅ DEV — healthy" and "last reload" in dev["value"] and "auto" in dev["value"]
+    assert "· postgrest/12.0.2" in dev["value"]  # the version the environment reports (Server header)
 
 
 async def test_channel_failure_falls_back_to_the_webhook(fake, make_stack, monkeypatch):
