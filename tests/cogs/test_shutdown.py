@@ -82,6 +82,18 @@ async def test_a_role_name_matching_two_roles_stops_the_start_naming_the_key(fak
     assert "Traceback" not in bot.text() and not fake.commands.get(fake.guild_id)  # nothing was registered
 
 
+async def test_a_guild_the_bot_is_not_in_stops_the_start(fake, tmp_path):
+    discord = {"guild_ids": [fake.guild_id, 123456789012345678]}
+    config = write_config(tmp_path / "c.yaml", {"dev": {"rest_url": "http://127.0.0.1:9"}}, discord=discord)
+    async with bot_process(fake, config, {}) as bot:
+        code = await bot.wait()
+    assert code == 2 and "Traceback" not in bot.text()
+    assert bot.text().strip().splitlines()[-1] == (
+        "pgrst-ops: configuration error: discord.guild_ids: the bot cannot see guild 123456789012345678 "
+        "(not invited there, or a wrong id)"
+    )
+
+
 async def test_the_bot_without_guild_ids_refuses_to_start(fake, tmp_path):
     config = write_config(tmp_path / "c.yaml", {"dev": {"rest_url": "http://127.0.0.1:9"}})
     async with bot_process(fake, config, {}) as bot:
