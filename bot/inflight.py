@@ -26,6 +26,7 @@ class Action:
     what: str  # "/reload dev by Bob", for the log
     task: asyncio.Task[object]
     notify_sent: bool = False  # set by the owner when the recovery reports its NOTIFY
+    asking: bool = False  # waiting for a person (Confirm): a stop interrupts it at once, without a grace period
     interrupted: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -79,10 +80,14 @@ class InFlight:
         """Stop taking work, let running actions finish within grace_s, interrupt the rest. Returns those."""
         self.stopping = True
         actions = self.running
-        if actions:
-            log.info("stopping: waiting up to %g s for %s", grace_s, "; ".join(a.what for a in actions))
-            await asyncio.wait({a.task for a in actions}, timeout=grace_s)
-        late = [a for a in actions if not a.task.done()]
+        for action in actions:
+            if action.asking:
+                action.interrupted.set()
+        working = [a for a in actions if not a.asking]
+        if working:
+            log.info("stopping: waiting up to %g s for %s", grace_s, "; ".join(a.what for a in working))
+            await asyncio.wait({a.task for a in working}, timeout=grace_s)
+        late = [a for a in actions if not a.task.done() or a.interrupted.is_set()]
         for action in late:
             action.interrupted.set()
         abort()  # nothing more is sent to a database once the grace period is over

@@ -12,6 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import PgrstOpsBot
+from bot.inflight import Action
 from bot.recovery import Outcome, RecoveryStep, StepKind
 from bot.render import reload_embed
 from cogs.common import env_autocomplete, find_target, may_reload, passes, reload_allowed, services, unknown_env
@@ -80,14 +81,17 @@ class Reload(commands.Cog):
         if target is None:
             await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
             return
-        if target.config.protected or force:
-            if not await self._confirmed(interaction, env, force):
-                return
-        else:
-            await interaction.response.defer(thinking=True)
-        await self._run(interaction, env, force)
+        with services(interaction).inflight.track(f"/reload {env} by {interaction.user.display_name}") as action:
+            if target.config.protected or force:
+                action.asking = True  # a stop does not wait for an answer
+                if not await self._confirmed(interaction, env, force, action):
+                    return
+                action.asking = False
+            else:
+                await interaction.response.defer(thinking=True)
+            await self._run(interaction, env, force, action)
 
-    async def _confirmed(self, interaction: discord.Interaction, env: str, force: bool) -> bool:
+    async def _confirmed(self, interaction: discord.Interaction, env: str, force: bool, action: Action) -> bool:
         timeout = services(interaction).settings.discord.confirm_timeout_s
         view = ConfirmView(interaction.user.id, env, timeout)
         question = (
@@ -97,7 +101,14 @@ class Reload(commands.Cog):
             else f"⚠️ **{env.upper()}** is protected. Send `NOTIFY` to reload its schema cache?"
         )
         await interaction.response.send_message(f"{question} ({timeout:g} s to confirm)", view=view)
-        timed_out = await view.wait()
+        timed_out = await action.until_interrupted(view.wait())
+        if timed_out is None:  # the bot is stopping: the question ends, nothing was sent
+            view.stop()
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.edit_original_response(
+                    content=f"🛑 {action.interruption}: not confirmed. Nothing was sent.", view=None
+                )
+            return False
         if view.confirmed:
             return True
         if timed_out:
@@ -108,55 +119,54 @@ class Reload(commands.Cog):
                 )
         return False
 
-    async def _run(self, interaction: discord.Interaction, env: str, force: bool) -> None:
+    async def _run(self, interaction: discord.Interaction, env: str, force: bool, action: Action) -> None:
         svc = services(interaction)
         actor = f"{interaction.user.display_name} (/reload{' force' if force else ''})"
-        with svc.inflight.track(f"/reload {env} by {interaction.user.display_name}") as action:
-            audit_id = await svc.monitor.audit_begin(actor, "reload", env) if svc.monitor else None
-            lines: list[str] = []
-            dirty = asyncio.Event()
+        audit_id = await svc.monitor.audit_begin(actor, "reload", env) if svc.monitor else None
+        lines: list[str] = []
+        dirty = asyncio.Event()
 
-            def on_step(step: RecoveryStep) -> None:
-                if step.kind is StepKind.NOTIFY:
-                    action.notify_sent = True
-                if step.kind is StepKind.RECHECK and lines and lines[-1].startswith("⏳"):
-                    lines[-1] = step_line(step)  # one line for the re-checks, updated in place
-                else:
-                    lines.append(step_line(step))
-                dirty.set()
+        def on_step(step: RecoveryStep) -> None:
+            if step.kind is StepKind.NOTIFY:
+                action.notify_sent = True
+            if step.kind is StepKind.RECHECK and lines and lines[-1].startswith("⏳"):
+                lines[-1] = step_line(step)  # one line for the re-checks, updated in place
+            else:
+                lines.append(step_line(step))
+            dirty.set()
 
-            async def show_progress() -> None:
-                while True:
-                    await dirty.wait()
-                    dirty.clear()
-                    with contextlib.suppress(discord.HTTPException):
-                        embed = discord.Embed.from_dict(reload_embed(env, lines, result=None, actor=actor))
-                        await interaction.edit_original_response(embed=embed)
-                    await asyncio.sleep(EDIT_EVERY_S)
+        async def show_progress() -> None:
+            while True:
+                await dirty.wait()
+                dirty.clear()
+                with contextlib.suppress(discord.HTTPException):
+                    embed = discord.Embed.from_dict(reload_embed(env, lines, result=None, actor=actor))
+                    await interaction.edit_original_response(embed=embed)
+                await asyncio.sleep(EDIT_EVERY_S)
 
-            editor = asyncio.create_task(show_progress())
-            try:
-                result = await action.until_interrupted(
-                    svc.operator.recover(svc.targets[env], actor=actor, on_step=on_step, force=force)
-                )
-            finally:
-                editor.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await editor
-            if result is None:  # the bot is stopping: say what was done, in the message and the audit
-                if svc.monitor is not None:
-                    await svc.monitor.audit_end(audit_id, action.interruption, interrupted=True)
-                final = reload_embed(env, lines, result=None, actor=actor, interrupted=action.interruption)
-                await interaction.edit_original_response(embed=discord.Embed.from_dict(final), view=None)
-                return
+        editor = asyncio.create_task(show_progress())
+        try:
+            result = await action.until_interrupted(
+                svc.operator.recover(svc.targets[env], actor=actor, on_step=on_step, force=force)
+            )
+        finally:
+            editor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await editor
+        if result is None:  # the bot is stopping: say what was done, in the message and the audit
             if svc.monitor is not None:
-                if result.actor == actor:
-                    svc.monitor.record_reload(result)
-                    await svc.monitor.audit_end(audit_id, str(result.outcome))
-                else:  # joined a recovery already running (the monitor's, or someone else's): recorded once by it
-                    await svc.monitor.audit_end(audit_id, f"{result.outcome} (joined the run of {result.actor})")
-            final_embed = discord.Embed.from_dict(reload_embed(env, lines, result=result, actor=actor))
-            await interaction.edit_original_response(embed=final_embed, view=None)
+                await svc.monitor.audit_end(audit_id, action.interruption, interrupted=True)
+            final = reload_embed(env, lines, result=None, actor=actor, interrupted=action.interruption)
+            await interaction.edit_original_response(embed=discord.Embed.from_dict(final), view=None)
+            return
+        if svc.monitor is not None:
+            if result.actor == actor:
+                svc.monitor.record_reload(result)
+                await svc.monitor.audit_end(audit_id, str(result.outcome))
+            else:  # joined a recovery already running (the monitor's, or someone else's): recorded once by it
+                await svc.monitor.audit_end(audit_id, f"{result.outcome} (joined the run of {result.actor})")
+        final_embed = discord.Embed.from_dict(reload_embed(env, lines, result=result, actor=actor))
+        await interaction.edit_original_response(embed=final_embed, view=None)
         if result.outcome is Outcome.ESCALATED and svc.monitor is not None:
             await svc.monitor.open_alert(env, result.report_after, result)
 

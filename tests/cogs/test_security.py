@@ -6,6 +6,8 @@ is checked where it would show: no NOTIFY counted by the operator, no row in the
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.store import Store
@@ -148,3 +150,21 @@ async def test_confirm_applies_the_reload_checks_again(fake, make_stack):
         await confirm.wait_acked()
         reloads = bot.services.operator.reloads_in_window("prod")
     assert "/reload prod needs the **ops-prod** role" in refusal(confirm) and reloads == 0
+
+
+async def test_a_stop_while_a_confirmation_is_pending_ends_the_question_at_once(fake, make_stack):
+    stack = make_stack()
+    stack.sql(STALE_TABLE)
+    envs = {"prod": stack.env_config(probe_tables=["orders"], protected=True)}
+    alice = fake.user_ids["alice"]
+    loop = asyncio.get_running_loop()
+    async with running_bot(fake, envs, stack.env_vars, discord={"shutdown_grace_s": 30}) as bot:
+        record = await fake.invoke_slash("reload", user_id=alice, options={"env": "prod"})
+        await record.wait_for(lambda r: r.original is not None and bool(r.original.buttons()))
+        started = loop.time()
+        await bot.close()  # what SIGTERM leads to
+        took = loop.time() - started
+        reloads = bot.services.operator.reloads_in_window("prod")
+    assert took < 5  # the grace period is for running reloads, not for a question nobody answered
+    assert record.original.content == "🛑 interrupted by shutdown before NOTIFY: not confirmed. Nothing was sent."
+    assert not record.original.buttons() and reloads == 0
