@@ -452,7 +452,8 @@ class Monitor:
         )
 
     # -- used by the monitor and by /reload ---------------------------------------------------------
-    def record_reload(self, result: RecoveryResult) -> None:
+    def record_reload(self, result: RecoveryResult, *, audited: bool = False) -> None:
+        """`audited`: the caller wrote the audit row itself (at the start, completed at the end)."""
         if result.notify_sent or result.outcome is not Outcome.ALREADY_HEALTHY:
             self.states[result.env].last_reload = ReloadRecord(
                 result.actor, result.outcome, result.finished_at, result.time_to_healthy_ms, result.reason, result.kpis
@@ -466,6 +467,8 @@ class Monitor:
         alert = self.states[result.env].alert
         if alert is not None and result.outcome is Outcome.RECOVERED:
             alert.resolution_hint = inc.AUTO_RECOVERED if result.actor == "auto" else inc.MANUAL_RELOAD
+        if result.actor != "auto" and not audited:
+            self._spawn(self._db(lambda s: s.audit(result.actor, "reload", result.env, str(result.outcome))))
         if alert is not None and alert.stored and (result.notify_sent or result.actor != "auto"):
             detail = f"outcome {result.outcome}" + (f": {result.reason}" if result.reason else "")
             self._spawn(self._db(lambda s: s.add_action(alert.incident_id, result.actor, "reload", detail)))
@@ -772,7 +775,7 @@ class Monitor:
         if state is None:
             return f"Incident #{incident_id} is already resolved: no reload needed."
         result = await self.operator.recover(self.targets[state.name], actor=actor, on_step=on_step)
-        self.record_reload(result)
+        self.record_reload(result, audited=True)
         if result.outcome is not Outcome.ESCALATED:
             async with self._locks[state.name]:
                 self._record(state, result.report_after)

@@ -161,7 +161,7 @@ class Reload(commands.Cog):
             return
         if svc.monitor is not None:
             if result.actor == actor:
-                svc.monitor.record_reload(result)
+                svc.monitor.record_reload(result, audited=True)
                 await svc.monitor.audit_end(audit_id, str(result.outcome))
             else:  # joined a recovery already running (the monitor's, or someone else's): recorded once by it
                 await svc.monitor.audit_end(audit_id, f"{result.outcome} (joined the run of {result.actor})")
