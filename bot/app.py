@@ -21,14 +21,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import __version__
+from bot.access import GuildRole, RoleIds, resolve_roles
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
 from bot.console import ConsoleSink, RateLimiter, WebhookFallback, WebhookTransport
+from bot.inflight import InFlight
 from bot.monitor import AlertSink, Monitor
 from bot.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
 from bot.probe import Prober, make_http_client
 from bot.recovery import RecoveryOperator
 from bot.redact import install_log_filter
 from bot.store import Store, open_store
+from cogs.common import NOT_HERE, Refusal
 
 log = logging.getLogger("pgrst_ops")
 
@@ -51,6 +54,8 @@ class Services:
     monitor: Monitor | None = None
     autostart_monitor: bool = True  # tests drive the monitor's checks by hand
     guard: StoreGuard = field(default_factory=lambda: StoreGuard(None))  # the incident store, when open
+    roles: RoleIds | None = None  # resolved at start (setup_hook); every check fails closed until then
+    inflight: InFlight = field(default_factory=InFlight)  # changing actions running now (for a clean stop)
 
     @property
     def store(self) -> Store | None:
@@ -72,6 +77,10 @@ async def open_services_store(services: Services) -> None:
         services.guard.store = await open_store(services.settings.incidents.store_path)
         if services.guard.store is None:
             services.guard.error = f"incident store {services.settings.incidents.store_path} could not be opened"
+            return
+    unfinished = await services.guard(lambda s: s.audit_mark_unfinished())
+    if unfinished:
+        log.warning("%d action(s) were cut short when pgrst-ops last stopped; /status shows them", unfinished)
 
 
 async def close_services_store(services: Services) -> None:
@@ -270,20 +279,20 @@ class PgrstOpsBot(commands.Bot):
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
+        self.services.roles = await self._resolve_roles()  # ConfigError: the bot refuses to start
         for name in self.cog_names:
             try:
                 await self.load_extension(name)
             except Exception as err:  # one broken cog must not take the others down
                 self.failed_cogs[name] = type(err).__name__
                 log.exception("cog %s failed to load", name)
-        guild_ids = self.services.settings.discord.guild_ids
-        if guild_ids:
-            for guild_id in guild_ids:
-                guild = discord.Object(guild_id)
-                self.tree.copy_global_to(guild=guild)
-                await self.tree.sync(guild=guild)
-        else:
-            await self.tree.sync()
+        # Commands exist in the configured guilds only: none global (that also clears an older global sync).
+        for guild_id in self.services.settings.discord.guild_ids:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        self.tree.clear_commands(guild=None)
+        await self.tree.sync()
         await open_services_store(self.services)
         monitor = Monitor(
             self.services.settings,
@@ -299,6 +308,29 @@ class PgrstOpsBot(commands.Bot):
         except Exception:
             log.exception("restoring open incidents failed; they stay in the store")
 
+    async def _resolve_roles(self) -> RoleIds:
+        """Every configured role as ids, looked up once in every configured guild (names are not proof)."""
+        settings = self.services.settings
+        guild_roles: dict[int, list[GuildRole]] = {}
+        for guild_id in settings.discord.guild_ids:
+            try:
+                guild = await self.fetch_guild(guild_id, with_counts=False)
+            except (discord.NotFound, discord.Forbidden):
+                raise ConfigError(
+                    f"discord.guild_ids: the bot cannot see guild {guild_id} (not invited there, or a wrong id)"
+                ) from None
+            guild_roles[guild_id] = [GuildRole(role.id, role.name) for role in guild.roles]
+        alert_guild_id: int | None = None
+        if settings.discord.alert_role_id is not None and settings.discord.ops_channel_id is not None:
+            with contextlib.suppress(discord.HTTPException):
+                channel = await self.fetch_channel(settings.discord.ops_channel_id)
+                alert_guild_id = getattr(getattr(channel, "guild", None), "id", None)
+        roles = resolve_roles(settings, guild_roles, alert_guild_id)
+        # The alert mention needs the id: the rest of the app reads it from the settings.
+        discord_cfg = settings.discord.model_copy(update={"alert_role_id": roles.alert})
+        self.services.settings = settings.model_copy(update={"discord": discord_cfg})
+        return roles
+
     async def on_ready(self) -> None:
         monitor = self.services.monitor
         if monitor is not None and self.services.autostart_monitor and not monitor.health.running:
@@ -306,15 +338,23 @@ class PgrstOpsBot(commands.Bot):
         log.info("connected as %s; monitoring %s", self.user, ", ".join(self.services.targets))
 
     async def close(self) -> None:
-        if self.services.monitor is not None:
-            await self.services.monitor.stop()
+        """A clean stop: no new work, running actions finish within the grace period or end as interrupted."""
+        svc = self.services
+        svc.inflight.stopping = True
+        if svc.monitor is not None:
+            await svc.monitor.stop()
+        await svc.inflight.drain(svc.settings.discord.shutdown_grace_s, svc.operator.abort_all)
         await super().close()
-        await close_services_store(self.services)
+        await close_services_store(svc)
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """One handler: a short message the user can act on; the details go to the log only."""
         original = getattr(error, "original", error)
-        if isinstance(error, app_commands.CheckFailure):
+        if isinstance(error, Refusal):
+            text = str(error)
+        elif isinstance(error, app_commands.CommandNotFound):  # e.g. an old global registration, elsewhere
+            text = NOT_HERE
+        elif isinstance(error, app_commands.CheckFailure):
             text = f"⛔ {error}"
         else:
             log.error("/%s failed", interaction.command.name if interaction.command else "?", exc_info=original)
@@ -364,6 +404,7 @@ async def run(settings: Settings, targets: list[Target], stop: asyncio.Event) ->
         if token is None:
             await run_console(services, stop)
             return 0
+        settings.discord.require_guilds()
         bot = build_bot(services)
         async with bot:
             runner = asyncio.create_task(bot.start(token.get_secret_value()))
@@ -372,6 +413,8 @@ async def run(settings: Settings, targets: list[Target], stop: asyncio.Event) ->
             if runner in done:
                 stopper.cancel()
                 error = runner.exception()
+                if isinstance(error, ConfigError):
+                    return config_error(error)
                 if isinstance(error, discord.LoginFailure):
                     log.error("Discord rejected the token (%s)", settings.discord.token.describe())
                     return 2
@@ -382,6 +425,12 @@ async def run(settings: Settings, targets: list[Target], stop: asyncio.Event) ->
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
     return 0
+
+
+def config_error(exc: ConfigError) -> int:
+    """One line on stderr, exit code 2: a configuration the bot will not run with."""
+    sys.stderr.write(f"pgrst-ops: configuration error: {exc}\n")
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -404,14 +453,21 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         targets = resolve_targets(settings, args.env)
     except ConfigError as exc:
-        sys.stderr.write(f"pgrst-ops: configuration error: {exc}\n")
-        return 2
+        return config_error(exc)
 
     async def runner() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal(sig: signal.Signals) -> None:
+            log.info("%s: stopping (in-flight actions get %g s)", sig.name, settings.discord.shutdown_grace_s)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        return await run(settings, targets, stop)
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            return await run(settings, targets, stop)
+        except ConfigError as exc:
+            return config_error(exc)
 
     return asyncio.run(runner())

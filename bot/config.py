@@ -18,6 +18,7 @@ from pydantic import (
     AllowInfNan,
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -119,6 +120,38 @@ class SecretRef(_Strict):
                 return None
         register(value)  # from now on no log line, message or output can show it
         return SecretStr(value) if value else None
+
+
+# Discord ids are snowflakes: 17 to 20 decimal digits (the 2015 epoch makes shorter ones impossible today).
+SNOWFLAKE_MIN = 10**16
+SNOWFLAKE_MAX = 2**64 - 1
+ROLE_NAME_MAX = 100  # Discord's limit for a role name
+
+
+def _snowflake(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a Discord id (17-20 digits)")
+    text = str(value).strip()
+    if not text.isdigit() or not SNOWFLAKE_MIN <= int(text) <= SNOWFLAKE_MAX:
+        raise ValueError(f"must be a Discord id (17-20 digits), got {text[:30]!r}")
+    return int(text)
+
+
+def _role_ref(value: Any) -> int | str:
+    """A role: its id (preferred; an int or a string of digits), or its exact name, resolved at start."""
+    if isinstance(value, str) and not value.strip().isdigit():
+        name = value.strip()
+        if not name or len(name) > ROLE_NAME_MAX:
+            raise ValueError(f"a role name has 1-{ROLE_NAME_MAX} characters")
+        if name.startswith("@"):
+            raise ValueError(f"write the role's id, or its name without '@' ({name[1:][:50]!r})")
+        return name
+    return _snowflake(value)
+
+
+Snowflake = Annotated[int, BeforeValidator(_snowflake)]
+# A role id, or a role name that the bot resolves to exactly one id in each configured guild at start.
+RoleRef = Annotated[int | str, BeforeValidator(_role_ref)]
 
 
 class _ProbeObject(_Strict):
@@ -279,7 +312,7 @@ class EnvironmentConfig(_Strict):
     restart_url: AnyHttpUrl | None = None
     protected: bool = False
     auto_recover: bool = True
-    reload_role: str | None = None
+    reload_role: RoleRef | None = None  # who may /reload this environment (default: discord.ops_role)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     api_key: SecretRef | None = None
     database_dsn: SecretRef | None = None
@@ -354,12 +387,35 @@ class RecoveryConfig(_Strict):
 
 class DiscordConfig(_Strict):
     token: SecretRef = Field(default_factory=lambda: SecretRef(env="DISCORD_TOKEN"))
-    guild_ids: list[int] = Field(default_factory=list)
-    ops_channel_id: int | None = None
-    ops_role: str = "ops"
-    alert_role_id: int | None = None
+    # The servers the bot answers in (commands are registered there only). Required with a token.
+    guild_ids: list[Snowflake] = Field(default_factory=list, max_length=50)
+    ops_channel_id: Snowflake | None = None
+    ops_role: RoleRef = "ops"
+    alert_role_id: RoleRef | None = None
     confirm_timeout_s: float = Field(default=60.0, gt=0, le=600, description="protected /reload confirmation")
+    # On SIGTERM/SIGINT: how long an in-flight reload may go on before it is marked interrupted.
+    shutdown_grace_s: float = Field(default=10.0, ge=0, le=120)
     webhook_url: SecretRef | None = None
+
+    @field_validator("guild_ids")
+    @classmethod
+    def _unique_guilds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("a guild id is listed twice")
+        return value
+
+    @property
+    def alert_mention_id(self) -> int | None:
+        """The role to ping in alerts, once it is an id (the bot resolves a name at start; the CLI cannot)."""
+        return self.alert_role_id if isinstance(self.alert_role_id, int) else None
+
+    def require_guilds(self) -> None:
+        """The bot (with a token) answers only in named servers: no global commands, no DMs."""
+        if not self.guild_ids:
+            raise ConfigError(
+                "discord.guild_ids: required when the bot runs with a Discord token: the ids of the servers "
+                "whose members may use its commands (Server Settings > Widget, or right-click the server > Copy ID)"
+            )
 
 
 class MonitorConfig(_Strict):

@@ -29,9 +29,9 @@ from bot.escalation import build_critical_alert, build_info_line, build_resolved
 from bot.kpi import KpiSample, breaches
 from bot.outbox import StoreGuard
 from bot.probe import EnvReport, Prober
-from bot.recovery import Outcome, RecoveryOperator, RecoveryResult
+from bot.recovery import Outcome, RecoveryOperator, RecoveryResult, StepListener
 from bot.schema_version import SchemaVersionReport, check_target_schema_version
-from bot.store import Incident, Silence, Store
+from bot.store import AUDIT_DONE, AUDIT_INTERRUPTED, Incident, Silence, Store
 from bot.verdicts import Verdict, info
 
 T = TypeVar("T")
@@ -457,7 +457,8 @@ class Monitor:
         )
 
     # -- used by the monitor and by /reload ---------------------------------------------------------
-    def record_reload(self, result: RecoveryResult) -> None:
+    def record_reload(self, result: RecoveryResult, *, audited: bool = False) -> None:
+        """`audited`: the caller wrote the audit row itself (at the start, completed at the end)."""
         if result.notify_sent or result.outcome is not Outcome.ALREADY_HEALTHY:
             self.states[result.env].last_reload = ReloadRecord(
                 result.actor, result.outcome, result.finished_at, result.time_to_healthy_ms, result.reason, result.kpis
@@ -471,7 +472,7 @@ class Monitor:
         alert = self.states[result.env].alert
         if alert is not None and result.outcome is Outcome.RECOVERED:
             alert.resolution_hint = inc.AUTO_RECOVERED if result.actor == "auto" else inc.MANUAL_RELOAD
-        if result.actor != "auto":
+        if result.actor != "auto" and not audited:
             self._spawn(self._db(lambda s: s.audit(result.actor, "reload", result.env, str(result.outcome))))
         if alert is not None and alert.stored and (result.notify_sent or result.actor != "auto"):
             detail = f"outcome {result.outcome}" + (f": {result.reason}" if result.reason else "")
@@ -480,6 +481,15 @@ class Monitor:
     def audit(self, actor: str, action: str, env: str, outcome: str) -> None:
         """An audit entry, written in the background (the store is never in a command's way)."""
         self._spawn(self._db(lambda s: s.audit(actor, action, env, outcome)))
+
+    async def audit_begin(self, actor: str, action: str, env: str) -> int | None:
+        """The intent of a changing action, before it runs; None when the store is unavailable."""
+        return await self._db(lambda s: s.audit_begin(actor, action, env))
+
+    async def audit_end(self, row_id: int | None, outcome: str, *, interrupted: bool = False) -> None:
+        if row_id is not None:
+            status = AUDIT_INTERRUPTED if interrupted else AUDIT_DONE
+            await self._db(lambda s: s.audit_end(row_id, outcome, status=status))
 
     async def open_alert(
         self, name: str, report: EnvReport, result: RecoveryResult | None, *, diagnosis: Diagnosis | None = None
@@ -496,7 +506,7 @@ class Monitor:
             report,
             result=result,
             since=since,
-            alert_role_id=self.settings.discord.alert_role_id,
+            alert_role_id=self.settings.discord.alert_mention_id,
             diagnosis=diagnosis,
         )
         restart = target.config.restart_url or target.config.dashboard_url
@@ -632,7 +642,7 @@ class Monitor:
                 since = min(s.unhealthy_since or report.checked_at for s in states)
                 self.network_down_since = since
                 await self.sink.post_line(
-                    "*", inc.network_lost_line(list(self.states), since, self.settings.discord.alert_role_id)
+                    "*", inc.network_lost_line(list(self.states), since, self.settings.discord.alert_mention_id)
                 )
         elif not unreachable(report):
             since, self.network_down_since = self.network_down_since, None
@@ -645,7 +655,7 @@ class Monitor:
         assert state.flaps is not None
         flips = state.flaps.count(now)
         window = self.settings.incidents.flap_window_s
-        payload = inc.flapping_alert(state.name, flips, window, now, self.settings.discord.alert_role_id)
+        payload = inc.flapping_alert(state.name, flips, window, now, self.settings.discord.alert_mention_id)
         if alert is not None:  # an alert is already open: it becomes the flapping alert
             alert.flapping = True
             alert.payload = payload
@@ -762,13 +772,15 @@ class Monitor:
             await self._housekeeping(state)
         return True
 
-    async def retry_reload(self, incident_id: int, actor: str) -> RecoveryResult | str:
+    async def retry_reload(
+        self, incident_id: int, actor: str, on_step: StepListener | None = None
+    ) -> RecoveryResult | str:
+        """The alert's Retry reload; the caller audits it (audit_begin / audit_end) and may be interrupted."""
         state = self._find(incident_id)
         if state is None:
             return f"Incident #{incident_id} is already resolved: no reload needed."
-        result = await self.operator.recover(self.targets[state.name], actor=actor)
-        self.record_reload(result)
-        await self._db(lambda s: s.audit(actor, "retry reload", state.name, str(result.outcome)))
+        result = await self.operator.recover(self.targets[state.name], actor=actor, on_step=on_step)
+        self.record_reload(result, audited=True)
         if result.outcome is not Outcome.ESCALATED:
             async with self._locks[state.name]:
                 self._record(state, result.report_after)

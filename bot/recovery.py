@@ -173,6 +173,12 @@ class RecoveryOperator:
         # shield: one impatient caller cancelling must not abort the recovery others wait on.
         return await asyncio.shield(flight.task)
 
+    def abort_all(self) -> None:
+        """Shutdown: cancel every running recovery (its waiters see CancelledError); nothing more is sent."""
+        for flight in self._flights.values():
+            if flight.task is not None:
+                flight.task.cancel()
+
     async def reload_for_drift(self, target: Target, *, actor: str) -> RecoveryResult:
         """Send one reload for objects the probe does not cover (found by the drift check); the caller re-checks.
 

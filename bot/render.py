@@ -145,8 +145,20 @@ def status_embed(
     )
 
 
-def reload_embed(env: str, lines: Sequence[str], *, result: RecoveryResult | None, actor: str) -> dict[str, Any]:
-    """The /reload message as it progresses, and finally as an audit line."""
+def reload_embed(
+    env: str, lines: Sequence[str], *, result: RecoveryResult | None, actor: str, interrupted: str | None = None
+) -> dict[str, Any]:
+    """The /reload message as it progresses, and finally as an audit line (or what a shutdown cut short)."""
+    if interrupted is not None:
+        at = datetime.now(UTC)
+        stopped: dict[str, Any] = {
+            "title": f"🛑 {env.upper()} reload {interrupted}",
+            "description": truncate("\n".join([*lines[-14:], f"🛑 {interrupted}"]), 4000),
+            "color": info(Verdict.SCHEMA_CACHE_UNAVAILABLE).colour,
+            "fields": [{"name": "Audit", "value": f"{actor} · {env} · {interrupted} · {at:%Y-%m-%d %H:%M:%S} UTC"}],
+            "timestamp": at.isoformat(),
+        }
+        return fit_embed(stopped)
     if result is None:
         title, colour = f"🔄 Reloading {env.upper()} schema cache…", NEUTRAL_COLOUR
     elif result.outcome is Outcome.RECOVERED:

@@ -95,8 +95,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE incidents ADD COLUMN flapping INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE incidents ADD COLUMN silenced INTEGER NOT NULL DEFAULT 0;
     """,
-    # drift memory: the API-visible objects of each environment's last drift run, so the next run can ask
-    # PostgREST about those dropped since (self-contained: safe whatever its number ends up being)
+    # 3: drift memory: the API-visible objects of each environment's last drift run, so the next run can ask
+    # PostgREST about those dropped since
     """
     CREATE TABLE IF NOT EXISTS drift_memory (
         env TEXT NOT NULL,
@@ -109,10 +109,23 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (env, kind, schema_name, name, part)
     );
     """,
+    # 4: an audit row is written when an action starts and completed when it ends (or marked interrupted)
+    """
+    ALTER TABLE audit ADD COLUMN status TEXT NOT NULL DEFAULT 'done';
+    ALTER TABLE audit ADD COLUMN finished_at TEXT;
+    CREATE INDEX audit_status ON audit (status);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
 OUTBOX_KEEP_DAYS = 30
+
+# audit.status: an action is `started` (its intent recorded), then `done` or `interrupted`.
+AUDIT_STARTED = "started"
+AUDIT_DONE = "done"
+AUDIT_INTERRUPTED = "interrupted"
+# What a row still `started` when the bot starts again means: the process ended in the middle of it.
+STOPPED_MID_ACTION = "interrupted: the bot stopped before it finished (crash or kill)"
 
 
 class StoreError(Exception):
@@ -222,6 +235,22 @@ class AuditEntry:
     action: str
     env: str | None
     outcome: str
+    status: str = AUDIT_DONE
+    finished_at: datetime | None = None
+    id: int = 0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> AuditEntry:
+        return cls(
+            parse_ts(row["at"]) or now(),
+            row["actor"],
+            row["action"],
+            row["env"],
+            row["outcome"],
+            row["status"],
+            parse_ts(row["finished_at"]),
+            int(row["id"]),
+        )
 
 
 # SQLite's primary result codes (sqlite3.Error.sqlite_errorname) and errno values, by the cause they name.
@@ -470,18 +499,54 @@ class Store:
 
     # -- audit ----------------------------------------------------------------------------------
     async def audit(self, actor: str, action: str, env: str | None, outcome: str) -> None:
+        """An action that starts and ends at once (acknowledge, silence...)."""
+        stamp = ts(now())
         await self.call(
             self._exec,
-            "INSERT INTO audit (at, actor, action, env, outcome) VALUES (?, ?, ?, ?, ?)",
-            (ts(now()), actor, action, env, outcome),
+            "INSERT INTO audit (at, actor, action, env, outcome, status, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (stamp, actor, action, env, outcome, AUDIT_DONE, stamp),
         )
 
-    async def audit_log(self, limit: int = 50) -> list[AuditEntry]:
+    async def audit_begin(self, actor: str, action: str, env: str | None) -> int:
+        """The intent, before anything is done; returns the row to complete with audit_end."""
+
+        def run() -> int:
+            cur = self._exec(
+                "INSERT INTO audit (at, actor, action, env, outcome, status) VALUES (?, ?, ?, ?, ?, ?)",
+                (ts(now()), actor, action, env, "in progress", AUDIT_STARTED),
+            )
+            return int(cur.lastrowid or 0)
+
+        return await self.call(run)
+
+    async def audit_end(self, row_id: int, outcome: str, *, status: str = AUDIT_DONE) -> None:
+        await self.call(
+            self._exec,
+            "UPDATE audit SET outcome = ?, status = ?, finished_at = ? WHERE id = ?",
+            (outcome, status, ts(now()), row_id),
+        )
+
+    async def audit_mark_unfinished(self) -> int:
+        """At start: rows a previous process left `started` were interrupted by its end. Returns how many."""
+
+        def run() -> int:
+            cur = self._exec(
+                "UPDATE audit SET status = ?, outcome = ?, finished_at = ? WHERE status = ?",
+                (AUDIT_INTERRUPTED, STOPPED_MID_ACTION, ts(now()), AUDIT_STARTED),
+            )
+            return cur.rowcount
+
+        return await self.call(run)
+
+    async def audit_log(
+        self, limit: int = 50, *, status: str | None = None, since: datetime | None = None
+    ) -> list[AuditEntry]:
         def run() -> list[AuditEntry]:
-            rows = self._exec("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-            return [
-                AuditEntry(parse_ts(r["at"]) or now(), r["actor"], r["action"], r["env"], r["outcome"]) for r in rows
-            ]
+            rows = self._exec(
+                "SELECT * FROM audit WHERE (? IS NULL OR status = ?) AND (? IS NULL OR at >= ?) ORDER BY id DESC LIMIT ?",
+                (status, status, ts(since), ts(since), limit),
+            ).fetchall()
+            return [AuditEntry.from_row(r) for r in rows]
 
         return await self.call(run)
 

@@ -9,13 +9,15 @@ from discord.ext import commands
 from bot.app import PgrstOpsBot
 from bot.drift import check_drift
 from bot.render import drift_embed
-from cogs.common import env_autocomplete, find_target, services, unknown_env
+from cogs.common import configured_guild, env_autocomplete, find_target, services, unknown_env
 
 
 class Drift(commands.Cog):
     @app_commands.command(name="drift", description="Compare the database with what PostgREST serves")
     @app_commands.describe(env="Environment to compare")
     @app_commands.autocomplete(env=env_autocomplete)
+    @app_commands.guild_only()
+    @configured_guild
     async def drift(self, interaction: discord.Interaction, env: str) -> None:
         target = find_target(interaction, env)
         if target is None:

@@ -13,7 +13,15 @@ from bot.app import PgrstOpsBot
 from bot.config import Target
 from bot.diagnose import diagnose_unhealthy
 from bot.render import health_embeds
-from cogs.common import env_autocomplete, find_target, services, unknown_env
+from cogs.common import (
+    configured_guild,
+    env_autocomplete,
+    find_target,
+    in_configured_guild,
+    passes,
+    services,
+    unknown_env,
+)
 
 ALL = "*"
 
@@ -53,6 +61,9 @@ class RecheckButton(
     ) -> RecheckButton:
         return cls(match["env"])
 
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return await passes(interaction, in_configured_guild)  # /health's checks
+
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer()  # acknowledge at once; the probe may take seconds
         svc = services(interaction)
@@ -69,6 +80,8 @@ class Health(commands.Cog):
     @app_commands.command(name="health", description="Probe PostgREST now: all environments, or one")
     @app_commands.describe(env="Environment to probe (default: all)")
     @app_commands.autocomplete(env=env_autocomplete)
+    @app_commands.guild_only()
+    @configured_guild
     async def health(self, interaction: discord.Interaction, env: str | None = None) -> None:
         if env is not None and find_target(interaction, env) is None:
             await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)

@@ -1,7 +1,8 @@
 """Incidents from Discord: the CRITICAL alert's buttons, /incidents, /silence and /unsilence.
 
 The buttons are DynamicItems (the incident id is in the custom id, the rest in the store), so they work
-after the bot restarts. Acknowledge and silence need the ops role; Retry reload needs the reload role.
+after the bot restarts. They apply the checks of the command each stands for (cogs.common): Acknowledge and
+Silence 1h those of /silence (ops role), Retry reload those of /reload (the environment's reload role).
 """
 
 from __future__ import annotations
@@ -17,24 +18,38 @@ from discord.ext import commands
 from bot.app import PgrstOpsBot
 from bot.escalation import format_duration
 from bot.incidents import incidents_embed, parse_duration
-from bot.recovery import Outcome
-from cogs.common import env_autocomplete, find_target, has_role, services, unknown_env
+from bot.recovery import Outcome, RecoveryStep, StepKind
+from cogs.common import (
+    configured_guild,
+    env_autocomplete,
+    find_target,
+    has_ops_role,
+    may_reload,
+    ops_only,
+    passes,
+    services,
+    unknown_env,
+)
 
 
 def who(interaction: discord.Interaction) -> str:
     return interaction.user.display_name
 
 
-async def refused(interaction: discord.Interaction, env: str, command: str) -> bool:
-    """Unknown environment or missing ops role: answer (ephemeral) and return True."""
+async def refused(interaction: discord.Interaction, env: str) -> bool:
+    """Unknown environment: answer (ephemeral) and return True."""
     if find_target(interaction, env) is None:
         await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
         return True
-    role = services(interaction).settings.discord.ops_role
-    if not has_role(interaction.user, role):
-        await interaction.response.send_message(f"⛔ /{command} needs the **{role}** role.", ephemeral=True)
-        return True
     return False
+
+
+def incident_env(interaction: discord.Interaction, incident_id: int) -> str | None:
+    """The environment whose open alert is this incident (None: resolved, or the monitor is not up)."""
+    monitor = services(interaction).monitor
+    if monitor is None:
+        return None
+    return next((s.name for s in monitor.states.values() if s.alert and s.alert.incident_id == incident_id), None)
 
 
 class IncidentButton(
@@ -52,6 +67,14 @@ class IncidentButton(
     ) -> IncidentButton:
         return cls(match["action"], int(match["id"]))
 
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Exactly the checks of the command the button stands for (before anything is looked up)."""
+        if self.action == "retry":
+            env = incident_env(interaction, self.incident_id)
+            return await passes(interaction, lambda i: may_reload(i, env, "Retry reload"))
+        label = "Acknowledge" if self.action == "ack" else "Silence 1h"
+        return await passes(interaction, lambda i: has_ops_role(i, label))
+
     async def callback(self, interaction: discord.Interaction) -> None:
         svc = services(interaction)
         monitor = svc.monitor
@@ -60,21 +83,10 @@ class IncidentButton(
                 "⏳ The monitor is starting; try again in a moment.", ephemeral=True
             )
             return
-        alert_env = next(
-            (s.name for s in monitor.states.values() if s.alert and s.alert.incident_id == self.incident_id), None
-        )
+        alert_env = incident_env(interaction, self.incident_id)
         if alert_env is None:
             await interaction.response.send_message(
                 f"Incident #{self.incident_id} is already resolved: nothing to do. `/incidents` shows it.",
-                ephemeral=True,
-            )
-            return
-        role = svc.settings.discord.ops_role
-        if self.action == "retry":
-            role = svc.targets[alert_env].config.reload_role or role
-        if not has_role(interaction.user, role):
-            await interaction.response.send_message(
-                f"⛔ This button needs the **{role}** role. Ask someone with it; `/status` shows the incident.",
                 ephemeral=True,
             )
             return
@@ -96,25 +108,41 @@ class IncidentButton(
                 f"<t:{int(silence.until.timestamp())}:t>). `/unsilence {alert_env}` ends it early."
             )
         else:
-            result = await monitor.retry_reload(self.incident_id, f"{who(interaction)} (Retry reload)")
-            if isinstance(result, str):
-                text = result
-            elif result.outcome is Outcome.RECOVERED:
-                text = f"✅ Reload sent: {alert_env.upper()} healthy after {result.time_to_healthy_ms:.0f} ms."
-            elif result.outcome is Outcome.ALREADY_HEALTHY:
-                text = f"✅ {alert_env.upper()} is already healthy: no reload sent; the incident is resolved."
-            else:
-                text = (
-                    f"❌ The reload did not fix {alert_env.upper()}: {result.reason}. "
-                    f"Next: {result.report_after.next_step}"
-                )
+            text = await self._retry(interaction, alert_env)
         await interaction.followup.send(text, ephemeral=True)
+
+    async def _retry(self, interaction: discord.Interaction, env: str) -> str:
+        svc = services(interaction)
+        monitor = svc.monitor
+        assert monitor is not None
+        actor = f"{who(interaction)} (Retry reload)"
+        with svc.inflight.track(f"Retry reload of {env} by {who(interaction)}") as action:
+            audit_id = await monitor.audit_begin(actor, "retry reload", env)
+
+            def on_step(step: RecoveryStep) -> None:
+                if step.kind is StepKind.NOTIFY:
+                    action.notify_sent = True
+
+            result = await action.until_interrupted(monitor.retry_reload(self.incident_id, actor, on_step))
+            if result is None:
+                await monitor.audit_end(audit_id, action.interruption, interrupted=True)
+                return f"🛑 Retry reload of {env.upper()} {action.interruption}."
+            await monitor.audit_end(audit_id, result if isinstance(result, str) else str(result.outcome))
+        if isinstance(result, str):
+            return result
+        if result.outcome is Outcome.RECOVERED:
+            return f"✅ Reload sent: {env.upper()} healthy after {result.time_to_healthy_ms:.0f} ms."
+        if result.outcome is Outcome.ALREADY_HEALTHY:
+            return f"✅ {env.upper()} is already healthy: no reload sent; the incident is resolved."
+        return f"❌ The reload did not fix {env.upper()}: {result.reason}. Next: {result.report_after.next_step}"
 
 
 class Incidents(commands.Cog):
     @app_commands.command(name="incidents", description="Recent incidents: duration, resolution, MTTR per environment")
     @app_commands.describe(env="Only this environment (default: all)", limit="How many (default 10, at most 25)")
     @app_commands.autocomplete(env=env_autocomplete)
+    @app_commands.guild_only()
+    @configured_guild
     async def incidents(
         self, interaction: discord.Interaction, env: str | None = None, limit: app_commands.Range[int, 1, 25] = 10
     ) -> None:
@@ -143,6 +171,8 @@ class Incidents(commands.Cog):
     @app_commands.command(name="silence", description="Hold alerts for an environment (probes go on)")
     @app_commands.describe(env="Environment", duration="e.g. 30m, 2h, 1h30m", reason="Why (shown to everyone)")
     @app_commands.autocomplete(env=env_autocomplete)
+    @app_commands.guild_only()
+    @ops_only
     async def silence(
         self,
         interaction: discord.Interaction,
@@ -150,7 +180,7 @@ class Incidents(commands.Cog):
         duration: str,
         reason: app_commands.Range[str, 3, 200],
     ) -> None:
-        if await refused(interaction, env, "silence"):
+        if await refused(interaction, env):
             return
         svc = services(interaction)
         try:
@@ -179,8 +209,10 @@ class Incidents(commands.Cog):
     @app_commands.command(name="unsilence", description="End a silence: alerts for the environment are live again")
     @app_commands.describe(env="Environment")
     @app_commands.autocomplete(env=env_autocomplete)
+    @app_commands.guild_only()
+    @ops_only
     async def unsilence(self, interaction: discord.Interaction, env: str) -> None:
-        if await refused(interaction, env, "unsilence"):
+        if await refused(interaction, env):
             return
         svc = services(interaction)
         if svc.monitor is None:

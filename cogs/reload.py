@@ -1,4 +1,5 @@
-"""/reload env: ops role only; protected environments need the author's confirmation; progress is live."""
+"""/reload env: the environment's reload role (else the ops role), in a configured guild; protected environments
+need the author's confirmation; progress is live, and a shutdown mid-reload leaves a final message saying so."""
 
 from __future__ import annotations
 
@@ -11,27 +12,26 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import PgrstOpsBot
+from bot.inflight import Action
 from bot.recovery import Outcome, RecoveryStep, StepKind
 from bot.render import reload_embed
-from cogs.common import env_autocomplete, find_target, has_role, services, unknown_env
+from cogs.common import env_autocomplete, find_target, may_reload, passes, reload_allowed, services, unknown_env
 
 EDIT_EVERY_S = 0.5  # Discord rate-limits edits; progress need not be finer
 
 
-def required_role(interaction: discord.Interaction, env: str) -> str:
-    svc = services(interaction)
-    return svc.targets[env].config.reload_role or svc.settings.discord.ops_role
-
-
 class ConfirmView(discord.ui.View):
-    """Confirm / Cancel that only the person who asked may click; times out to 'cancelled'."""
+    """Confirm / Cancel that only the person who asked may click (with /reload's checks); times out to 'cancelled'."""
 
-    def __init__(self, author_id: int, timeout: float) -> None:
+    def __init__(self, author_id: int, env: str, timeout: float) -> None:
         super().__init__(timeout=timeout)
         self.author_id = author_id
+        self.env = env
         self.confirmed: bool | None = None
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if not await passes(interaction, lambda i: may_reload(i, self.env)):
+            return False
         if interaction.user.id == self.author_id:
             return True
         await interaction.response.send_message(
@@ -74,28 +74,26 @@ class Reload(commands.Cog):
         force="Send the NOTIFY even if the pre-flight check says it would break the cache or not be heard",
     )
     @app_commands.autocomplete(env=env_autocomplete)
+    @app_commands.guild_only()
+    @reload_allowed
     async def reload(self, interaction: discord.Interaction, env: str, force: bool = False) -> None:
         target = find_target(interaction, env)
         if target is None:
             await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
             return
-        role = required_role(interaction, env)
-        if not has_role(interaction.user, role):
-            await interaction.response.send_message(
-                f"⛔ /reload {env} needs the **{role}** role. Ask someone with it, or use /health to look.",
-                ephemeral=True,
-            )
-            return
-        if target.config.protected or force:
-            if not await self._confirmed(interaction, env, force):
-                return
-        else:
-            await interaction.response.defer(thinking=True)
-        await self._run(interaction, env, force)
+        with services(interaction).inflight.track(f"/reload {env} by {interaction.user.display_name}") as action:
+            if target.config.protected or force:
+                action.asking = True  # a stop does not wait for an answer
+                if not await self._confirmed(interaction, env, force, action):
+                    return
+                action.asking = False
+            else:
+                await interaction.response.defer(thinking=True)
+            await self._run(interaction, env, force, action)
 
-    async def _confirmed(self, interaction: discord.Interaction, env: str, force: bool) -> bool:
+    async def _confirmed(self, interaction: discord.Interaction, env: str, force: bool, action: Action) -> bool:
         timeout = services(interaction).settings.discord.confirm_timeout_s
-        view = ConfirmView(interaction.user.id, timeout)
+        view = ConfirmView(interaction.user.id, env, timeout)
         question = (
             f"⚠️ **Force** a reload of **{env.upper()}**? The NOTIFY is sent even if the pre-flight check finds "
             "it would break the schema cache (e.g. a too-low statement_timeout) or not be heard."
@@ -103,7 +101,14 @@ class Reload(commands.Cog):
             else f"⚠️ **{env.upper()}** is protected. Send `NOTIFY` to reload its schema cache?"
         )
         await interaction.response.send_message(f"{question} ({timeout:g} s to confirm)", view=view)
-        timed_out = await view.wait()
+        timed_out = await action.until_interrupted(view.wait())
+        if timed_out is None:  # the bot is stopping: the question ends, nothing was sent
+            view.stop()
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.edit_original_response(
+                    content=f"🛑 {action.interruption}: not confirmed. Nothing was sent.", view=None
+                )
+            return False
         if view.confirmed:
             return True
         if timed_out:
@@ -114,13 +119,16 @@ class Reload(commands.Cog):
                 )
         return False
 
-    async def _run(self, interaction: discord.Interaction, env: str, force: bool) -> None:
+    async def _run(self, interaction: discord.Interaction, env: str, force: bool, action: Action) -> None:
         svc = services(interaction)
         actor = f"{interaction.user.display_name} (/reload{' force' if force else ''})"
+        audit_id = await svc.monitor.audit_begin(actor, "reload", env) if svc.monitor else None
         lines: list[str] = []
         dirty = asyncio.Event()
 
         def on_step(step: RecoveryStep) -> None:
+            if step.kind is StepKind.NOTIFY:
+                action.notify_sent = True
             if step.kind is StepKind.RECHECK and lines and lines[-1].startswith("⏳"):
                 lines[-1] = step_line(step)  # one line for the re-checks, updated in place
             else:
@@ -138,18 +146,27 @@ class Reload(commands.Cog):
 
         editor = asyncio.create_task(show_progress())
         try:
-            result = await svc.operator.recover(svc.targets[env], actor=actor, on_step=on_step, force=force)
+            result = await action.until_interrupted(
+                svc.operator.recover(svc.targets[env], actor=actor, on_step=on_step, force=force)
+            )
         finally:
             editor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await editor
+        if result is None:  # the bot is stopping: say what was done, in the message and the audit
+            if svc.monitor is not None:
+                await svc.monitor.audit_end(audit_id, action.interruption, interrupted=True)
+            final = reload_embed(env, lines, result=None, actor=actor, interrupted=action.interruption)
+            await interaction.edit_original_response(embed=discord.Embed.from_dict(final), view=None)
+            return
         if svc.monitor is not None:
             if result.actor == actor:
-                svc.monitor.record_reload(result)
+                svc.monitor.record_reload(result, audited=True)
+                await svc.monitor.audit_end(audit_id, str(result.outcome))
             else:  # joined a recovery already running (the monitor's, or someone else's): recorded once by it
-                svc.monitor.audit(actor, f"reload (joined the run of {result.actor})", env, str(result.outcome))
-        final = discord.Embed.from_dict(reload_embed(env, lines, result=result, actor=actor))
-        await interaction.edit_original_response(embed=final, view=None)
+                await svc.monitor.audit_end(audit_id, f"{result.outcome} (joined the run of {result.actor})")
+        final_embed = discord.Embed.from_dict(reload_embed(env, lines, result=result, actor=actor))
+        await interaction.edit_original_response(embed=final_embed, view=None)
         if result.outcome is Outcome.ESCALATED and svc.monitor is not None:
             await svc.monitor.open_alert(env, result.report_after, result)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -10,11 +12,20 @@ from bot.app import PgrstOpsBot
 from bot.escalation import FIELD_VALUE_MAX, FIELDS_MAX, fit_embed, truncate
 from bot.monitor import open_summary
 from bot.render import status_embed
-from cogs.common import services
+from bot.store import AUDIT_INTERRUPTED, AuditEntry
+from cogs.common import configured_guild, services
+
+INTERRUPTED_SHOWN_FOR = timedelta(days=1)  # an interrupted action is news for a day, then it is in the audit
+
+
+def interrupted_line(entry: AuditEntry) -> str:
+    return f"🛑 {entry.actor} · {entry.env or '—'} · {entry.outcome} · <t:{int(entry.at.timestamp())}:R>"
 
 
 class Status(commands.Cog):
     @app_commands.command(name="status", description="What the monitor knows: verdicts, since when, reloads, alerts")
+    @app_commands.guild_only()
+    @configured_guild
     async def status(self, interaction: discord.Interaction) -> None:
         svc = services(interaction)
         monitor = svc.monitor
@@ -30,6 +41,14 @@ class Status(commands.Cog):
         incidents = open_summary(monitor)
         if incidents:  # the open incident per environment (and silences), on top of the per-env fields
             field = {"name": "Open incidents", "value": truncate("\n".join(incidents), FIELD_VALUE_MAX)}
+            embed = fit_embed({**embed, "fields": [field, *embed.get("fields", [])][:FIELDS_MAX]})
+        since = datetime.now(UTC) - INTERRUPTED_SHOWN_FOR
+        interrupted = await svc.guard(lambda s: s.audit_log(5, status=AUDIT_INTERRUPTED, since=since)) or []
+        if interrupted:  # an action a stop cut short (after a restart: what may need a look)
+            field = {
+                "name": "Interrupted actions",
+                "value": truncate("\n".join(map(interrupted_line, interrupted)), FIELD_VALUE_MAX),
+            }
             embed = fit_embed({**embed, "fields": [field, *embed.get("fields", [])][:FIELDS_MAX]})
         await interaction.response.send_message(embed=discord.Embed.from_dict(embed))
 

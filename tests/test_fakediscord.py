@@ -542,3 +542,37 @@ async def test_wrong_token_fails_login() -> None:
             async with fake.run_bot(TinyBot(fake.guild_id), token="wrong-token"):
                 pass  # pragma: no cover
         assert [r.status for r in fake.requests] == [401]
+
+
+async def test_a_second_guild_a_dm_and_a_role_made_after_start() -> None:
+    async with FakeDiscord() as fake:
+        other = fake.add_guild("elsewhere", roles=["ops"], members={"mallory": ["ops"], "eve": []})
+        seen: list[tuple[int | None, bool, list[str]]] = []
+        bot = TinyBot(fake.guild_id)
+
+        @bot.tree.command(name="where", description="Where the interaction came from")
+        async def where(interaction: discord.Interaction) -> None:
+            roles = [r.name for r in getattr(interaction.user, "roles", [])]
+            seen.append((interaction.guild_id, isinstance(interaction.user, discord.Member), roles))
+            await interaction.response.send_message("here", ephemeral=True)
+
+        async with fake.run_bot(bot):
+            guild = bot.get_guild(other.id)
+            assert guild is not None and [r.name for r in guild.roles] == ["@everyone", "ops"]
+            assert guild.get_channel(other.channel_id) is not None
+            assert bot.get_guild(fake.guild_id).get_channel(other.channel_id) is None  # type: ignore[union-attr]
+            mallory = fake.user_ids["mallory"]
+            for kwargs in ({"from_guild": other.id}, {"dm": True}, {}):
+                record = await fake.invoke_slash("where", user_id=mallory, **kwargs)  # type: ignore[arg-type]
+                await record.wait_acked()
+                assert not record.errors and record.ephemeral
+            look_alike = fake.create_role("ops")
+            fake.give_role(mallory, look_alike)
+            await wait_until(lambda: bot.get_guild(fake.guild_id).get_role(look_alike) is not None)  # type: ignore[union-attr]
+            record = await fake.invoke_slash("where", user_id=mallory)
+            await record.wait_acked()
+    assert seen[0] == (other.id, True, ["@everyone", "ops"])
+    assert seen[1] == (None, False, [])  # a DM: a user, not a member
+    assert seen[2] == (fake.guild_id, True, ["@everyone"])
+    assert seen[3] == (fake.guild_id, True, ["@everyone", "ops"])
+    assert fake.role_ids["ops"] != look_alike  # role_ids keeps the first role of a name

@@ -121,7 +121,7 @@ async def test_pgrst002_fix_escalates_posts_the_critical_alert_and_exits_1(make_
         config = write_config(
             tmp_path / "c.yaml",
             {"prod": stack.env_config()},
-            discord={"webhook_url": {"env": "HOOK"}, "alert_role_id": 4242},
+            discord={"webhook_url": {"env": "HOOK"}, "alert_role_id": 424242424242424242},
         )
         proc = await acli(config, "fix", "--env", "prod", env={**stack.env_vars, "HOOK": hook_url})
     assert proc.returncode == 1
@@ -133,7 +133,10 @@ async def test_pgrst002_fix_escalates_posts_the_critical_alert_and_exits_1(make_
     embed = payload["embeds"][0]
     assert embed["title"].startswith("🔥 CRITICAL: PostgREST unhealthy")
     assert "**Environment:** PROD" in embed["description"] and "Fix the cause below" in embed["description"]
-    assert "<@&4242>" in payload["content"] and payload["allowed_mentions"] == {"parse": [], "roles": ["4242"]}
+    assert "<@&424242424242424242>" in payload["content"] and payload["allowed_mentions"] == {
+        "parse": [],
+        "roles": ["424242424242424242"],
+    }
     assert "statement_timeout too low for authenticator" in payload["content"]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert "schema_cache_unavailable" in fields["Verdict"] and "PGRST002" in fields["Last checks"]

@@ -54,7 +54,7 @@ async def test_an_empty_file_is_migrated_to_the_newest_schema(tmp_path):
     assert mode == "wal"
 
 
-async def test_a_file_at_the_previous_version_is_upgraded_and_keeps_its_incidents(tmp_path):
+async def test_a_file_at_the_first_version_is_upgraded_and_keeps_its_incidents(tmp_path):
     path = tmp_path / "incidents.db"
     conn = sqlite3.connect(path, isolation_level=None)
     assert migrate(conn, upto=1) == 1  # before migration 2 (flapping); every later one is applied at open

@@ -127,6 +127,18 @@ class _Member:
     joined_at: str = field(default_factory=iso_now)
 
 
+@dataclass
+class OtherGuild:
+    """Another server the bot is in, with its own roles (names may repeat the main guild's) and members."""
+
+    id: int
+    name: str
+    channel_id: int
+    roles: dict[int, dict[str, Any]] = field(default_factory=dict)
+    role_ids: dict[str, int] = field(default_factory=dict)
+    members: dict[int, list[int]] = field(default_factory=dict)  # user id -> role ids in this guild
+
+
 def _json_response(data: Any, status: int, headers: dict[str, str]) -> web.Response:
     # exactly "application/json" (no charset): discord.py's json_or_text compares the header verbatim
     return web.Response(
@@ -322,6 +334,7 @@ class FakeDiscord:
         self._by_token: dict[str, InteractionRecord] = {}
         self._fail_rules: list[FailRule] = []
         self._denied: set[int] = set()
+        self.other_guilds: dict[int, OtherGuild] = {}
 
         self.incoming_webhook_id = 1
         self.incoming_webhook_token = "tok"
@@ -464,6 +477,7 @@ class FakeDiscord:
         mentionable: bool = False,
         managed: bool = False,
         tags: dict[str, Any] | None = None,
+        keep_name: bool = False,
     ) -> int:
         rid = role_id or snowflake()
         role: dict[str, Any] = {
@@ -484,7 +498,8 @@ class FakeDiscord:
         if tags is not None:
             role["tags"] = tags
         self._roles[rid] = role
-        self.role_ids[name] = rid
+        if not (keep_name and name in self.role_ids):  # role_ids keeps the first role of a name
+            self.role_ids[name] = rid
         return rid
 
     def set_role(self, name: str, *, permissions: int | None = None, mentionable: bool | None = None) -> None:
@@ -554,6 +569,81 @@ class FakeDiscord:
             data = {**self._member_json(uid), "guild_id": str(self.guild_id)}
             self._background(self._emit("GUILD_MEMBER_ADD", data, intent=INTENT_GUILD_MEMBERS))
         return uid
+
+    def add_guild(self, name: str, *, roles: list[str], members: dict[str, list[str]]) -> OtherGuild:
+        """Another server the bot is in (before it connects): its roles (by name, duplicates of the main
+        guild's allowed) and members, existing users by name (e.g. mallory) or new ones."""
+        gid = snowflake()
+        cid = snowflake()
+        guild = OtherGuild(gid, name, cid)
+        everyone = {**self._roles[self.guild_id], "id": str(gid)}
+        guild.roles[gid] = everyone
+        for position, role_name in enumerate(roles, start=1):
+            rid = snowflake()
+            guild.roles[rid] = {
+                **self._roles[self.role_ids["ops"]],
+                "id": str(rid),
+                "name": role_name,
+                "position": position,
+            }
+            guild.role_ids[role_name] = rid
+        for user_name, role_names in members.items():
+            uid = self.user_ids.get(user_name) or self._new_user(user_name)
+            guild.members[uid] = [guild.role_ids[r] for r in role_names]
+        guild.members[self.bot_user_id] = []
+        self._channels[cid] = {
+            **self._channels[self.other_channel_id],
+            "id": str(cid),
+            "guild_id": str(gid),
+            "name": "general",
+            "parent_id": None,
+            "permission_overwrites": [],
+        }
+        self._channel_msgs[cid] = []
+        self.other_guilds[gid] = guild
+        return guild
+
+    def _new_user(self, name: str) -> int:
+        uid = snowflake()
+        self._add_user(uid, name)
+        self.user_ids[name] = uid
+        return uid
+
+    def create_role(self, name: str) -> int:
+        """A role made while the bot runs (GUILD_ROLE_CREATE); a name may repeat an existing role's."""
+        rid = self._add_role(name, 0, position=len(self._roles), keep_name=True)
+        if self._session(required=False) is not None:
+            data = {"guild_id": str(self.guild_id), "role": dict(self._roles[rid])}
+            self._background(self._emit("GUILD_ROLE_CREATE", data))
+        return rid
+
+    def give_role(self, user_id: int, role_id: int) -> None:
+        """Add a role (by id) to a member of the main guild, as a member with Manage Roles could."""
+        if role_id not in self._roles:
+            raise ValueError(f"unknown role id {role_id}")
+        self._members[user_id].roles.append(role_id)
+
+    def take_role(self, user_id: int, role_id: int) -> None:
+        self._members[user_id].roles.remove(role_id)
+
+    def _guild_channels(self, guild_id: int) -> list[dict[str, Any]]:
+        return [dict(c) for c in self._channels.values() if c.get("guild_id") == str(guild_id)]
+
+    def _other_guild_create_json(self, guild: OtherGuild) -> dict[str, Any]:
+        data = self._guild_create_json()
+        bot = {**self._member_json(self.bot_user_id), "roles": []}
+        data.update(
+            {
+                "id": str(guild.id),
+                "name": guild.name,
+                "roles": [dict(r) for r in guild.roles.values()],
+                "channels": self._guild_channels(guild.id),
+                "members": [bot],
+                "member_count": len(guild.members),
+                "system_channel_id": str(guild.channel_id),
+            }
+        )
+        return data
 
     def _background(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -722,7 +812,7 @@ class FakeDiscord:
                     for uid in self._members
                     if uid == self.bot_user_id or self._intents() & INTENT_GUILD_MEMBERS
                 ],
-                "channels": [dict(c) for c in self._channels.values()],
+                "channels": self._guild_channels(self.guild_id),
                 "threads": [],
                 "presences": [],
                 "stage_instances": [],
@@ -1011,7 +1101,7 @@ class FakeDiscord:
         ready: dict[str, Any] = {
             "v": 10,
             "user": {**self._user_json(self.bot_user_id), "verified": True, "mfa_enabled": False, "email": None},
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(g), "unavailable": True} for g in (self.guild_id, *self.other_guilds)],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url.rstrip("/"),
@@ -1028,6 +1118,8 @@ class FakeDiscord:
             ready["shard"] = d["shard"]
         await session.dispatch("READY", ready)
         await session.dispatch("GUILD_CREATE", self._guild_create_json())
+        for guild in self.other_guilds.values():
+            await session.dispatch("GUILD_CREATE", self._other_guild_create_json(guild))
         self._ready.set()
         self._changed()
 
@@ -1103,7 +1195,7 @@ class FakeDiscord:
 
     async def _h_guild_channels(self, ctx: _Ctx, guild_id: str) -> web.Response:
         self._check_guild(guild_id)
-        return self._ok(ctx, [dict(c) for c in self._channels.values()])
+        return self._ok(ctx, self._guild_channels(self.guild_id))
 
     async def _h_guild_roles(self, ctx: _Ctx, guild_id: str) -> web.Response:
         self._check_guild(guild_id)
@@ -1622,37 +1714,79 @@ class FakeDiscord:
         channel_id: int,
         name: str,
         message: FakeMessage | None = None,
+        from_guild: int | None = None,
+        dm: bool = False,
     ) -> InteractionRecord:
-        if user_id not in self._members:
-            raise ValueError(f"user {user_id} is not a member of the fake guild (use add_member)")
-        if channel_id not in self._channels:
-            raise ValueError(f"channel {channel_id} is not in the fake guild")
         session = self._session()
         assert session is not None
         iid = snowflake()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(96)
-        channel = {**self._channel_json(channel_id), "permissions": str(self.member_permissions(user_id, channel_id))}
         payload: dict[str, Any] = {
             "id": str(iid),
             "application_id": str(self.app_id),
             "type": itype,
             "data": data,
-            "guild_id": str(self.guild_id),
-            "guild": {"id": str(self.guild_id), "locale": "en-US", "features": []},
-            "channel_id": str(channel_id),
-            "channel": channel,
-            "member": self._member_json(user_id, channel_id=channel_id, with_perms=True),
             "token": token,
             "version": 1,
-            "app_permissions": str(self.member_permissions(self.bot_user_id, channel_id)),
             "locale": "en-US",
-            "guild_locale": "en-US",
             "entitlements": [],
             "entitlement_sku_ids": [],
             "authorizing_integration_owners": {"0": str(self.guild_id)},
-            "context": 0,
             "attachment_size_limit": 10 * 1024 * 1024,
         }
+        if dm:  # a direct message with the bot: no guild, a user instead of a member
+            if user_id not in self._users:
+                raise ValueError(f"unknown user {user_id}")
+            channel_id = user_id + 1  # the DM channel's id (any snowflake the bot has not seen)
+            payload.update(
+                {
+                    "channel_id": str(channel_id),
+                    "channel": {"id": str(channel_id), "type": 1, "flags": 0, "recipients": [self._user_json(user_id)]},
+                    "user": self._user_json(user_id),
+                    "app_permissions": str(EVERYONE_DEFAULT),
+                    "context": 1,
+                }
+            )
+        elif from_guild is not None:  # another server the bot is in
+            guild = self.other_guilds[from_guild]
+            if user_id not in guild.members:
+                raise ValueError(f"user {user_id} is not a member of guild {guild.name}")
+            channel_id = guild.channel_id
+            member = {**self._member_json(user_id), "roles": [str(r) for r in guild.members[user_id]]}
+            member["permissions"] = str(EVERYONE_DEFAULT)
+            payload.update(
+                {
+                    "guild_id": str(guild.id),
+                    "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
+                    "channel_id": str(channel_id),
+                    "channel": {**self._channel_json(channel_id), "permissions": str(EVERYONE_DEFAULT)},
+                    "member": member,
+                    "app_permissions": str(EVERYONE_DEFAULT),
+                    "guild_locale": "en-US",
+                    "context": 0,
+                }
+            )
+        else:
+            if user_id not in self._members:
+                raise ValueError(f"user {user_id} is not a member of the fake guild (use add_member)")
+            if channel_id not in self._channels:
+                raise ValueError(f"channel {channel_id} is not in the fake guild")
+            channel = {
+                **self._channel_json(channel_id),
+                "permissions": str(self.member_permissions(user_id, channel_id)),
+            }
+            payload.update(
+                {
+                    "guild_id": str(self.guild_id),
+                    "guild": {"id": str(self.guild_id), "locale": "en-US", "features": []},
+                    "channel_id": str(channel_id),
+                    "channel": channel,
+                    "member": self._member_json(user_id, channel_id=channel_id, with_perms=True),
+                    "app_permissions": str(self.member_permissions(self.bot_user_id, channel_id)),
+                    "guild_locale": "en-US",
+                    "context": 0,
+                }
+            )
         if message is not None:
             payload["message"] = self._message_json(message)
         rec = InteractionRecord(
@@ -1683,17 +1817,29 @@ class FakeDiscord:
         options: dict[str, Any] | None = None,
         subcommand: str | None = None,
         channel_id: int | None = None,
+        from_guild: int | None = None,
+        dm: bool = False,
+        as_global: bool = False,
     ) -> InteractionRecord:
         """Dispatch an APPLICATION_COMMAND interaction for a synced slash command; returns at once.
 
         options: {option_name: value}; users/roles/channels may be given as ids or by name ("alice", "ops").
         subcommand: "sub" or "group sub".
+        from_guild (an add_guild id) / dm: the interaction comes from another server / a direct message, for
+        the command as synced. Discord itself would only offer a guild command in its guild: these model a
+        global registration left by an older version, or a client that bypasses the UI, so a test can show
+        the bot still refuses. as_global: the command data carries no guild id (a global command's).
         """
         channel_id = channel_id or self.ops_channel_id
         data, cmd = self._command_data(name, options=options, subcommand=subcommand)
-        self._check_command_visible(cmd, user_id, channel_id)
+        if as_global:
+            data.pop("guild_id", None)
+        if from_guild is None and not dm:
+            self._check_command_visible(cmd, user_id, channel_id)
         full = " ".join([name, *(subcommand or "").split()])
-        return await self._dispatch_interaction(2, data, user_id=user_id, channel_id=channel_id, name=full)
+        return await self._dispatch_interaction(
+            2, data, user_id=user_id, channel_id=channel_id, name=full, from_guild=from_guild, dm=dm
+        )
 
     async def autocomplete(
         self,
