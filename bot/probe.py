@@ -29,6 +29,7 @@ from bot.classify import (
 )
 from bot.config import EnvironmentConfig, EnvSecrets, Target
 from bot.httpread import send_capped
+from bot.identifiers import url_encoded
 from bot.verdicts import Verdict, info, worst
 
 USER_AGENT = "pgrst-ops/0.1 (+health probe)"
@@ -181,7 +182,7 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
         # Not HEAD: PostgREST 12 builds the whole document for HEAD too, and closes the connection after it.
         specs.append(CheckSpec("root", "Root (/)", CheckKind.ROOT, "GET", f"{base}/"))
     for table in env.probe_tables:
-        shown, path = table.display(env), f"{base}/{quote(table.name, safe='')}"
+        shown, path = table.display(env), f"{base}/{url_encoded(table.name)}"
         # Always name the schema: the probe then asks for exactly what the diagnosis looks up, whatever the
         # order of db-schemas, and a schema PostgREST does not serve answers 406 PGRST106 instead of a wrong table.
         read_profile = {"Accept-Profile": table.schema_in(env)}
@@ -225,14 +226,14 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
         # up in its cache (404 PGRST202 when missing), then refuses to negotiate (415 PGRST107): nothing runs.
         # A GET picks its schema by Accept-Profile, as reads do.
         shown = function.display(env)
-        query = "?" + "&".join(f"{quote(a, safe='')}=" for a in function.args) if function.args else ""
+        query = "?" + "&".join(f"{url_encoded(a)}=" for a in function.args) if function.args else ""
         specs.append(
             CheckSpec(
                 f"rpc:{shown}",
                 f"RPC ({shown})",
                 CheckKind.RPC,
                 "GET",
-                f"{base}/rpc/{quote(function.name, safe='')}{query}",
+                f"{base}/rpc/{url_encoded(function.name)}{query}",
                 extra_headers={"Accept": UNPRODUCIBLE_ACCEPT, "Accept-Profile": function.schema_in(env)},
             )
         )
