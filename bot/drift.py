@@ -55,7 +55,7 @@ from bot.classify import proxy_status_code
 from bot.config import Target
 from bot.database import DatabaseError, connect
 from bot.httpread import send_capped
-from bot.identifiers import url_encoded
+from bot.identifiers import columns_param_part, url_encoded
 from bot.outbox import StoreGuard
 from bot.probe import utf8_headers
 from bot.relationships import ForeignKey, embed_select, read_foreign_keys
@@ -530,10 +530,6 @@ def _lookup_presence(api: _Api, answer: _Answer, *, missing_code: str) -> Presen
     return Presence.UNKNOWN
 
 
-def _quote_column(name: str) -> str:
-    return '"' + name.replace('"', "") + '"'
-
-
 async def _columns_presence(api: _Api, schema: str, table: str, columns: Sequence[str]) -> Presence:
     """Whether every named column is in the cache: an empty insert PostgREST refuses before running it."""
     answer = await api.send(
@@ -541,7 +537,7 @@ async def _columns_presence(api: _Api, schema: str, table: str, columns: Sequenc
         f"/{url_encoded(table)}",
         schema=schema,
         accept=UNPRODUCIBLE_ACCEPT,
-        params={"columns": ",".join(_quote_column(c) for c in columns)},
+        params={"columns": ",".join(columns_param_part(c) for c in columns)},
         content=b"[]",
         content_type="application/json",
     )

@@ -70,6 +70,11 @@ def url_encoded(name: str) -> str:
     return quote(name, safe="")
 
 
+def columns_param_part(column: str) -> str:
+    """A column for `?columns=`: PostgREST takes a double-quoted name for anything but letters, digits, _ and $."""
+    return column if re.fullmatch(r"[\w$]+", column) else '"' + column.replace('"', "") + '"'
+
+
 def display_part(name: str) -> str:
     """One part in the config notation: bare when it reads back as itself, else double-quoted."""
     return name if _BARE_PART.fullmatch(name) else '"' + name.replace('"', '""') + '"'

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import re
 import socket
 import time
 from collections.abc import Iterable
@@ -29,7 +28,7 @@ from bot.classify import (
 )
 from bot.config import EnvironmentConfig, EnvSecrets, Target
 from bot.httpread import send_capped
-from bot.identifiers import url_encoded
+from bot.identifiers import columns_param_part, url_encoded
 from bot.verdicts import Verdict, info, worst
 
 USER_AGENT = "pgrst-ops/0.1 (+health probe)"
@@ -37,11 +36,6 @@ USER_AGENT = "pgrst-ops/0.1 (+health probe)"
 UNPRODUCIBLE_ACCEPT = "application/x-pgrst-ops-probe"
 # Characters of a select list kept readable in the URL (PostgREST decodes the rest as usual).
 SELECT_SAFE = ",()*:!.-_~"
-
-
-def _column_param(column: str) -> str:
-    """A column for `?columns=`: PostgREST takes a double-quoted name for anything but letters, digits, _ and $."""
-    return column if re.fullmatch(r"[\w$]+", column) else '"' + column.replace('"', "") + '"'
 
 
 def utf8_headers(values: dict[str, str]) -> httpx.Headers:
@@ -203,7 +197,7 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
         )
         if table.columns:
             # An empty insert names the columns: PostgREST checks them against its cache and writes nothing.
-            columns = quote(",".join(_column_param(c) for c in table.columns), safe=",")
+            columns = quote(",".join(columns_param_part(c) for c in table.columns), safe=",")
             specs.append(
                 CheckSpec(
                     f"columns:{shown}",
