@@ -39,7 +39,7 @@ class ListenerSession:
     application_name: str
     usename: str
     client_addr: str | None
-    postgrest: bool  # logs in as the authenticator role (or, as a fallback, names itself PostgREST)
+    postgrest: bool  # logs in as the authenticator role
 
     def describe(self) -> str:
         where = f", from {self.client_addr}" if self.client_addr else ""
@@ -116,12 +116,12 @@ async def connect(
 def postgrest_session(alias: str, role_param: str) -> str:
     """SQL predicate: the pg_stat_activity row `alias` is one of PostgREST's own sessions.
 
-    The one rule for "is this PostgREST?" (listener, lock waits, blocking sessions). PostgREST logs in as the
-    authenticator role; its application_name is 'PostgREST <version>' only when the db-uri names none
-    (Supabase's says 'postgrest'), so the name is a fallback, never the rule. `role_param` is a placeholder
-    such as '$2' bound to the configured authenticator_role.
+    The one rule for "is this PostgREST?" (listener, lock waits, blocking sessions): PostgREST logs in as the
+    authenticator role. Never its application_name: that is 'PostgREST <version>' only when the db-uri names none
+    (Supabase's says 'postgrest'), and any other program, or another project's PostgREST, may carry it.
+    `role_param` is a placeholder such as '$2' bound to the configured authenticator_role.
     """
-    return f"({alias}.usename = {role_param} or {alias}.application_name like 'PostgREST%')"
+    return f"({alias}.usename = {role_param})"
 
 
 def listen_pattern(channel: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.classify import CheckKind
+from bot.classify import ADMIN_KINDS
 from bot.config import EnvironmentConfig, ProbeFunction, ProbeTable, Target
 from bot.database import DatabaseError, ListenerState, ListenerStatus, connect, listener_status, postgrest_session
 from bot.identifiers import display_part, qualified_sql, quote_ident
@@ -655,7 +655,7 @@ async def _listener_findings(target: Target, listener: ListenerStatus, report: E
     if listener.state is not ListenerState.ABSENT:
         return []
     role = target.config.authenticator_role
-    api_answers = any(c.status is not None for c in report.checks if c.kind not in (CheckKind.LIVE, CheckKind.READY))
+    api_answers = any(c.status is not None for c in report.checks if c.kind not in ADMIN_KINDS)
     if listener.pooled_backends:
         why, fix = (
             f"{listener.pooled_backends} session(s) of {role} come through a pooler (by their application_name), "

@@ -55,6 +55,7 @@ from bot.classify import proxy_status_code
 from bot.config import Target
 from bot.database import DatabaseError, connect
 from bot.httpread import send_capped
+from bot.identifiers import columns_param_part, url_encoded
 from bot.outbox import StoreGuard
 from bot.probe import utf8_headers
 from bot.relationships import ForeignKey, embed_select, read_foreign_keys
@@ -509,7 +510,7 @@ def _relation_presence(api: _Api, answer: _Answer) -> Presence:
 
 
 async def _relation_served(api: _Api, schema: str, name: str) -> Presence:
-    return _relation_presence(api, await api.send("OPTIONS", f"/{name}", schema=schema))
+    return _relation_presence(api, await api.send("OPTIONS", f"/{url_encoded(name)}", schema=schema))
 
 
 def _lookup_presence(api: _Api, answer: _Answer, *, missing_code: str) -> Presence:
@@ -529,18 +530,14 @@ def _lookup_presence(api: _Api, answer: _Answer, *, missing_code: str) -> Presen
     return Presence.UNKNOWN
 
 
-def _quote_column(name: str) -> str:
-    return '"' + name.replace('"', "") + '"'
-
-
 async def _columns_presence(api: _Api, schema: str, table: str, columns: Sequence[str]) -> Presence:
     """Whether every named column is in the cache: an empty insert PostgREST refuses before running it."""
     answer = await api.send(
         "POST",
-        f"/{table}",
+        f"/{url_encoded(table)}",
         schema=schema,
         accept=UNPRODUCIBLE_ACCEPT,
-        params={"columns": ",".join(_quote_column(c) for c in columns)},
+        params={"columns": ",".join(columns_param_part(c) for c in columns)},
         content=b"[]",
         content_type="application/json",
     )
@@ -571,7 +568,7 @@ async def _function_served(api: _Api, schema: str, name: str, required: Sequence
         # Called through the body; PostgREST refuses the media type before running it.
         answer = await api.send(
             "POST",
-            f"/rpc/{name}",
+            f"/rpc/{url_encoded(name)}",
             schema=schema,
             accept=UNPRODUCIBLE_ACCEPT,
             content=b"{}" if unnamed in ("json", "jsonb") else b"",
@@ -580,7 +577,11 @@ async def _function_served(api: _Api, schema: str, name: str, required: Sequence
     else:
         # GET: should a future PostgREST run it after all, it runs read-only.
         answer = await api.send(
-            "GET", f"/rpc/{name}", schema=schema, accept=UNPRODUCIBLE_ACCEPT, params=dict.fromkeys(required, "")
+            "GET",
+            f"/rpc/{url_encoded(name)}",
+            schema=schema,
+            accept=UNPRODUCIBLE_ACCEPT,
+            params=dict.fromkeys(required, ""),
         )
     return _lookup_presence(api, answer, missing_code="PGRST202")
 
@@ -589,7 +590,7 @@ async def _relationship_served(api: _Api, fk: ForeignKey) -> Presence:
     """Embed exactly this foreign key; the unproducible Accept stops PostgREST after the relationship lookup."""
     answer = await api.send(
         "GET",
-        f"/{fk.table}",
+        f"/{url_encoded(fk.table)}",
         schema=fk.schema,
         accept=UNPRODUCIBLE_ACCEPT,
         params={"select": embed_select(fk), "limit": "0"},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer names, so they can never match
 # A bare part in the config: anything but the characters the notation itself uses.
@@ -61,6 +62,17 @@ def quote_ident(name: str) -> str:
 def qualified_sql(schema: str, name: str) -> str:
     """`schema.name` for SQL text (fix commands), each part quoted as needed."""
     return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def url_encoded(name: str) -> str:
+    """A name as one URL path segment or query key: `/`, `#`, `?`, `%` and spaces are part of a PostgreSQL name,
+    and unencoded they would end the segment (PostgREST decodes the name back)."""
+    return quote(name, safe="")
+
+
+def columns_param_part(column: str) -> str:
+    """A column for `?columns=`: PostgREST takes a double-quoted name for anything but letters, digits, _ and $."""
+    return column if re.fullmatch(r"[\w$]+", column) else '"' + column.replace('"', "") + '"'
 
 
 def display_part(name: str) -> str:

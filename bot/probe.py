@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import re
 import socket
 import time
 from collections.abc import Iterable
@@ -29,6 +28,7 @@ from bot.classify import (
 )
 from bot.config import EnvironmentConfig, EnvSecrets, Target
 from bot.httpread import send_capped
+from bot.identifiers import columns_param_part, url_encoded
 from bot.verdicts import Verdict, info, worst
 
 USER_AGENT = "pgrst-ops/0.1 (+health probe)"
@@ -36,11 +36,6 @@ USER_AGENT = "pgrst-ops/0.1 (+health probe)"
 UNPRODUCIBLE_ACCEPT = "application/x-pgrst-ops-probe"
 # Characters of a select list kept readable in the URL (PostgREST decodes the rest as usual).
 SELECT_SAFE = ",()*:!.-_~"
-
-
-def _column_param(column: str) -> str:
-    """A column for `?columns=`: PostgREST takes a double-quoted name for anything but letters, digits, _ and $."""
-    return column if re.fullmatch(r"[\w$]+", column) else '"' + column.replace('"', "") + '"'
 
 
 def utf8_headers(values: dict[str, str]) -> httpx.Headers:
@@ -181,7 +176,7 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
         # Not HEAD: PostgREST 12 builds the whole document for HEAD too, and closes the connection after it.
         specs.append(CheckSpec("root", "Root (/)", CheckKind.ROOT, "GET", f"{base}/"))
     for table in env.probe_tables:
-        shown, path = table.display(env), f"{base}/{quote(table.name, safe='')}"
+        shown, path = table.display(env), f"{base}/{url_encoded(table.name)}"
         # Always name the schema: the probe then asks for exactly what the diagnosis looks up, whatever the
         # order of db-schemas, and a schema PostgREST does not serve answers 406 PGRST106 instead of a wrong table.
         read_profile = {"Accept-Profile": table.schema_in(env)}
@@ -202,7 +197,7 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
         )
         if table.columns:
             # An empty insert names the columns: PostgREST checks them against its cache and writes nothing.
-            columns = quote(",".join(_column_param(c) for c in table.columns), safe=",")
+            columns = quote(",".join(columns_param_part(c) for c in table.columns), safe=",")
             specs.append(
                 CheckSpec(
                     f"columns:{shown}",
@@ -225,14 +220,14 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
         # up in its cache (404 PGRST202 when missing), then refuses to negotiate (415 PGRST107): nothing runs.
         # A GET picks its schema by Accept-Profile, as reads do.
         shown = function.display(env)
-        query = "?" + "&".join(f"{quote(a, safe='')}=" for a in function.args) if function.args else ""
+        query = "?" + "&".join(f"{url_encoded(a)}=" for a in function.args) if function.args else ""
         specs.append(
             CheckSpec(
                 f"rpc:{shown}",
                 f"RPC ({shown})",
                 CheckKind.RPC,
                 "GET",
-                f"{base}/rpc/{quote(function.name, safe='')}{query}",
+                f"{base}/rpc/{url_encoded(function.name)}{query}",
                 extra_headers={"Accept": UNPRODUCIBLE_ACCEPT, "Accept-Profile": function.schema_in(env)},
             )
         )

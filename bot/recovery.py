@@ -99,6 +99,8 @@ class RecoveryResult:
             "attempts": self.attempts,
             "reason": self.reason,
             "listener": self.listener,
+            # The version the environment reports (Server header), from the last probe that saw one.
+            "server_version": self.report_after.server_version or self.report_before.server_version,
             "actor": self.actor,
             "started_at": self.started_at.isoformat(timespec="milliseconds"),
             "finished_at": self.finished_at.isoformat(timespec="milliseconds"),

@@ -71,6 +71,7 @@ async def test_fix_recovers_a_stale_cache_and_reports_json(make_stack, tmp_path)
     assert doc["verdict_after"] == "healthy" and doc["notify_sent"] is True
     assert doc["notify_ms"] > 0 and doc["time_to_healthy_ms"] > 0 and doc["attempts"] >= 1
     assert doc["reason"] is None
+    assert doc["server_version"] == "postgrest/12.0.2"  # as in `check --json`
     again = await acli(config, "fix", "--env", "prod", env=stack.env_vars)
     assert again.returncode == 0 and "Already healthy" in again.stdout
 

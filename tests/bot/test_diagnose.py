@@ -6,6 +6,7 @@ import asyncio
 
 import asyncpg
 import pytest
+from aiohttp import web
 
 from bot.database import ListenerState, listen_pattern
 from bot.diagnose import (
@@ -19,6 +20,7 @@ from bot.diagnose import (
 from bot.probe import Prober, make_http_client
 from bot.verdicts import Verdict
 from tests.conftest import build_settings, targets_for
+from tests.support.localhttp import LocalServer
 
 
 async def probe_and_diagnose(stack, *, environ=None, **overrides) -> Diagnosis:
@@ -192,6 +194,41 @@ async def test_disabled_channel_says_why_no_notify_would_be_heard(make_stack):
     diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"])
     (finding,) = [f for f in diagnosis.findings if f.cause == "no_listener"]
     assert "channel is disabled" in finding.evidence and finding.blocks_reload
+
+
+async def test_a_listener_that_only_calls_itself_postgrest_is_not_postgrest(make_stack):
+    # Another program (or another project's PostgREST under its own role) on the channel: the name proves nothing,
+    # and a NOTIFY it hears does not reload this PostgREST, whose channel is disabled.
+    stack = make_stack(channel_enabled=False)
+    stack.sql("CREATE TABLE public.orders (id int); GRANT SELECT ON public.orders TO anon;")
+    impostor = await asyncpg.connect(stack.dsn(), server_settings={"application_name": "PostgREST 12.0.2"})
+    try:
+        await impostor.execute(f'LISTEN "{stack.channel}"')
+        diagnosis = await probe_and_diagnose(stack, probe_tables=["orders"])
+    finally:
+        await impostor.close()
+    assert diagnosis.listener is not None and diagnosis.listener.state is ListenerState.ABSENT
+    (finding,) = [f for f in diagnosis.findings if f.cause == "no_listener"]
+    assert "PostgREST 12.0.2 (user ops, from 127.0.0.1), not PostgREST" in finding.evidence, finding.evidence
+    assert finding.blocks_reload
+
+
+async def test_admin_port_alone_answering_is_not_an_api_that_answers(make_stack):
+    # A PostgREST 12.2+ admin port (/live, /ready, /metrics) answers while PostgREST itself is gone from the
+    # database: no admin check, /metrics included, may count as "the API answers".
+    stack = make_stack()
+    stack.postgrest.stop()
+
+    async def admin(request: web.Request) -> web.Response:
+        if request.path == "/metrics":
+            return web.Response(text="pgrst_db_pool_available 0.0\n", content_type="text/plain")
+        return web.Response(status=200 if request.path == "/live" else 503)
+
+    async with LocalServer.catch_all(admin) as admin_url:
+        diagnosis = await probe_and_diagnose(stack, admin_url=admin_url)
+    assert {c.name for c in diagnosis.report.checks if c.status is not None} == {"live", "ready", "metrics"}
+    (finding,) = [f for f in diagnosis.findings if f.cause == "no_listener"]
+    assert finding.evidence.startswith("PostgREST has no connection to the database"), finding.evidence
 
 
 async def test_monitoring_role_without_stats_gets_unknown_not_a_wrong_answer(make_stack):

@@ -581,3 +581,29 @@ async def test_cli_drift_uses_the_bots_store_when_it_exists_on_the_machine(make_
     stack.sql("DROP TABLE public.orders")
     second = await cli_drift()
     assert second["extra_in_api"]["tables"] == ["public.orders"] and second["memory_used"], second["summary"]
+
+
+async def test_per_object_drift_asks_about_names_with_url_characters_as_themselves(make_stack, memory):
+    # `/`, `#`, `?`, `%` and spaces are legal in PostgreSQL names; unencoded they would cut the request path.
+    stack = make_stack()
+    stack.sql(
+        'CREATE TABLE public."odd/name #1?%" (id int primary key, "a b" text);'
+        'GRANT SELECT, INSERT ON public."odd/name #1?%" TO anon;'
+        "CREATE FUNCTION public.\"fn/x?#%\"(a int) RETURNS int LANGUAGE sql AS 'select a';"
+    )
+    first = await in_sync_after_reload(stack, method="probe", memory=memory)
+    assert first.compared["tables"] == 2 and first.compared["functions"] == 2
+    stack.sql(
+        'ALTER TABLE public."odd/name #1?%" ADD COLUMN "c?#%/d" text;'
+        'CREATE TABLE public."new/t #?%" (id int); GRANT SELECT ON public."new/t #?%" TO anon;'
+    )
+    stale = await drift(stack, method="probe", memory=memory)
+    assert stale.missing_in_api == DriftObjects(
+        tables=("public.new/t #?%",), columns=("public.odd/name #1?%.c?#%/d",)
+    ), stale.summary
+    await in_sync_after_reload(stack, method="probe", memory=memory)
+    stack.sql('DROP TABLE public."odd/name #1?%"; DROP FUNCTION public."fn/x?#%"(int)')
+    dropped = await drift(stack, method="probe", memory=memory)
+    assert dropped.extra_in_api == DriftObjects(tables=("public.odd/name #1?%",), functions=("public.fn/x?#%",)), (
+        dropped.summary
+    )

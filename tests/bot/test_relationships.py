@@ -12,6 +12,7 @@ from bot.probe import Prober, make_http_client
 from bot.recovery import Outcome, RecoveryOperator
 from bot.relationships import ForeignKey, embed_select, embedded_pairs
 from bot.verdicts import Verdict
+from tests.bot.test_schemas import reload_until_served
 from tests.conftest import build_settings, targets_for
 
 TABLES = """
@@ -111,6 +112,51 @@ async def test_fix_sends_no_notify_for_an_embed_nothing_joins(make_stack):
     assert result.outcome is Outcome.ESCALATED and not result.notify_sent
     assert result.verdict_after is Verdict.MISSING_IN_DATABASE
     assert "config error" in (result.reason or "")
+
+
+async def test_stale_embed_in_the_second_exposed_schema_is_stale_and_fix_recovers_it(make_stack):
+    # The same two tables in public have no foreign key: looked up in the wrong schema, the embed would read as
+    # a config error and no NOTIFY would be sent.
+    stack = make_stack(extra_env={"PGRST_DB_SCHEMAS": "public,extra"})
+    stack.sql(
+        TABLES
+        + "CREATE SCHEMA extra; GRANT USAGE ON SCHEMA extra TO anon, authenticated;"
+        + TABLES.replace("public.", "extra.")
+    )
+    await reload_until_served(stack, "extra", "books")
+    stack.sql(FK.replace("public.", "extra."))
+    probe = {"name": "extra.books", "select": "id,authors(id)"}
+    diagnosis = await probe_and_diagnose(stack, exposed_schemas=["public", "extra"], probe_tables=[probe])
+    assert diagnosis.verdict is Verdict.STALE_SCHEMA_CACHE, diagnosis.report.explanation
+    cause = diagnosis.cause
+    assert cause is not None and cause.cause == "stale_relationship"
+    assert "extra.books and extra.authors are joined in the database (books_author_fk)" in cause.evidence
+    settings, target = target_of(stack, exposed_schemas=["public", "extra"], probe_tables=[probe])
+    async with make_http_client() as client:
+        result = await RecoveryOperator(Prober(client), settings.recovery).recover(target)
+    assert result.outcome is Outcome.RECOVERED, result.reason
+    assert result.verdict_before is Verdict.STALE_SCHEMA_CACHE and result.verdict_after is Verdict.HEALTHY
+    assert result.notify_sent
+    embed = next(c for c in result.report_after.checks if c.name == "data:extra.books")
+    assert (embed.status, embed.code) == (200, None)
+
+
+async def test_embed_joined_only_in_another_exposed_schema_is_a_config_error(make_stack):
+    # PostgREST embeds within the request's schema: public's foreign key cannot help extra.books.
+    stack = make_stack(extra_env={"PGRST_DB_SCHEMAS": "public,extra"})
+    stack.sql(
+        TABLES
+        + FK
+        + "CREATE SCHEMA extra; GRANT USAGE ON SCHEMA extra TO anon, authenticated;"
+        + TABLES.replace("public.", "extra.")
+    )
+    await reload_until_served(stack, "extra", "books")
+    probe = {"name": "extra.books", "select": "id,authors(id)"}
+    diagnosis = await probe_and_diagnose(stack, exposed_schemas=["public", "extra"], probe_tables=[probe])
+    assert diagnosis.verdict is Verdict.MISSING_IN_DATABASE, diagnosis.report.explanation
+    cause = diagnosis.cause
+    assert cause is not None and cause.cause == "relationship_missing"
+    assert "no foreign key joins extra.books and extra.authors" in cause.evidence
 
 
 @pytest.mark.parametrize(

@@ -145,6 +145,25 @@ async def test_fixture_is_supabase_as_shipped(supabase):
     assert report.healthy, report.explanation
 
 
+async def test_supabases_own_storage_objects_and_graphql_function_can_be_probed(supabase, tmp_path):
+    await ready(supabase)
+    overrides = {
+        "probe_tables": ["profiles", {"name": "storage.objects", "columns": ["bucket_id", "name"]}],
+        "probe_functions": ["graphql_public.graphql"],
+    }
+    settings = build_settings({"supabase": supabase.env_config(**overrides)})
+    (target,) = targets_for(settings, supabase.env_vars)
+    async with make_http_client() as client:
+        report = await Prober(client).probe(target)
+    assert report.healthy, report.explanation
+    checks = {c.name: (c.status, c.code) for c in report.checks}
+    assert checks["data:storage.objects"] == (200, None)  # RLS without a policy: no rows, not an error
+    assert checks["columns:storage.objects"] == (415, "PGRST107")  # looked up in storage's cache, nothing written
+    assert checks["rpc:graphql_public.graphql"] == (415, "PGRST107")  # found in graphql_public, never run
+    code, doc, reloads = await fix(supabase, tmp_path, **overrides)
+    assert code == 0 and doc["outcome"] == "already_healthy" and reloads == 0
+
+
 async def test_ddl_reloads_the_cache_by_itself_and_fix_has_nothing_to_do(supabase, tmp_path):
     await ready(supabase)
     supabase.sql("CREATE TABLE public.notes (id int primary key); GRANT SELECT ON public.notes TO anon;")
