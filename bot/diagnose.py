@@ -31,6 +31,7 @@ from bot.privileges import (
     FUNCTION_USABLE,
     RELATION_USABLE,
     SCHEMA_USAGE,
+    UNREADABLE_CATALOGS_SQL,
     WHOLE_TABLE,
     api_roles_cte,
 )
@@ -476,11 +477,7 @@ async def _catalog_privilege_findings(conn: asyncpg.Connection, target: Target) 
                 "set authenticator_role in the config (or create the role)",
             )
         ]
-    rows = await conn.fetch(
-        "select t from unnest($2::text[]) t where not has_table_privilege($1, 'pg_catalog.' || t, 'SELECT')",
-        role,
-        list(SCHEMA_CATALOGS),
-    )
+    rows = await conn.fetch(UNREADABLE_CATALOGS_SQL, role, list(SCHEMA_CATALOGS))
     if not rows:
         return []
     revoked = [r["t"] for r in rows]

@@ -1,5 +1,7 @@
 """May an API role use this object? The one rule that diagnosis, drift and the pre-flight share.
 
+Every privilege question pgrst-ops asks PostgreSQL is written here, and only here.
+
 PostgREST serves what the request's role may use:
 
 - a relation when the role has USAGE on its schema and a privilege on the table **or on any of its columns**
@@ -34,6 +36,13 @@ ANY_COLUMN = f"has_any_column_privilege(r.oid, c.oid, '{COLUMN_PRIVILEGES}')"
 RELATION_USABLE = f"({SCHEMA_USAGE} and ({WHOLE_TABLE} or {ANY_COLUMN}))"
 COLUMN_USABLE = f"({SCHEMA_USAGE} and has_column_privilege(r.oid, c.oid, a.attnum, '{COLUMN_PRIVILEGES}'))"
 FUNCTION_USABLE = f"({SCHEMA_USAGE} and has_function_privilege(r.oid, p.oid, 'EXECUTE'))"
+
+
+# The other side of the same question: may PostgREST's own login role read the catalogs its schema query reads
+# ($1 the role, $2 a text[] of pg_catalog table names)? A revoked SELECT there makes every reload fail (PGRST002).
+UNREADABLE_CATALOGS_SQL = (
+    "select t from unnest($2::text[]) t where not has_table_privilege($1, 'pg_catalog.' || t, 'SELECT')"
+)
 
 
 def api_roles_cte(param: str) -> str:
