@@ -599,7 +599,11 @@ def default_config_path() -> Path:
 
 
 class _Refused(Exception):
-    """A hazard found while reading the YAML; the message names the key or the line."""
+    """A hazard found while reading the YAML; the message names the key or the line, `key` the dotted key."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -651,7 +655,9 @@ def _check_nodes(root: yaml.Node, lines: list[str]) -> None:
                 key, line = key_node.value, key_node.start_mark.line + 1
                 where = f"{path}.{_shown(key)}" if path else _shown(key)
                 if key in first_line:
-                    raise _Refused(f"{where}: duplicate key at lines {first_line[key]} and {line} (the last would win)")
+                    raise _Refused(
+                        f"{where}: duplicate key at lines {first_line[key]} and {line} (the last would win)", key=where
+                    )
                 first_line[key] = line
                 _check_empty_value(where, key, key_node, value_node, lines)
                 stack.append((value_node, where, depth + 1))
@@ -668,7 +674,7 @@ def _check_empty_value(where: str, key: str, key_node: yaml.Node, value_node: ya
         hint = "give the channel's numeric id (Discord: right-click the channel, Copy Channel ID), not #name"
     else:
         hint = 'quote it ("#...") if it is a value'
-    raise _Refused(f"{where}: YAML reads '#...' as a comment, so the value is empty; {hint}")
+    raise _Refused(f"{where}: YAML reads '#...' as a comment, so the value is empty; {hint}", key=where)
 
 
 def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
@@ -707,7 +713,7 @@ def _read_yaml(path: Path) -> Any:
     try:
         return _compose_checked(text)
     except _Refused as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise ConfigError(f"{path}: {err}", key=err.key) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: {_yaml_problem(err, text)}") from None
 
