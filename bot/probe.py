@@ -28,7 +28,7 @@ from bot.classify import (
     classify_transport_failure,
 )
 from bot.config import EnvironmentConfig, EnvSecrets, Target
-from bot.httpread import send_capped
+from bot.httpread import UndecodableBody, send_capped
 from bot.verdicts import Verdict, info, worst
 
 USER_AGENT = "pgrst-ops/0.1 (+health probe)"
@@ -240,6 +240,8 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
 
 
 def _transport_failure(err: httpx.HTTPError) -> TransportFailure:
+    if isinstance(err, httpx.DecodingError):
+        return TransportFailure.UNDECODABLE
     if isinstance(err, httpx.TimeoutException):
         return TransportFailure.TIMEOUT
     if isinstance(err, httpx.ConnectError):
@@ -290,6 +292,10 @@ class Prober:
             )
             status, resp_headers, body, truncated = await self._send(request)
             cls = classify_response(spec.kind, status, resp_headers, body, sent_key=sent_key, truncated=truncated)
+        except UndecodableBody as err:  # an answer came: its status is evidence, its body is not readable
+            status = err.status
+            failure = _transport_failure(err)
+            cls = classify_transport_failure(spec.kind, failure, t.read_s, content_encoding=err.content_encoding)
         except httpx.HTTPError as err:
             cls = classify_transport_failure(spec.kind, _transport_failure(err), t.read_s)
         return self._result(spec, cls, status, resp_headers, (time.perf_counter() - started) * 1000)
