@@ -418,6 +418,13 @@ class DiscordConfig(_Strict):
             )
 
 
+def off_or_an_interval(value: float) -> float:
+    """An interval is 0 (off) or at least 1 second: a smaller one would hammer whatever it does."""
+    if 0 < value < 1:
+        raise ValueError("must be 0 (off) or at least 1 second")
+    return value
+
+
 class MonitorConfig(_Strict):
     interval_s: Number = Field(default=60.0, ge=1, le=DAY_S)
     failure_threshold: Count = Field(default=2, ge=1, le=100)
@@ -430,9 +437,7 @@ class MonitorConfig(_Strict):
     @field_validator("drift_interval_s")
     @classmethod
     def _off_or_an_interval(cls, value: float) -> float:
-        if 0 < value < 1:
-            raise ValueError("must be 0 (off) or at least 1 second")
-        return value
+        return off_or_an_interval(value)
 
 
 class IncidentsConfig(_Strict):
@@ -440,8 +445,7 @@ class IncidentsConfig(_Strict):
 
     # SQLite file (created with its directory); ":memory:" keeps nothing across restarts.
     store_path: str = "pgrst-ops.db"
-    # No lower bound beyond 0 (off): the bot's own tests remind every 0.3 s.
-    reminder_interval_s: Number = Field(default=1800.0, ge=0, le=DAY_S, description="0 = no reminders")
+    reminder_interval_s: Number = Field(default=1800.0, ge=0, le=DAY_S, description="0 = no reminders, else >= 1 s")
     silence_button_s: Number = Field(default=3600.0, ge=60, le=30 * DAY_S)
     max_silence_s: Number = Field(default=7 * DAY_S, ge=60, le=30 * DAY_S)
     flap_flips: Count = Field(default=4, ge=2, le=1000, description="more flips than this within the window = flapping")
@@ -450,6 +454,11 @@ class IncidentsConfig(_Strict):
     outbox_retry_s: Number = Field(default=30.0, ge=1, le=3600, description="how often unsent messages are retried")
     webhook_per_2s: Count = Field(default=5, ge=1, le=50)
     webhook_per_min: Count = Field(default=30, ge=1, le=500)
+
+    @field_validator("reminder_interval_s")
+    @classmethod
+    def _off_or_an_interval(cls, value: float) -> float:
+        return off_or_an_interval(value)
 
     @model_validator(mode="after")
     def _button_within_the_limit(self) -> IncidentsConfig:

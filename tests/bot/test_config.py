@@ -147,6 +147,11 @@ HAZARDS = [
         "drift_interval_s: must be 0 (off) or at least 1",
     ),
     (
+        "reminder interval 0.3 s",
+        GOOD + "incidents: {reminder_interval_s: 0.3}\n",
+        "incidents.reminder_interval_s: must be 0 (off) or at least 1",
+    ),
+    (
         "silence over 30 days",
         GOOD + "incidents: {max_silence_s: 2678400}\n",
         "incidents.max_silence_s: Input should be less",
