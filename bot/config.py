@@ -392,9 +392,9 @@ class DiscordConfig(_Strict):
     ops_channel_id: Snowflake | None = None
     ops_role: RoleRef = "ops"
     alert_role_id: RoleRef | None = None
-    confirm_timeout_s: float = Field(default=60.0, gt=0, le=600, description="protected /reload confirmation")
+    confirm_timeout_s: Number = Field(default=60.0, ge=0.1, le=600, description="protected /reload confirmation")
     # On SIGTERM/SIGINT: how long an in-flight reload may go on before it is marked interrupted.
-    shutdown_grace_s: float = Field(default=10.0, ge=0, le=120)
+    shutdown_grace_s: Number = Field(default=10.0, ge=0, le=120)
     webhook_url: SecretRef | None = None
 
     @field_validator("guild_ids")

@@ -146,6 +146,12 @@ HAZARDS = [
         GOOD + "monitor: {drift_interval_s: 0.5}\n",
         "drift_interval_s: must be 0 (off) or at least 1",
     ),
+    ("true as a grace period", GOOD + "discord: {shutdown_grace_s: true}\n", "shutdown_grace_s: expected a number"),
+    (
+        "confirmation timeout under 0.1 s",
+        GOOD + "discord: {confirm_timeout_s: 0.0001}\n",
+        "discord.confirm_timeout_s: Input should be greater than or equal to 0.1",
+    ),
     (
         "reminder interval 0.3 s",
         GOOD + "incidents: {reminder_interval_s: 0.3}\n",
