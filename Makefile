@@ -50,6 +50,7 @@ bench: setup
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.run_all
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.bot_bench
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.diagnose_bench
+	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.gzip_bomb
 
 # A local PostgreSQL + PostgREST sandbox and the console monitor: break the cache, watch it recover.
 demo: setup

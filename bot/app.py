@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -341,9 +342,11 @@ class PgrstOpsBot(commands.Bot):
         """A clean stop: no new work, running actions finish within the grace period or end as interrupted."""
         svc = self.services
         svc.inflight.stopping = True
+        grace_s = svc.settings.discord.shutdown_grace_s
+        ends_at = time.monotonic() + grace_s  # one grace period for the monitor's sends and the actions
         if svc.monitor is not None:
-            await svc.monitor.stop()
-        await svc.inflight.drain(svc.settings.discord.shutdown_grace_s, svc.operator.abort_all)
+            await svc.monitor.stop(grace_s)
+        await svc.inflight.drain(max(0.0, ends_at - time.monotonic()), svc.operator.abort_all)
         await super().close()
         await close_services_store(svc)
 

@@ -43,6 +43,7 @@ class TransportFailure(StrEnum):
     TIMEOUT = "timeout"
     DNS = "dns"
     PROTOCOL = "protocol"  # closed mid-answer, malformed HTTP
+    UNDECODABLE = "undecodable"  # an answer whose body cannot be decoded (br, zstd, corrupt gzip)
     OTHER = "other"
 
 
@@ -158,7 +159,16 @@ def _short(text: object) -> str | None:
     return value if len(value) <= MESSAGE_LIMIT else value[: MESSAGE_LIMIT - 1] + "…"
 
 
-def classify_transport_failure(kind: CheckKind, failure: TransportFailure, seconds: float) -> Classification:
+def _encoding_shown(content_encoding: str) -> str:
+    """The server's Content-Encoding, cut and stripped to what such a header holds: it goes into messages."""
+    shown = "".join(c for c in content_encoding[:40] if c.isascii() and (c.isalnum() or c in ",._- "))
+    return shown.strip() or "none"
+
+
+def classify_transport_failure(
+    kind: CheckKind, failure: TransportFailure, seconds: float, *, content_encoding: str = ""
+) -> Classification:
+    """`content_encoding`: the answer's header, for UNDECODABLE (the only failure that had an answer)."""
     if kind is CheckKind.METRICS:
         # Evidence only: /live and /ready on the same port already say what an unreachable admin port means.
         return Classification(Verdict.HEALTHY, None, None, f"metrics not read ({failure})")
@@ -170,6 +180,9 @@ def classify_transport_failure(kind: CheckKind, failure: TransportFailure, secon
         return Classification(Verdict.UNEXPECTED, None, None, "host name does not resolve")
     if failure is TransportFailure.PROTOCOL:
         return Classification(Verdict.UNEXPECTED, None, None, "connection closed mid-answer (truncated)")
+    if failure is TransportFailure.UNDECODABLE:
+        detail = f"response body could not be decoded (Content-Encoding: {_encoding_shown(content_encoding)})"
+        return Classification(Verdict.UNEXPECTED, None, None, detail)
     return Classification(Verdict.UNEXPECTED, None, None, "network error")
 
 

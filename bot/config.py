@@ -392,9 +392,9 @@ class DiscordConfig(_Strict):
     ops_channel_id: Snowflake | None = None
     ops_role: RoleRef = "ops"
     alert_role_id: RoleRef | None = None
-    confirm_timeout_s: float = Field(default=60.0, gt=0, le=600, description="protected /reload confirmation")
+    confirm_timeout_s: Number = Field(default=60.0, ge=0.1, le=600, description="protected /reload confirmation")
     # On SIGTERM/SIGINT: how long an in-flight reload may go on before it is marked interrupted.
-    shutdown_grace_s: float = Field(default=10.0, ge=0, le=120)
+    shutdown_grace_s: Number = Field(default=10.0, ge=0, le=120)
     webhook_url: SecretRef | None = None
 
     @field_validator("guild_ids")
@@ -418,6 +418,13 @@ class DiscordConfig(_Strict):
             )
 
 
+def off_or_an_interval(value: float) -> float:
+    """An interval is 0 (off) or at least 1 second: a smaller one would hammer whatever it does."""
+    if 0 < value < 1:
+        raise ValueError("must be 0 (off) or at least 1 second")
+    return value
+
+
 class MonitorConfig(_Strict):
     interval_s: Number = Field(default=60.0, ge=1, le=DAY_S)
     failure_threshold: Count = Field(default=2, ge=1, le=100)
@@ -430,9 +437,7 @@ class MonitorConfig(_Strict):
     @field_validator("drift_interval_s")
     @classmethod
     def _off_or_an_interval(cls, value: float) -> float:
-        if 0 < value < 1:
-            raise ValueError("must be 0 (off) or at least 1 second")
-        return value
+        return off_or_an_interval(value)
 
 
 class IncidentsConfig(_Strict):
@@ -440,8 +445,7 @@ class IncidentsConfig(_Strict):
 
     # SQLite file (created with its directory); ":memory:" keeps nothing across restarts.
     store_path: str = "pgrst-ops.db"
-    # No lower bound beyond 0 (off): the bot's own tests remind every 0.3 s.
-    reminder_interval_s: Number = Field(default=1800.0, ge=0, le=DAY_S, description="0 = no reminders")
+    reminder_interval_s: Number = Field(default=1800.0, ge=0, le=DAY_S, description="0 = no reminders, else >= 1 s")
     silence_button_s: Number = Field(default=3600.0, ge=60, le=30 * DAY_S)
     max_silence_s: Number = Field(default=7 * DAY_S, ge=60, le=30 * DAY_S)
     flap_flips: Count = Field(default=4, ge=2, le=1000, description="more flips than this within the window = flapping")
@@ -450,6 +454,11 @@ class IncidentsConfig(_Strict):
     outbox_retry_s: Number = Field(default=30.0, ge=1, le=3600, description="how often unsent messages are retried")
     webhook_per_2s: Count = Field(default=5, ge=1, le=50)
     webhook_per_min: Count = Field(default=30, ge=1, le=500)
+
+    @field_validator("reminder_interval_s")
+    @classmethod
+    def _off_or_an_interval(cls, value: float) -> float:
+        return off_or_an_interval(value)
 
     @model_validator(mode="after")
     def _button_within_the_limit(self) -> IncidentsConfig:
@@ -599,7 +608,11 @@ def default_config_path() -> Path:
 
 
 class _Refused(Exception):
-    """A hazard found while reading the YAML; the message names the key or the line."""
+    """A hazard found while reading the YAML; the message names the key or the line, `key` the dotted key."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -651,7 +664,9 @@ def _check_nodes(root: yaml.Node, lines: list[str]) -> None:
                 key, line = key_node.value, key_node.start_mark.line + 1
                 where = f"{path}.{_shown(key)}" if path else _shown(key)
                 if key in first_line:
-                    raise _Refused(f"{where}: duplicate key at lines {first_line[key]} and {line} (the last would win)")
+                    raise _Refused(
+                        f"{where}: duplicate key at lines {first_line[key]} and {line} (the last would win)", key=where
+                    )
                 first_line[key] = line
                 _check_empty_value(where, key, key_node, value_node, lines)
                 stack.append((value_node, where, depth + 1))
@@ -668,7 +683,7 @@ def _check_empty_value(where: str, key: str, key_node: yaml.Node, value_node: ya
         hint = "give the channel's numeric id (Discord: right-click the channel, Copy Channel ID), not #name"
     else:
         hint = 'quote it ("#...") if it is a value'
-    raise _Refused(f"{where}: YAML reads '#...' as a comment, so the value is empty; {hint}")
+    raise _Refused(f"{where}: YAML reads '#...' as a comment, so the value is empty; {hint}", key=where)
 
 
 def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
@@ -707,7 +722,7 @@ def _read_yaml(path: Path) -> Any:
     try:
         return _compose_checked(text)
     except _Refused as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise ConfigError(f"{path}: {err}", key=err.key) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: {_yaml_problem(err, text)}") from None
 

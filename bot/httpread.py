@@ -7,7 +7,8 @@ at most what is still allowed, and reading stops as soon as the cap is passed.
 Only encodings whose decoder bounds its output are asked for and accepted: gzip and deflate (zlib's
 `decompress(data, max_length)`). Brotli and zstd are not: neither package is a dependency, and we send
 our own `Accept-Encoding` so that installing one cannot make httpx advertise an encoding we cannot bound.
-An answer in any other encoding raises `httpx.DecodingError` (an `httpx.HTTPError`), as corrupt data does.
+An answer in any other encoding raises `httpx.DecodingError` (an `httpx.HTTPError`), as corrupt data does;
+`send_capped` raises it as `UndecodableBody`, which keeps the status and the encoding for the report.
 """
 
 from __future__ import annotations
@@ -133,6 +134,15 @@ async def read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
     return body.getvalue(), False
 
 
+class UndecodableBody(httpx.DecodingError):
+    """An answer arrived, but its body cannot be decoded: an encoding we do not accept, or corrupt data."""
+
+    def __init__(self, message: str, *, status: int, content_encoding: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.content_encoding = content_encoding  # as the server sent it: untrusted, shown only cut and cleaned
+
+
 @dataclass(frozen=True)
 class CappedAnswer:
     status: int
@@ -147,7 +157,11 @@ async def send_capped(client: httpx.AsyncClient, request: httpx.Request, cap: in
     response = await client.send(request, stream=True)
     try:
         headers = {k.lower(): v for k, v in response.headers.items()}
-        body, truncated = await read_capped(response, cap)
+        try:
+            body, truncated = await read_capped(response, cap)
+        except httpx.DecodingError as err:
+            encoding = headers.get("content-encoding", "")
+            raise UndecodableBody(str(err), status=response.status_code, content_encoding=encoding) from None
     finally:
         await response.aclose()
     return CappedAnswer(response.status_code, headers, body, truncated)

@@ -196,14 +196,30 @@ class Monitor:
                 if target.secrets.database_dsn is not None
             ]
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop the loops at once; background sends and store writes get `grace_s` (default shutdown_grace_s).
+
+        A send cut short stays in the outbox (written before it is sent) and goes out at the next start.
+        """
         self.health.running = False
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        if not self._background:
+            return
+        grace = self.settings.discord.shutdown_grace_s if grace_s is None else grace_s
+        _, late = await asyncio.wait(set(self._background), timeout=grace)
+        if late:
+            log.warning(
+                "stopping: %d background send(s) or store write(s) not done within %g s, cut short "
+                "(messages not delivered stay in the outbox for the next start)",
+                len(late),
+                grace,
+            )
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     @property
     def alive(self) -> bool:

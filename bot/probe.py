@@ -27,7 +27,7 @@ from bot.classify import (
     classify_transport_failure,
 )
 from bot.config import EnvironmentConfig, EnvSecrets, Target
-from bot.httpread import send_capped
+from bot.httpread import UndecodableBody, send_capped
 from bot.identifiers import columns_param_part, url_encoded
 from bot.verdicts import Verdict, info, worst
 
@@ -235,6 +235,8 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
 
 
 def _transport_failure(err: httpx.HTTPError) -> TransportFailure:
+    if isinstance(err, httpx.DecodingError):
+        return TransportFailure.UNDECODABLE
     if isinstance(err, httpx.TimeoutException):
         return TransportFailure.TIMEOUT
     if isinstance(err, httpx.ConnectError):
@@ -285,6 +287,10 @@ class Prober:
             )
             status, resp_headers, body, truncated = await self._send(request)
             cls = classify_response(spec.kind, status, resp_headers, body, sent_key=sent_key, truncated=truncated)
+        except UndecodableBody as err:  # an answer came: its status is evidence, its body is not readable
+            status = err.status
+            failure = _transport_failure(err)
+            cls = classify_transport_failure(spec.kind, failure, t.read_s, content_encoding=err.content_encoding)
         except httpx.HTTPError as err:
             cls = classify_transport_failure(spec.kind, _transport_failure(err), t.read_s)
         return self._result(spec, cls, status, resp_headers, (time.perf_counter() - started) * 1000)

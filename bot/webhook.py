@@ -1,12 +1,14 @@
 """Post a message payload to a Discord webhook, honouring 429 retry_after; the URL never leaks.
 
 A 4xx other than 429 is permanent (wrong or deleted webhook, a payload Discord refuses): it is not retried.
-5xx, 429, timeouts and network errors are retried here, then by the outbox.
+5xx, 429, timeouts and network errors are retried here, then by the outbox. Answers are read through the
+capped reader: a hostile endpoint (or proxy) cannot make the bot hold more than MAX_ANSWER_BYTES of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -14,11 +16,14 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from bot.httpread import CappedAnswer, send_capped
 from bot.redact import register, scrub, scrub_payload
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 30.0
+# Discord answers a message object (a few KB, embeds included) or a short error: far below this.
+MAX_ANSWER_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -30,14 +35,25 @@ class WebhookResult:
     permanent: bool = False  # trying again cannot help (4xx other than 429, malformed URL)
 
 
-def _retry_after(response: httpx.Response) -> float:
+def _answer_json(answer: CappedAnswer) -> dict[str, Any]:
+    """The answer's JSON object; {} when it is not one (or was cut at the cap)."""
+    if answer.truncated or not answer.body:
+        return {}
     try:
-        value = float(response.json().get("retry_after", 0))
-    except (ValueError, AttributeError):
+        value = json.loads(answer.body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _retry_after(answer: CappedAnswer) -> float:
+    try:
+        value = float(_answer_json(answer).get("retry_after", 0))
+    except (ValueError, TypeError):
         value = 0.0
     if not value:
         try:
-            value = float(response.headers.get("retry-after", "1"))
+            value = float(answer.headers.get("retry-after", "1"))
         except ValueError:
             value = 1.0
     return min(max(value, 0.0), MAX_RETRY_AFTER_S)
@@ -64,7 +80,8 @@ async def post_webhook(
     last = WebhookResult(False, None, "not sent")
     for attempt in range(1, attempts + 1):
         try:
-            response = await client.request(method, target, json=payload, timeout=timeout_s)
+            request = client.build_request(method, target, json=payload, timeout=timeout_s)
+            answer = await send_capped(client, request, MAX_ANSWER_BYTES)
         except httpx.HTTPError as err:
             last = WebhookResult(False, None, f"webhook unreachable ({type(err).__name__})")
             await asyncio.sleep(0.5 * attempt)
@@ -72,26 +89,20 @@ async def post_webhook(
         except (httpx.InvalidURL, ValueError, TypeError) as err:
             # Their text quotes the URL, which is the secret: name the problem only.
             return WebhookResult(False, None, f"webhook URL is malformed ({type(err).__name__})", permanent=True)
-        if 200 <= response.status_code < 300:
-            try:
-                message_id = str(response.json().get("id")) if response.content else None
-            except (ValueError, AttributeError):
-                message_id = None
-            return WebhookResult(True, response.status_code, "delivered", message_id)
-        if response.status_code == 429:
-            wait = _retry_after(response)
+        if 200 <= answer.status < 300:
+            message_id = _answer_json(answer).get("id")
+            return WebhookResult(True, answer.status, "delivered", str(message_id) if message_id else None)
+        if answer.status == 429:
+            wait = _retry_after(answer)
             last = WebhookResult(False, 429, f"rate limited by Discord (retry after {wait:g} s)")
             await asyncio.sleep(wait)
             continue
-        if response.status_code >= 500:
-            last = WebhookResult(False, response.status_code, f"Discord error {response.status_code}")
+        if answer.status >= 500:
+            last = WebhookResult(False, answer.status, f"Discord error {answer.status}")
             await asyncio.sleep(0.5 * attempt)
             continue
-        try:
-            message = str(response.json().get("message", ""))[:200]
-        except ValueError:
-            message = ""
+        message = str(_answer_json(answer).get("message", ""))[:200]
         # Proxies echo the request path (the token) in their errors: scrubbed.
-        detail = scrub(f"webhook rejected the post: HTTP {response.status_code} {message}".strip(), (raw,))
-        return WebhookResult(False, response.status_code, detail, permanent=True)
+        detail = scrub(f"webhook rejected the post: HTTP {answer.status} {message}".strip(), (raw,))
+        return WebhookResult(False, answer.status, detail, permanent=True)
     return last

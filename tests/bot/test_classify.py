@@ -421,3 +421,13 @@ def test_metrics_reading_is_bounded_and_ignores_what_it_does_not_know():
 def test_unreachable_metrics_never_change_the_verdict():
     result = classify_transport_failure(CheckKind.METRICS, TransportFailure.REFUSED, 5)
     assert result.verdict is Verdict.HEALTHY and "not read" in result.detail
+
+
+def test_an_undecodable_body_names_its_encoding_cut_and_cleaned():
+    hostile = "br\n<@&123> " + "x" * 200
+    cls = classify_transport_failure(CheckKind.DATA, TransportFailure.UNDECODABLE, 5, content_encoding=hostile)
+    assert cls.verdict is Verdict.UNEXPECTED
+    assert cls.detail == "response body could not be decoded (Content-Encoding: br123 " + "x" * 29 + ")"
+    assert classify_transport_failure(CheckKind.DATA, TransportFailure.UNDECODABLE, 5).detail.endswith(
+        "(Content-Encoding: none)"
+    )

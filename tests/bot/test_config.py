@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import textwrap
@@ -144,6 +145,17 @@ HAZARDS = [
         "drift interval 0.5 s",
         GOOD + "monitor: {drift_interval_s: 0.5}\n",
         "drift_interval_s: must be 0 (off) or at least 1",
+    ),
+    ("true as a grace period", GOOD + "discord: {shutdown_grace_s: true}\n", "shutdown_grace_s: expected a number"),
+    (
+        "confirmation timeout under 0.1 s",
+        GOOD + "discord: {confirm_timeout_s: 0.0001}\n",
+        "discord.confirm_timeout_s: Input should be greater than or equal to 0.1",
+    ),
+    (
+        "reminder interval 0.3 s",
+        GOOD + "incidents: {reminder_interval_s: 0.3}\n",
+        "incidents.reminder_interval_s: must be 0 (off) or at least 1",
     ),
     (
         "silence over 30 days",
@@ -378,3 +390,23 @@ def test_one_quoting_helper_writes_identifiers_as_sql_needs(name, sql):
     from bot.identifiers import quote_ident
 
     assert quote_ident(name) == sql
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (
+            GOOD + "  prod:\n    rest_url: http://a/\n    protected: true\n  prod:\n    rest_url: http://b/\n",
+            "environments.prod",
+        ),
+        (env_line("timeouts", "{read_s: 3, read_s: 30}"), "environments.dev.timeouts.read_s"),
+        (GOOD + "discord:\n  ops_channel_id: #ops-alerts\n", "discord.ops_channel_id"),
+        ("environments: " + "[" * 100 + "]" * 100 + "\n", None),  # no key to name: the line is in the message
+    ],
+    ids=["two prod blocks", "duplicate nested key", "#channel as a value", "deep nesting"],
+)
+def test_yaml_hazards_name_their_key_in_the_json_error(tmp_path, text, key):
+    code, out, err = run_cli("--config", str(write(tmp_path, text)), "check", "--json")
+    doc = json.loads(out)
+    assert code == 2 and set(doc) == {"error", "key"} and doc["key"] == key, doc
+    assert doc["error"].startswith(f"configuration error: {tmp_path}") and "Traceback" not in err

@@ -117,17 +117,29 @@ async def test_small_compressed_answer_is_read_whole():
     assert answer.body == BODY and not answer.truncated
 
 
-async def test_brotli_answer_is_a_decoding_error_and_the_probe_says_unexpected():
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("br", b"\x1b\x03\x00\xf8\xa5\x02"),
+        ("zstd", b"\x28\xb5\x2f\xfd\x00\x58\x11\x00\x00"),
+        ("gzip", gzip.compress(BODY)[:40] + b"corrupt" * 10),
+    ],
+    ids=["brotli", "zstd", "corrupt gzip"],
+)
+async def test_an_undecodable_answer_is_unexpected_and_says_so(encoding, body):
     async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=b"\x1b\x03\x00\xf8\xa5\x02", headers={"Content-Encoding": "br"})
+        return web.Response(body=body, headers={"Content-Encoding": encoding})
 
     async with LocalServer.catch_all(handler) as url, make_http_client() as client:
-        with pytest.raises(httpx.DecodingError, match="'br'"):
-            await send_capped(client, client.build_request("GET", url), 1024)
+        with pytest.raises(httpx.DecodingError):
+            await send_capped(client, client.build_request("GET", url), 1024 * 1024)
         settings = build_settings({"dev": {"rest_url": url, "probe_tables": ["t"]}})
         (report,) = await Prober(client).probe_many(targets_for(settings, {}))
     assert report.verdict is Verdict.UNEXPECTED
-    assert all(c.verdict is Verdict.UNEXPECTED for c in report.checks)
+    assert {(c.verdict, c.status, c.detail) for c in report.checks} == {
+        (Verdict.UNEXPECTED, 200, f"response body could not be decoded (Content-Encoding: {encoding})")
+    }
+    assert report.explanation.endswith(f"could not be decoded (Content-Encoding: {encoding}).")
 
 
 def cli_check_peak_rss_kb(config: Path) -> tuple[int, dict, float]:

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tracemalloc
 
 import httpx
 from aiohttp import web
@@ -19,6 +20,7 @@ from bot.redact import install_log_filter
 from bot.store import Store
 from bot.webhook import post_webhook
 from tests.conftest import write_config
+from tests.support.gzipbomb import GzipBomb, Hit, gzip_bomb_server
 from tests.support.localhttp import LocalServer
 
 SECRET = "tok-Zq9secret"
@@ -122,3 +124,19 @@ async def test_the_bot_at_start_keeps_the_token_out_of_its_log(make_stack, tmp_p
         stderr += (await proc.stderr.read()).decode()
     assert len(hook.requests) == 1 and TOKEN in hook.requests[0]
     assert "HTTP 404 no route for /api/webhooks/123/***" in stderr and TOKEN not in stderr
+
+
+async def test_a_webhook_answering_a_gzip_bomb_is_read_only_up_to_the_cap():
+    """A hostile endpoint answers 200 with 256 MiB of zeros in 256 KB of gzip: the post holds no more than a few MB of it."""
+    bomb = GzipBomb(256 * 1024 * 1024)
+    hits: list[Hit] = []
+    async with gzip_bomb_server(bomb, hits=hits) as url, httpx.AsyncClient() as client:
+        tracemalloc.start()
+        try:
+            result = await post_webhook(client, SecretStr(f"{url}/api/webhooks/1/{TOKEN}"), {"content": "x"})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert (result.ok, result.status, result.message_id) == (True, 200, None)  # delivered; no id in a bomb
+    assert len(hits) == 1 and hits[0][2].get("Accept-Encoding") == "gzip, deflate"
+    assert peak < 40 * 1024 * 1024, f"peak {peak / 1024 / 1024:.0f} MB while reading the answer"

@@ -85,11 +85,12 @@ async def test_ack_button_records_who_and_stops_reminders(fake, make_stack, tmp_
     stack = make_stack()
     envs = {"prod": stack.env_config(auto_recover=False)}
     stack.postgrest.stop()
-    cfg = store_cfg(tmp_path, reminder_interval_s=0.3)
+    cfg = store_cfg(tmp_path, reminder_interval_s=60)
     async with running_bot(fake, envs, stack.env_vars, incidents=cfg) as bot:
         monitor = bot.services.monitor
         alert = await open_alert(fake, bot)
-        await asyncio.sleep(0.4)
+        real_now = monitor.now
+        monitor.now = lambda: real_now() + timedelta(seconds=61)  # a reminder is due
         await monitor.check("prod")
         reminder = await fake.wait_for_message(fake.ops_channel_id, lambda m: "Reminder" in (m.content or ""))
         assert reminder.message_reference["message_id"] == str(alert.id)  # a reply to the alert
@@ -104,7 +105,7 @@ async def test_ack_button_records_who_and_stops_reminders(fake, make_stack, tmp_
         await fake.wait_for(lambda: "Acknowledged by Bob" in (fake.message(alert.id).content or ""))
 
         before = len(ops(fake))
-        await asyncio.sleep(0.4)
+        monitor.now = lambda: real_now() + timedelta(seconds=183)  # two more intervals
         await monitor.check("prod")
         await monitor.check("prod")
         await asyncio.sleep(0.2)
@@ -332,14 +333,15 @@ async def test_silence_button_holds_reminders_and_unsilence_announces_it(fake, m
     stack = make_stack()
     envs = {"prod": stack.env_config(auto_recover=False)}
     stack.postgrest.stop()
-    async with running_bot(fake, envs, stack.env_vars, incidents=store_cfg(tmp_path, reminder_interval_s=0.3)) as bot:
+    async with running_bot(fake, envs, stack.env_vars, incidents=store_cfg(tmp_path, reminder_interval_s=60)) as bot:
         monitor = bot.services.monitor
         alert = await open_alert(fake, bot)
         (silence_id,) = [b["custom_id"] for b in alert.buttons() if b.get("label") == "Silence 1h"]
         click = await fake.click_button(alert, silence_id, user_id=fake.user_ids["bob"])
         await click.wait_for(said("silenced for 1 h 0 min"))
         line = await fake.wait_for_message(fake.ops_channel_id, lambda m: "silenced by Bob" in (m.content or ""))
-        await asyncio.sleep(0.4)
+        real_now = monitor.now
+        monitor.now = lambda: real_now() + timedelta(seconds=61)  # a reminder would be due, but for the silence
         await monitor.check("prod")
         await asyncio.sleep(0.2)
         assert not [m for m in ops(fake) if "Reminder" in (m.content or "")]  # held while silenced

@@ -15,9 +15,11 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from bot.store import AUDIT_INTERRUPTED, Store
 from tests.cogs.test_incidents import STALE_TABLE
@@ -46,19 +48,24 @@ class BotProcess:
 
 
 @contextlib.asynccontextmanager
-async def bot_process(fake, config: Path, environ: dict[str, str], name: str = "bot") -> AsyncIterator[BotProcess]:
+async def bot_process(
+    fake, config: Path, environ: dict[str, str], name: str = "bot", *, console: bool = False
+) -> AsyncIterator[BotProcess]:
+    """The bot on the fake Discord; `console`: `python -m bot` without a token (console mode, stdout in the log)."""
     log = config.with_name(f"{name}.log")
+    if console:
+        command = ["-m", "bot", "--config", str(config)]
+        env = {k: v for k, v in {**os.environ, **environ}.items() if k != "DISCORD_TOKEN"}
+    else:
+        command = ["-m", "bench.bot_process", fake.url, "--config", str(config)]
+        env = {**os.environ, **environ, "DISCORD_TOKEN": "fake-bot-token"}
     with log.open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "bench.bot_process",
-            fake.url,
-            "--config",
-            str(config),
+            *command,
             cwd=ROOT,
-            env={**os.environ, **environ, "DISCORD_TOKEN": "fake-bot-token"},
-            stdout=asyncio.subprocess.DEVNULL,
+            env=env,
+            stdout=err if console else asyncio.subprocess.DEVNULL,
             stderr=err,
         )
     bot = BotProcess(proc, log)
@@ -188,3 +195,76 @@ async def test_sigterm_during_a_slow_reload_ends_the_message_and_the_audit_as_in
         )
     finally:
         await locker.close()
+
+
+class FrozenServer:
+    """Accepts connections and never answers, as a hung host does; `connected` is set at the first one."""
+
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connected.set()
+        await asyncio.Event().wait()
+
+
+# Every KPI breached: each reload posts its warning line from a background task (not from the monitor's loop).
+EVERY_KPI_BREACHED = {
+    f"{what}_{level}_ms": 0.001 for what in ("notify", "reload", "api_after_reload") for level in ("target", "alert")
+}
+
+
+@pytest.mark.parametrize("console", [True, False], ids=["console mode", "bot mode"])
+async def test_sigterm_with_a_send_stuck_on_a_frozen_endpoint_stops_within_the_grace_period(
+    fake, make_stack, tmp_path, console
+):
+    """Before the bound, a background line stuck on a frozen webhook (or Discord) held the stop for 45 s."""
+    stack = make_stack()
+    stack.sql(STALE_TABLE)  # the monitor reloads at once, and the reload's KPI line is sent in the background
+    frozen_webhook = FrozenServer()
+    frozen = await asyncio.start_server(frozen_webhook.handle, "127.0.0.1", 0)
+    port = frozen.sockets[0].getsockname()[1]
+    discord: dict[str, Any] = {"shutdown_grace_s": 2}
+    environ = dict(stack.env_vars)
+    if console:
+        discord["webhook_url"] = {"env": "FROZEN_WEBHOOK"}
+        environ["FROZEN_WEBHOOK"] = f"http://127.0.0.1:{port}/api/webhooks/1/frozen-webhook-token"
+    else:
+        discord.update({"guild_ids": [fake.guild_id], "ops_channel_id": fake.ops_channel_id, "ops_role": "ops"})
+        fake.fail_next("POST", r"/channels/\d+/messages$", hang=True, times=1000)  # Discord takes, never answers
+    config = write_config(
+        tmp_path / "c.yaml",
+        {"prod": stack.env_config(probe_tables=["orders"])},
+        discord=discord,
+        recovery={"kpi": EVERY_KPI_BREACHED},
+        monitor={"interval_s": 1, "drift_interval_s": 0},
+        incidents={"store_path": str(tmp_path / "incidents.db")},
+    )
+    try:
+        async with bot_process(fake, config, environ, console=console) as bot:
+            if console:
+                await bot.wait_log("reload KPI above its alert threshold")  # printed, then sent to the webhook
+                await asyncio.wait_for(frozen_webhook.connected.wait(), 10)
+            else:
+                # polled: a hung request changes nothing the fake's own waiters are woken by
+                deadline = time.monotonic() + 20
+                while not any(
+                    "reload KPI" in str(r.json) for r in fake.requests_to("POST", r"/channels/\d+/messages$")
+                ):
+                    assert time.monotonic() < deadline, bot.text()[-3000:]
+                    await asyncio.sleep(0.05)
+            stopped_at = time.monotonic()
+            bot.proc.send_signal(signal.SIGTERM)
+            code = await bot.wait(60)
+            stop_s = time.monotonic() - stopped_at
+    finally:
+        frozen.close()
+        fake.release_hangs()
+    assert code == 0 and stop_s < 2 + 3, (stop_s, bot.text()[-3000:])
+    assert "background send(s) or store write(s) not done within 2 s, cut short" in bot.text()
+    store = await Store(tmp_path / "incidents.db").open()
+    try:
+        pending = await store.outbox_pending()
+    finally:
+        await store.close()
+    assert any("reload KPI" in str(row.payload) for row in pending)  # not lost: sent at the next start
