@@ -185,11 +185,17 @@ class Outbox:
         """
         meta = dict(meta or {})
         payload = scrub_payload(payload)
-        async with self._lock(env):
-            if kind == EDIT and await self._fold(env, payload, meta):
-                return None
-            nonce = uuid.uuid4().hex[:25]  # Discord's nonce limit is 25 characters
+        nonce = uuid.uuid4().hex[:25]  # Discord's nonce limit is 25 characters
+        row_id: int | None = None
+        if kind == POST:
+            # Written before waiting behind the environment's older rows: a stop while an older send hangs
+            # must not lose this one (it goes out at the next start).
             row_id = await self.guard(lambda s: s.outbox_add(env, kind, payload, meta, nonce))
+        async with self._lock(env):
+            if kind == EDIT:
+                if await self._fold(env, payload, meta):
+                    return None  # folded into its undelivered post, which is not in flight (the lock is ours)
+                row_id = await self.guard(lambda s: s.outbox_add(env, kind, payload, meta, nonce))
             item = _Queued(OutboxRow(row_id or 0, env, kind, payload, meta, nonce, 0, None, None))
             self._queues.setdefault(env, []).append(item)
             await self._drain(env, self.attempts, due_only=False, own=item)

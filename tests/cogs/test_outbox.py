@@ -168,9 +168,11 @@ async def test_webhook_posts_queue_under_discords_limits_and_none_is_dropped(fak
         hook = WebhookFallback(client, SecretStr(fake.incoming_webhook_url), limiter)
         ids = await asyncio.gather(*(hook.post({"content": f"line {i}"}) for i in range(6)))
     assert all(ids) and [p["content"] for p in fake.webhook_posts] == [f"line {i}" for i in range(6)]
+    # Arrival times: the limiter paces sends, and on a loaded machine arrival can lag a send by ~0.1 s. Without
+    # the limiter all six arrive within a few milliseconds, so these bounds still tell the two apart.
     times = [r.time for r in fake.requests_to("POST", r"/webhooks/")]
-    assert all(times[i + 2] - times[i] >= 0.45 for i in range(len(times) - 2))
-    assert all(times[i + 4] - times[i] >= 1.95 for i in range(len(times) - 4))
+    assert all(times[i + 2] - times[i] >= 0.35 for i in range(len(times) - 2))
+    assert all(times[i + 4] - times[i] >= 1.85 for i in range(len(times) - 4))
 
 
 async def test_console_mode_webhook_copies_go_through_the_outbox(fake, tmp_path):
@@ -292,3 +294,27 @@ async def test_an_alert_acknowledged_while_undelivered_goes_out_once_acknowledge
             lambda: "RESOLVED" in alert.embed_text() and len(fake.channel_messages(alert.channel_id)) == 2
         )
     assert len(fake.requests_to("POST", MESSAGES)) > 3 and alert.edits == 1
+
+
+async def test_a_line_waiting_behind_a_hung_send_is_kept_when_the_bot_stops(fake, make_stack, tmp_path):
+    stack = make_stack()
+    db = tmp_path / "incidents.db"
+    envs = {"prod": stack.env_config()}
+    fake.fail_next("POST", MESSAGES, hang=True)
+    async with running_bot(fake, envs, stack.env_vars, incidents={"store_path": str(db)}) as bot:
+        first = asyncio.create_task(bot.sink.post_line("prod", {"content": "line one"}))
+        await fake.wait_for(lambda: not fake._fail_rules, what="the first post hangs")
+        second = asyncio.create_task(bot.sink.post_line("prod", {"content": "line two"}))
+        for _ in range(100):  # the second waits behind the first: its row must already be on disk
+            if await unsent(db) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert await unsent(db) == 2
+        for task in (first, second):  # the stop cuts both short
+            task.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+    fake.release_hangs()
+    async with running_bot(fake, envs, stack.env_vars, incidents={"store_path": str(db)}):
+        await fake.wait_for(lambda: len(fake.channel_messages(fake.ops_channel_id)) == 2, 10)
+    assert [m.content for m in fake.channel_messages(fake.ops_channel_id)] == ["line one", "line two"]
+    assert await unsent(db) == 0
