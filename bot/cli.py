@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -453,6 +454,16 @@ def _fail(message: str, key: str | None, *, as_json: bool, out: TextIO, err: Tex
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    try:
+        return _main(argv, out=out, err=err)
+    except BrokenPipeError:
+        # The reader went away (`check --json | head`): nothing more to say, and no traceback at exit either.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: Sequence[str] | None, *, out: TextIO | None, err: TextIO | None) -> int:
     out = cast(TextIO, _Scrubbed(out or sys.stdout))
     err = cast(TextIO, _Scrubbed(err or sys.stderr))
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -347,6 +347,16 @@ class EnvironmentConfig(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _checks_something(self) -> EnvironmentConfig:
+        """An environment with no check at all would always look healthy: refuse it at start."""
+        if not (self.probe_root or self.admin_url or self.probe_tables or self.probe_functions):
+            raise ValueError(
+                "nothing to check: probe_root is false and there is no admin_url, probe_tables or probe_functions; "
+                "add a probe table (the runbook's data check) or set probe_root: true"
+            )
+        return self
+
     @field_validator("notify_channel")
     @classmethod
     def _channel(cls, value: str) -> str:

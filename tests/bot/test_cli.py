@@ -308,3 +308,23 @@ async def test_a_secret_in_an_error_never_reaches_the_output(make_stack, tmp_pat
     assert proc.returncode == 1 and "Discord alert failed: webhook rejected the post: HTTP 404" in proc.stdout
     assert "/api/webhooks/9/***" in proc.stdout and "HTTP Request: POST" in proc.stderr  # httpx's line, scrubbed
     assert CANARY not in proc.stdout + proc.stderr
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):
+    """`pgrst-ops check --json | head -c 1`: the pipe closes before the document is written."""
+    config = tmp_path / "config.yaml"
+    config.write_text("environments:\n  dev:\n    rest_url: http://127.0.0.1:9\n    probe_tables: [a, b, c]\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before a byte is written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "--config", str(config), "check", "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr

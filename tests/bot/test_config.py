@@ -48,6 +48,11 @@ BAD = [
         "environments.dev.rest_url: required key is missing",
     ),
     ("not a URL", GOOD.replace("http://127.0.0.1:9/", "not-a-url"), "environments.dev.rest_url"),
+    (
+        "nothing to check",
+        GOOD.replace("probe_tables: [judgments]", "probe_root: false"),
+        "environments.dev: nothing to check",
+    ),
     ("secret written inline", GOOD.replace("{env: T_DEV_KEY}", "eyJhbGciOi.secret"), "environments.dev.api_key"),
     ("both env and file", GOOD.replace("{env: T_DEV_KEY}", "{env: A, file: /x}"), "exactly one of"),
     ("bad recovery value", GOOD + "recovery:\n  retries: 0\n", "recovery.retries"),
