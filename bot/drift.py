@@ -57,7 +57,7 @@ from bot.database import DatabaseError, connect
 from bot.httpread import send_capped
 from bot.identifiers import columns_param_part, url_encoded
 from bot.outbox import StoreGuard
-from bot.probe import utf8_headers
+from bot.probe import auth_headers, request_timeout, utf8_headers
 from bot.relationships import ForeignKey, embed_select, read_foreign_keys
 from bot.store import RememberedObject
 
@@ -410,12 +410,8 @@ class _Api:
         self._client = client
         self._base = env.rest_base
         self._max_body = max_body_bytes
-        t = env.timeouts
-        self._timeout = httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.connect_s)
-        self._headers: dict[str, str] = {}
-        if target.secrets.api_key is not None:
-            key = target.secrets.api_key.get_secret_value()
-            self._headers = {"apikey": key, "Authorization": f"Bearer {key}"}
+        self._timeout = request_timeout(env.timeouts)
+        self._headers = auth_headers(target.secrets.api_key)
         self._slots = asyncio.Semaphore(PROBE_CONCURRENCY)
         self.requests = 0
         self.undecided_answer: str | None = None  # the first answer that said nothing about the cache

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic import SecretStr
 
 from bot.classify import (
     ADMIN_KINDS,
@@ -26,7 +27,7 @@ from bot.classify import (
     classify_response,
     classify_transport_failure,
 )
-from bot.config import EnvironmentConfig, EnvSecrets, Target
+from bot.config import EnvironmentConfig, EnvSecrets, Target, Timeouts
 from bot.httpread import UndecodableBody, send_capped
 from bot.identifiers import columns_param_part, url_encoded
 from bot.verdicts import Verdict, info, worst
@@ -258,6 +259,19 @@ def _transport_failure(err: httpx.HTTPError) -> TransportFailure:
     return TransportFailure.OTHER
 
 
+def auth_headers(api_key: SecretStr | None) -> dict[str, str]:
+    """The key as Supabase's gateway and PostgREST read it: `apikey` and a Bearer token (none without a key)."""
+    if api_key is None:
+        return {}
+    key = api_key.get_secret_value()
+    return {"apikey": key, "Authorization": f"Bearer {key}"}
+
+
+def request_timeout(t: Timeouts) -> httpx.Timeout:
+    """One request's httpx timeout from an environment's `timeouts`."""
+    return httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.connect_s)
+
+
 class Prober:
     def __init__(self, client: httpx.AsyncClient, *, max_body_bytes: int = 256 * 1024) -> None:
         self._client = client
@@ -272,12 +286,8 @@ class Prober:
         headers = utf8_headers({"Accept": "application/json", **spec.extra_headers})
         sent_key = spec.send_key and secrets.api_key is not None
         if sent_key:
-            assert secrets.api_key is not None
-            key = secrets.api_key.get_secret_value()
-            headers["apikey"] = key
-            headers["Authorization"] = f"Bearer {key}"
-        t = env.timeouts
-        timeout = httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.connect_s)
+            headers.update(auth_headers(secrets.api_key))
+        timeout = request_timeout(env.timeouts)
         started = time.perf_counter()
         status: int | None = None
         resp_headers: dict[str, str] = {}
@@ -290,9 +300,11 @@ class Prober:
         except UndecodableBody as err:  # an answer came: its status is evidence, its body is not readable
             status = err.status
             failure = _transport_failure(err)
-            cls = classify_transport_failure(spec.kind, failure, t.read_s, content_encoding=err.content_encoding)
+            cls = classify_transport_failure(
+                spec.kind, failure, env.timeouts.read_s, content_encoding=err.content_encoding
+            )
         except httpx.HTTPError as err:
-            cls = classify_transport_failure(spec.kind, _transport_failure(err), t.read_s)
+            cls = classify_transport_failure(spec.kind, _transport_failure(err), env.timeouts.read_s)
         return self._result(spec, cls, status, resp_headers, (time.perf_counter() - started) * 1000)
 
     async def _send(self, request: httpx.Request) -> tuple[int, dict[str, str], bytes, bool]:
