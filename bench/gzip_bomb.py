@@ -71,13 +71,13 @@ async def before_send_capped(client: httpx.AsyncClient, request: httpx.Request, 
 
 def child(reader: str, argv: list[str]) -> int:
     """The bot process; with `before`, both readers (probe and drift) are the previous one."""
-    import bot.drift
-    import bot.probe
+    import bot.ops.drift
+    import bot.postgrest.probe
     from bot.app import main
 
     if reader == "before":
-        bot.probe.send_capped = before_send_capped  # type: ignore[assignment]
-        bot.drift.send_capped = before_send_capped  # type: ignore[assignment]
+        bot.postgrest.probe.send_capped = before_send_capped  # type: ignore[assignment]
+        bot.ops.drift.send_capped = before_send_capped  # type: ignore[assignment]
     return main(argv)
 
 

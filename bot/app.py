@@ -22,17 +22,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import __version__
-from bot.access import GuildRole, RoleIds, resolve_roles
+from bot.chat.checks import NOT_HERE, Refusal
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
-from bot.console import ConsoleSink, RateLimiter, WebhookFallback, WebhookTransport
-from bot.inflight import InFlight
-from bot.monitor import AlertSink, Monitor
-from bot.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
-from bot.probe import Prober, make_http_client
-from bot.recovery import RecoveryOperator
+from bot.core.access import GuildRole, RoleIds, resolve_roles
+from bot.delivery.console import ConsoleSink, RateLimiter, WebhookFallback, WebhookTransport
+from bot.delivery.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
+from bot.ops.inflight import InFlight
+from bot.ops.monitor import AlertSink, Monitor
+from bot.ops.recovery import RecoveryOperator
+from bot.postgrest.probe import Prober, make_http_client
 from bot.redact import install_log_filter
-from bot.store import Store, open_store
-from cogs.common import NOT_HERE, Refusal
+from bot.store.sqlite import Store, open_store
 
 log = logging.getLogger("pgrst_ops")
 

@@ -19,7 +19,6 @@ from typing import NoReturn, TextIO, cast
 
 import httpx
 
-from bot import incidents as inc
 from bot.config import (
     ConfigError,
     RecoveryConfig,
@@ -29,18 +28,19 @@ from bot.config import (
     read_optional_secret,
     resolve_targets,
 )
-from bot.diagnose import Diagnosis, diagnose_unhealthy
-from bot.drift import check_drift
-from bot.escalation import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert, numbered_steps
-from bot.monitor import first_signal
-from bot.outbox import StoreGuard
-from bot.probe import EnvReport, Prober, make_http_client
-from bot.recovery import Outcome, RecoveryOperator, RecoveryResult, RecoveryStep, StepKind, StepListener
+from bot.core.verdicts import info
+from bot.delivery.outbox import StoreGuard
+from bot.delivery.webhook import post_webhook
+from bot.messages import incidents as inc
+from bot.messages.alert import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert, numbered_steps
+from bot.ops.drift import check_drift
+from bot.ops.monitor import first_signal
+from bot.ops.recovery import Outcome, RecoveryOperator, RecoveryResult, RecoveryStep, StepKind, StepListener
+from bot.postgres.diagnose import Diagnosis, diagnose_unhealthy
+from bot.postgres.schema_version import SchemaVersionReport, check_target_schema_version
+from bot.postgrest.probe import EnvReport, Prober, make_http_client
 from bot.redact import install_log_filter, scrub
-from bot.schema_version import SchemaVersionReport, check_target_schema_version
-from bot.store import MEMORY, StoreError, open_store
-from bot.verdicts import info
-from bot.webhook import post_webhook
+from bot.store.sqlite import MEMORY, StoreError, open_store
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 RULE = "─" * 70

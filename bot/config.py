@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.identifiers import check_identifier, display_part, parse_qualified
+from bot.core.identifiers import check_identifier, display_part, parse_qualified
 from bot.redact import register
 
 DEFAULT_CONFIG_PATH = "config.yaml"

@@ -7,9 +7,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import PgrstOpsBot
-from bot.drift import check_drift
-from bot.render import drift_embed
-from cogs.common import configured_guild, env_autocomplete, find_target, services, unknown_env
+from bot.chat.checks import configured_guild, env_autocomplete, find_target, services, unknown_env
+from bot.messages.embeds import drift_embed
+from bot.ops.drift import check_drift
 
 
 class Drift(commands.Cog):

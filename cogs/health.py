@@ -10,10 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import PgrstOpsBot
-from bot.config import Target
-from bot.diagnose import diagnose_unhealthy
-from bot.render import health_embeds
-from cogs.common import (
+from bot.chat.checks import (
     configured_guild,
     env_autocomplete,
     find_target,
@@ -22,6 +19,9 @@ from cogs.common import (
     services,
     unknown_env,
 )
+from bot.config import Target
+from bot.messages.embeds import health_embeds
+from bot.postgres.diagnose import diagnose_unhealthy
 
 ALL = "*"
 

@@ -16,10 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import PgrstOpsBot
-from bot.escalation import format_duration
-from bot.incidents import incidents_embed, parse_duration
-from bot.recovery import Outcome, RecoveryStep, StepKind
-from cogs.common import (
+from bot.chat.checks import (
     configured_guild,
     env_autocomplete,
     find_target,
@@ -30,6 +27,9 @@ from cogs.common import (
     services,
     unknown_env,
 )
+from bot.messages.alert import format_duration
+from bot.messages.incidents import incidents_embed, parse_duration
+from bot.ops.recovery import Outcome, RecoveryStep, StepKind
 
 
 def who(interaction: discord.Interaction) -> str:

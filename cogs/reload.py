@@ -12,10 +12,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import PgrstOpsBot
-from bot.inflight import Action
-from bot.recovery import Outcome, RecoveryStep, StepKind
-from bot.render import reload_embed
-from cogs.common import env_autocomplete, find_target, may_reload, passes, reload_allowed, services, unknown_env
+from bot.chat.checks import env_autocomplete, find_target, may_reload, passes, reload_allowed, services, unknown_env
+from bot.messages.embeds import reload_embed
+from bot.ops.inflight import Action
+from bot.ops.recovery import Outcome, RecoveryStep, StepKind
 
 EDIT_EVERY_S = 0.5  # Discord rate-limits edits; progress need not be finer
 

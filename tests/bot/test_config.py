@@ -392,7 +392,7 @@ def test_any_schema_and_role_postgrest_serves_is_accepted():
     ],
 )
 def test_one_quoting_helper_writes_identifiers_as_sql_needs(name, sql):
-    from bot.identifiers import quote_ident
+    from bot.core.identifiers import quote_ident
 
     assert quote_ident(name) == sql
 

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bot.drift import DriftStatus, check_drift
+from bot.core.verdicts import Verdict
 from bot.httpread import BoundedDecoder, send_capped
-from bot.probe import Prober, make_http_client
-from bot.verdicts import Verdict
+from bot.ops.drift import DriftStatus, check_drift
+from bot.postgrest.probe import Prober, make_http_client
 from tests.conftest import build_settings, targets_for, write_config
 from tests.support.gzipbomb import GIB, GzipBomb, Hit, gzip_bomb_server
 from tests.support.localhttp import LocalServer

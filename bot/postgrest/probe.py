@@ -1,0 +1,392 @@
+"""Probe each environment's REST API concurrently and reduce what it sees to one verdict.
+
+Every check has its own httpx timeout and every environment a total budget, so one hung environment
+reports `timeout` on time and never delays the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import SecretStr
+
+from bot.config import EnvironmentConfig, EnvSecrets, Target, Timeouts
+from bot.core.classify import (
+    ADMIN_KINDS,
+    CheckKind,
+    Classification,
+    TransportFailure,
+    classify_response,
+    classify_transport_failure,
+)
+from bot.core.identifiers import columns_param_part, url_encoded
+from bot.core.verdicts import Verdict, info, worst
+from bot.httpread import UndecodableBody, send_capped
+
+USER_AGENT = "pgrst-ops/0.1 (+health probe)"
+# A media type no PostgREST produces: requests are looked up in the schema cache, then refused (PGRST107).
+UNPRODUCIBLE_ACCEPT = "application/x-pgrst-ops-probe"
+# Characters of a select list kept readable in the URL (PostgREST decodes the rest as usual).
+SELECT_SAFE = ",()*:!.-_~"
+
+
+def utf8_headers(values: dict[str, str]) -> httpx.Headers:
+    """Request headers whose values may be non-ASCII: a profile header names the schema, which PostgREST reads
+    as UTF-8 (`Accept-Profile: تست`); httpx would refuse a non-ASCII str."""
+    return httpx.Headers(values, encoding="utf-8")
+
+
+def _origin_pattern(url: str) -> str:
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}"
+
+
+def make_http_client(envs: Iterable[EnvironmentConfig] = ()) -> httpx.AsyncClient:
+    """The one shared client: no redirects (a redirect is itself a finding), explicit timeouts.
+
+    Each environment origin gets a small connection pool of its own: one environment can never use up
+    the connections another needs, and httpcore's pool bookkeeping, which grows with the cube of the
+    connections in one pool, stays cheap for a 100-environment sweep (see bench/README.md).
+    """
+    per_origin = httpx.Limits(max_connections=16, max_keepalive_connections=8)
+    origins = {_origin_pattern(url) for env in envs for url in (env.rest_base, env.admin_base) if url}
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        mounts={origin: httpx.AsyncHTTPTransport(limits=per_origin) for origin in origins},
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    label: str
+    kind: CheckKind
+    method: str
+    url: str
+    send_key: bool = True
+    json_body: Any = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    label: str
+    kind: CheckKind
+    method: str
+    url: str  # never carries a secret: keys travel in headers
+    status: int | None
+    code: str | None
+    message: str | None
+    detail: str
+    retry_after: str | None
+    latency_ms: float
+    server: str | None
+    verdict: Verdict
+    auth_limited: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.HEALTHY
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "method": self.method,
+            "url": self.url,
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "detail": self.detail,
+            "retry_after": self.retry_after,
+            "latency_ms": round(self.latency_ms, 1),
+            "server": self.server,
+            "verdict": str(self.verdict),
+            "ok": self.ok,
+            "auth_limited": self.auth_limited,
+        }
+
+
+@dataclass(frozen=True)
+class EnvReport:
+    env: str
+    verdict: Verdict
+    explanation: str
+    next_step: str
+    checks: tuple[CheckResult, ...]
+    checked_at: datetime
+    duration_ms: float
+    auth_limited: bool
+    server_version: str | None
+
+    @property
+    def healthy(self) -> bool:
+        return self.verdict is Verdict.HEALTHY
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "healthy": self.healthy,
+            "verdict": str(self.verdict),
+            "explanation": self.explanation,
+            "next_step": self.next_step,
+            "auth_limited": self.auth_limited,
+            "server_version": self.server_version,
+            "checked_at": self.checked_at.isoformat(timespec="milliseconds"),
+            "duration_ms": round(self.duration_ms, 1),
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
+    """The checks for one environment: admin live/ready, root, and per table data + cache checks."""
+    base = env.rest_base
+    specs: list[CheckSpec] = []
+    if env.admin_base:
+        specs.append(CheckSpec("live", "Admin /live", CheckKind.LIVE, "GET", f"{env.admin_base}/live", send_key=False))
+        specs.append(
+            CheckSpec("ready", "Admin /ready", CheckKind.READY, "GET", f"{env.admin_base}/ready", send_key=False)
+        )
+        # 12.2+: schema cache loads (ok / failed) and the pool, as evidence; 12.0.2 answers 404 (not available).
+        specs.append(
+            CheckSpec(
+                "metrics",
+                "Admin /metrics",
+                CheckKind.METRICS,
+                "GET",
+                f"{env.admin_base}/metrics",
+                send_key=False,
+                extra_headers={"Accept": "text/plain"},
+            )
+        )
+    if env.probe_root:
+        # The root is the OpenAPI document (megabytes on big schemas): read at most max_body_bytes of it.
+        # Not HEAD: PostgREST 12 builds the whole document for HEAD too, and closes the connection after it.
+        specs.append(CheckSpec("root", "Root (/)", CheckKind.ROOT, "GET", f"{base}/"))
+    for table in env.probe_tables:
+        shown, path = table.display(env), f"{base}/{url_encoded(table.name)}"
+        # Always name the schema: the probe then asks for exactly what the diagnosis looks up, whatever the
+        # order of db-schemas, and a schema PostgREST does not serve answers 406 PGRST106 instead of a wrong table.
+        read_profile = {"Accept-Profile": table.schema_in(env)}
+        specs.append(
+            CheckSpec(
+                f"data:{shown}",
+                f"Data ({shown})",
+                CheckKind.DATA,
+                "GET",
+                f"{path}?select={quote(table.select, safe=SELECT_SAFE)}&limit=1",
+                extra_headers=read_profile,
+            )
+        )
+        specs.append(
+            CheckSpec(
+                f"cache:{shown}", f"Cache ({shown})", CheckKind.CACHE, "OPTIONS", path, extra_headers=read_profile
+            )
+        )
+        if table.columns:
+            # An empty insert names the columns: PostgREST checks them against its cache and writes nothing.
+            columns = quote(",".join(columns_param_part(c) for c in table.columns), safe=",")
+            specs.append(
+                CheckSpec(
+                    f"columns:{shown}",
+                    f"Columns ({shown})",
+                    CheckKind.COLUMNS,
+                    "POST",
+                    f"{path}?columns={columns}",
+                    json_body=[],
+                    # Refused after the column lookup (415 PGRST107): not even statement triggers run.
+                    # A write picks its schema by Content-Profile (Accept-Profile alone would probe the default one).
+                    extra_headers={
+                        "Prefer": "return=minimal",
+                        "Accept": UNPRODUCIBLE_ACCEPT,
+                        "Content-Profile": table.schema_in(env),
+                    },
+                )
+            )
+    for function in env.probe_functions:
+        # GET with the required arguments (empty) and a media type PostgREST cannot produce: it looks the function
+        # up in its cache (404 PGRST202 when missing), then refuses to negotiate (415 PGRST107): nothing runs.
+        # A GET picks its schema by Accept-Profile, as reads do.
+        shown = function.display(env)
+        query = "?" + "&".join(f"{url_encoded(a)}=" for a in function.args) if function.args else ""
+        specs.append(
+            CheckSpec(
+                f"rpc:{shown}",
+                f"RPC ({shown})",
+                CheckKind.RPC,
+                "GET",
+                f"{base}/rpc/{url_encoded(function.name)}{query}",
+                extra_headers={"Accept": UNPRODUCIBLE_ACCEPT, "Accept-Profile": function.schema_in(env)},
+            )
+        )
+    return specs
+
+
+def _transport_failure(err: httpx.HTTPError) -> TransportFailure:
+    if isinstance(err, httpx.DecodingError):
+        return TransportFailure.UNDECODABLE
+    if isinstance(err, httpx.TimeoutException):
+        return TransportFailure.TIMEOUT
+    if isinstance(err, httpx.ConnectError):
+        cause: BaseException | None = err
+        while cause is not None:
+            if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
+                return TransportFailure.REFUSED
+            if isinstance(cause, socket.gaierror):
+                return TransportFailure.DNS
+            cause = cause.__cause__ or cause.__context__
+        text = str(err).lower()
+        if "refused" in text:
+            return TransportFailure.REFUSED
+        if "name or service not known" in text or "nodename nor servname" in text:
+            return TransportFailure.DNS
+        return TransportFailure.OTHER
+    if isinstance(err, httpx.RemoteProtocolError | httpx.ReadError):
+        return TransportFailure.PROTOCOL
+    return TransportFailure.OTHER
+
+
+def auth_headers(api_key: SecretStr | None) -> dict[str, str]:
+    """The key as Supabase's gateway and PostgREST read it: `apikey` and a Bearer token (none without a key)."""
+    if api_key is None:
+        return {}
+    key = api_key.get_secret_value()
+    return {"apikey": key, "Authorization": f"Bearer {key}"}
+
+
+def request_timeout(t: Timeouts) -> httpx.Timeout:
+    """One request's httpx timeout from an environment's `timeouts`."""
+    return httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.connect_s)
+
+
+class Prober:
+    def __init__(self, client: httpx.AsyncClient, *, max_body_bytes: int = 256 * 1024) -> None:
+        self._client = client
+        self._max_body = max_body_bytes
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The shared client, for other API readers (drift) that must use the same pools and limits."""
+        return self._client
+
+    async def _run_check(self, spec: CheckSpec, env: EnvironmentConfig, secrets: EnvSecrets) -> CheckResult:
+        headers = utf8_headers({"Accept": "application/json", **spec.extra_headers})
+        sent_key = spec.send_key and secrets.api_key is not None
+        if sent_key:
+            headers.update(auth_headers(secrets.api_key))
+        timeout = request_timeout(env.timeouts)
+        started = time.perf_counter()
+        status: int | None = None
+        resp_headers: dict[str, str] = {}
+        try:
+            request = self._client.build_request(
+                spec.method, spec.url, headers=headers, json=spec.json_body, timeout=timeout
+            )
+            status, resp_headers, body, truncated = await self._send(request)
+            cls = classify_response(spec.kind, status, resp_headers, body, sent_key=sent_key, truncated=truncated)
+        except UndecodableBody as err:  # an answer came: its status is evidence, its body is not readable
+            status = err.status
+            failure = _transport_failure(err)
+            cls = classify_transport_failure(
+                spec.kind, failure, env.timeouts.read_s, content_encoding=err.content_encoding
+            )
+        except httpx.HTTPError as err:
+            cls = classify_transport_failure(spec.kind, _transport_failure(err), env.timeouts.read_s)
+        return self._result(spec, cls, status, resp_headers, (time.perf_counter() - started) * 1000)
+
+    async def _send(self, request: httpx.Request) -> tuple[int, dict[str, str], bytes, bool]:
+        answer = await send_capped(self._client, request, self._max_body)
+        return answer.status, answer.headers, answer.body, answer.truncated
+
+    @staticmethod
+    def _result(
+        spec: CheckSpec, cls: Classification, status: int | None, headers: dict[str, str], latency_ms: float
+    ) -> CheckResult:
+        return CheckResult(
+            name=spec.name,
+            label=spec.label,
+            kind=spec.kind,
+            method=spec.method,
+            url=spec.url,
+            status=status,
+            code=cls.code,
+            message=cls.message,
+            detail=cls.detail,
+            retry_after=headers.get("retry-after"),
+            latency_ms=latency_ms,
+            server=headers.get("server"),
+            verdict=cls.verdict,
+            auth_limited=cls.auth_limited,
+        )
+
+    async def probe(self, target: Target) -> EnvReport:
+        """All checks of one environment at once, bounded by the environment's total budget."""
+        name, env, secrets = target.name, target.config, target.secrets
+        checked_at = datetime.now(UTC)
+        started = time.perf_counter()
+        specs = plan_checks(env)
+        tasks = [asyncio.create_task(self._run_check(s, env, secrets)) for s in specs]
+        done, pending = await asyncio.wait(tasks, timeout=env.timeouts.total_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        results: list[CheckResult] = []
+        for spec, task in zip(specs, tasks, strict=True):
+            if task in done and not task.cancelled() and task.exception() is None:
+                results.append(task.result())
+            else:
+                elapsed = (time.perf_counter() - started) * 1000
+                cls = classify_transport_failure(spec.kind, TransportFailure.TIMEOUT, env.timeouts.total_s)
+                results.append(self._result(spec, cls, None, {}, elapsed))
+        return summarise(name, results, checked_at, (time.perf_counter() - started) * 1000)
+
+    async def probe_many(self, targets: Iterable[Target]) -> list[EnvReport]:
+        return list(await asyncio.gather(*(self.probe(t) for t in targets)))
+
+
+def summarise(name: str, checks: list[CheckResult], checked_at: datetime, duration_ms: float) -> EnvReport:
+    verdict = worst([c.verdict for c in checks])
+    # Refused on the admin port alone, with the API answering, is a config problem, not a dead PostgREST.
+    main_answered = any(c.status is not None for c in checks if c.kind not in ADMIN_KINDS)
+    if verdict is Verdict.POSTGREST_DOWN and main_answered:
+        verdict = worst([c.verdict for c in checks if c.verdict is not Verdict.POSTGREST_DOWN] + [Verdict.UNEXPECTED])
+    meta = info(verdict)
+    # Quote the most telling check: one with an error code, on the API port rather than the admin port.
+    failing = sorted(
+        (c for c in checks if c.verdict is verdict),
+        key=lambda c: (c.code is None, c.kind in ADMIN_KINDS),
+    )
+    explanation = meta.summary
+    if failing and verdict is not Verdict.HEALTHY:
+        explanation = f"{meta.summary} Seen: {failing[0].label} → {failing[0].detail.rstrip('.')}."
+    auth_limited = any(c.auth_limited for c in checks)
+    if verdict is Verdict.HEALTHY and auth_limited:
+        explanation += (
+            " (Auth-limited: some checks got 401/403, which proves PostgREST is up, not that data is readable.)"
+        )
+    servers = [c.server for c in checks if c.server and c.server.lower().startswith("postgrest")]
+    return EnvReport(
+        env=name,
+        verdict=verdict,
+        explanation=explanation,
+        next_step=meta.next_step,
+        checks=tuple(checks),
+        checked_at=checked_at,
+        duration_ms=duration_ms,
+        auth_limited=auth_limited,
+        server_version=servers[0] if servers else None,
+    )
