@@ -19,7 +19,8 @@ import uuid
 import httpx
 
 from bot.config import parse_settings, resolve_targets
-from bot.ops.recovery import Outcome, RecoveryOperator
+from bot.core.recovery import Outcome
+from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober, make_http_client
 from tests.conftest import SCHEMA_SQL
 from tests.support.pgstack import PgCluster, PostgrestServer, free_port

@@ -28,17 +28,21 @@ from bot.config import (
     read_optional_secret,
     resolve_targets,
 )
+from bot.core.diagnosis import Diagnosis
+from bot.core.incidents import CLI, MANUAL_RELOAD
+from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, StepListener
+from bot.core.report import EnvReport
+from bot.core.schema_version import SchemaVersionReport
 from bot.core.verdicts import info
 from bot.delivery.outbox import StoreGuard
 from bot.delivery.webhook import post_webhook
-from bot.messages import incidents as inc
 from bot.messages.alert import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert, numbered_steps
 from bot.ops.drift import check_drift
 from bot.ops.monitor import first_signal
-from bot.ops.recovery import Outcome, RecoveryOperator, RecoveryResult, RecoveryStep, StepKind, StepListener
-from bot.postgres.diagnose import Diagnosis, diagnose_unhealthy
-from bot.postgres.schema_version import SchemaVersionReport, check_target_schema_version
-from bot.postgrest.probe import EnvReport, Prober, make_http_client
+from bot.ops.recovery import RecoveryOperator
+from bot.postgres.diagnose import diagnose_unhealthy
+from bot.postgres.schema_version import check_target_schema_version
+from bot.postgrest.probe import Prober, make_http_client
 from bot.redact import install_log_filter, scrub
 from bot.store.sqlite import MEMORY, StoreError, open_store
 
@@ -337,13 +341,13 @@ async def record_incident(settings: Settings, result: RecoveryResult) -> str | N
             verdict=str(result.verdict_before),
             status=status,
             code=code,
-            trigger=inc.CLI,
+            trigger=CLI,
         )
         detail = f"outcome {result.outcome}" + (f": {result.reason}" if result.reason else "")
         await store.add_action(incident.id, result.actor, "reload" if result.notify_sent else "escalated", detail)
         if result.outcome is Outcome.RECOVERED:
-            await store.update_incident(incident.id, resolved_at=result.finished_at, resolution=inc.MANUAL_RELOAD)
-            return f"incident #{incident.id} recorded (resolved: {inc.MANUAL_RELOAD})"
+            await store.update_incident(incident.id, resolved_at=result.finished_at, resolution=MANUAL_RELOAD)
+            return f"incident #{incident.id} recorded (resolved: {MANUAL_RELOAD})"
         return f"incident #{incident.id} opened; the bot's monitor takes it over and resolves it"
     except StoreError as err:
         return f"not recorded: {err}"

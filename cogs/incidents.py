@@ -27,9 +27,10 @@ from bot.chat.checks import (
     services,
     unknown_env,
 )
+from bot.core.incidents import parse_duration
+from bot.core.recovery import Outcome, RecoveryStep, StepKind
 from bot.messages.alert import format_duration
-from bot.messages.incidents import incidents_embed, parse_duration
-from bot.ops.recovery import Outcome, RecoveryStep, StepKind
+from bot.messages.incidents import incidents_embed
 
 
 def who(interaction: discord.Interaction) -> str:

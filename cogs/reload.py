@@ -13,9 +13,9 @@ from discord.ext import commands
 
 from bot.app import PgrstOpsBot
 from bot.chat.checks import env_autocomplete, find_target, may_reload, passes, reload_allowed, services, unknown_env
+from bot.core.recovery import Outcome, RecoveryStep, StepKind
 from bot.messages.embeds import reload_embed
 from bot.ops.inflight import Action
-from bot.ops.recovery import Outcome, RecoveryStep, StepKind
 
 EDIT_EVERY_S = 0.5  # Discord rate-limits edits; progress need not be finer
 

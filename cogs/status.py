@@ -10,10 +10,10 @@ from discord.ext import commands
 
 from bot.app import PgrstOpsBot
 from bot.chat.checks import configured_guild, services
+from bot.core.records import AUDIT_INTERRUPTED, AuditEntry
 from bot.messages.alert import FIELD_VALUE_MAX, FIELDS_MAX, fit_embed, truncate
 from bot.messages.embeds import status_embed
 from bot.ops.monitor import open_summary
-from bot.store.sqlite import AUDIT_INTERRUPTED, AuditEntry
 
 INTERRUPTED_SHOWN_FOR = timedelta(days=1)  # an interrupted action is news for a day, then it is in the audit
 

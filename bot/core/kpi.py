@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.config import KpiThresholds
 from bot.core.classify import ADMIN_KINDS, CheckKind
-from bot.postgrest.probe import EnvReport
+from bot.core.report import EnvReport
 
 
 class KpiStatus(StrEnum):

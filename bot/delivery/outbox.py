@@ -30,8 +30,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from bot.core.records import OutboxRow
 from bot.redact import scrub_payload
-from bot.store.sqlite import OutboxRow, Store, StoreError
+from bot.store.sqlite import Store, StoreError
 
 log = logging.getLogger(__name__)
 

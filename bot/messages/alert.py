@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.config import EnvironmentConfig
+from bot.core.diagnosis import Diagnosis
+from bot.core.recovery import RecoveryResult
+from bot.core.report import CheckResult, EnvReport
 from bot.core.verdicts import info
-from bot.ops.recovery import RecoveryResult
-from bot.postgres.diagnose import Diagnosis
-from bot.postgrest.probe import CheckResult, EnvReport
 
 # Discord's embed limits.
 TITLE_MAX = 256

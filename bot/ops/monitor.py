@@ -22,17 +22,35 @@ from typing import Any, Protocol, TypeVar
 
 from bot import __version__
 from bot.config import Settings, Target
+from bot.core.diagnosis import Diagnosis
+from bot.core.drift import DriftReport
+from bot.core.incidents import (
+    AFTER_RESTART,
+    AUTO_RECOVERED,
+    CLI,
+    MANUAL_RELOAD,
+    MONITOR,
+    RECOVERED_BY_ITSELF,
+    RELOAD,
+    RESOLUTION_TEXT,
+    FlapDetector,
+    active_window,
+)
 from bot.core.kpi import KpiSample, breaches
+from bot.core.records import AUDIT_DONE, AUDIT_INTERRUPTED, Incident, Silence
+from bot.core.recovery import Outcome, RecoveryResult, StepListener
+from bot.core.report import EnvReport
+from bot.core.schema_version import SchemaVersionReport
 from bot.core.verdicts import Verdict, info
 from bot.delivery.outbox import StoreGuard
 from bot.messages import incidents as inc
 from bot.messages.alert import build_critical_alert, build_info_line, build_resolved_alert
-from bot.ops.drift import DriftReport, check_drift
-from bot.ops.recovery import Outcome, RecoveryOperator, RecoveryResult, StepListener
-from bot.postgres.diagnose import Diagnosis, diagnose
-from bot.postgres.schema_version import SchemaVersionReport, check_target_schema_version
-from bot.postgrest.probe import EnvReport, Prober
-from bot.store.sqlite import AUDIT_DONE, AUDIT_INTERRUPTED, Incident, Silence, Store
+from bot.ops.drift import check_drift
+from bot.ops.recovery import RecoveryOperator
+from bot.postgres.diagnose import diagnose
+from bot.postgres.schema_version import check_target_schema_version
+from bot.postgrest.probe import Prober
+from bot.store.sqlite import Store
 
 T = TypeVar("T")
 
@@ -92,7 +110,7 @@ class OpenAlert:
     incident_id: int = 0  # the store's id; with the store down, an in-memory id (stored=False)
     stored: bool = False
     restart_url: str | None = None
-    trigger: str = inc.MONITOR
+    trigger: str = MONITOR
     acknowledged_by: str | None = None
     last_reminder_at: datetime | None = None
     held: bool = False  # not posted yet: silenced, maintenance, or the bot's network is down
@@ -113,7 +131,7 @@ class EnvState:
     ok_streak: int = 0
     last_reload: ReloadRecord | None = None
     alert: OpenAlert | None = None
-    flaps: inc.FlapDetector | None = None
+    flaps: FlapDetector | None = None
     in_maintenance: bool = False
     diagnosis: Diagnosis | None = None  # of the last unhealthy check
     drift: DriftReport | None = None  # the last drift check (slow loop)
@@ -170,9 +188,7 @@ class Monitor:
         self.sink = sink
         self.guard = guard or StoreGuard(store)
         cfg = settings.incidents
-        self.states = {
-            t.name: EnvState(t.name, flaps=inc.FlapDetector(cfg.flap_flips, cfg.flap_window_s)) for t in targets
-        }
+        self.states = {t.name: EnvState(t.name, flaps=FlapDetector(cfg.flap_flips, cfg.flap_window_s)) for t in targets}
         self.silences: dict[str, Silence] = {}
         self.network_down_since: datetime | None = None
         self.health = MonitorHealth()
@@ -462,14 +478,14 @@ class Monitor:
         opened = state.unhealthy_since or report.checked_at
         incident = await self._db(
             lambda s: s.open_incident(
-                state.name, opened_at=opened, verdict=str(report.verdict), status=status, code=code, trigger=inc.MONITOR
+                state.name, opened_at=opened, verdict=str(report.verdict), status=status, code=code, trigger=MONITOR
             )
         )
         if incident is None:
             return
         await self._db(lambda s: s.add_action(incident.id, "auto", "notify", f"outcome {result.outcome}"))
         await self._db(
-            lambda s: s.update_incident(incident.id, resolved_at=result.finished_at, resolution=inc.AUTO_RECOVERED)
+            lambda s: s.update_incident(incident.id, resolved_at=result.finished_at, resolution=AUTO_RECOVERED)
         )
 
     # -- used by the monitor and by /reload ---------------------------------------------------------
@@ -487,7 +503,7 @@ class Monitor:
             self._spawn(self.sink.post_line(result.env, build_info_line(result.env, text)))
         alert = self.states[result.env].alert
         if alert is not None and result.outcome is Outcome.RECOVERED:
-            alert.resolution_hint = inc.AUTO_RECOVERED if result.actor == "auto" else inc.MANUAL_RELOAD
+            alert.resolution_hint = AUTO_RECOVERED if result.actor == "auto" else MANUAL_RELOAD
         if result.actor != "auto" and not audited:
             self._spawn(self._db(lambda s: s.audit(result.actor, "reload", result.env, str(result.outcome))))
         if alert is not None and alert.stored and (result.notify_sent or result.actor != "auto"):
@@ -526,7 +542,7 @@ class Monitor:
             diagnosis=diagnosis,
         )
         restart = target.config.restart_url or target.config.dashboard_url
-        trigger = inc.RELOAD if result is not None and result.actor != "auto" else inc.MONITOR
+        trigger = RELOAD if result is not None and result.actor != "auto" else MONITOR
         found = diagnosis or (result.diagnosis if result is not None else None)
         cause_found = bool(found and found.findings)
         # Mark it open before any await: a concurrent check must not post a second one.
@@ -558,9 +574,9 @@ class Monitor:
         status, code = first_signal(report)
         # A `pgrst-ops fix` run on this machine may have opened the incident already: take it over.
         opened = await self._db(lambda s: s.open_incidents()) or []
-        adopted = next((i for i in opened if i.env == state.name and i.trigger == inc.CLI and not i.message_id), None)
+        adopted = next((i for i in opened if i.env == state.name and i.trigger == CLI and not i.message_id), None)
         if adopted is not None:
-            alert.opened_at, alert.trigger = min(alert.opened_at, adopted.opened_at), inc.CLI
+            alert.opened_at, alert.trigger = min(alert.opened_at, adopted.opened_at), CLI
         incident = adopted or await self._db(
             lambda s: s.open_incident(
                 state.name,
@@ -608,11 +624,11 @@ class Monitor:
         if alert.resolution_hint:
             resolution = alert.resolution_hint
         elif alert.restored or alert.flapping:
-            resolution = inc.RECOVERED_BY_ITSELF
+            resolution = RECOVERED_BY_ITSELF
         elif alert.restart_asked:
-            resolution = inc.AFTER_RESTART
+            resolution = AFTER_RESTART
         else:
-            resolution = inc.RECOVERED_BY_ITSELF
+            resolution = RECOVERED_BY_ITSELF
         await self.resolve(state, resolution)
 
     async def resolve(self, state: EnvState, resolution: str) -> None:
@@ -630,7 +646,7 @@ class Monitor:
             return
         resolved, line = build_resolved_alert(state.name, alert.payload, started, resolved_at)
         resolved = inc.resolution_note(resolved, resolution)
-        line["content"] = line["content"].rstrip(".") + f" ({inc.RESOLUTION_TEXT.get(resolution, resolution)})."
+        line["content"] = line["content"].rstrip(".") + f" ({RESOLUTION_TEXT.get(resolution, resolution)})."
         if alert.handle:
             await self.sink.resolve_alert(state.name, alert.handle, resolved)
         if not alert.held:  # an alert nobody saw (silenced) needs no "resolved" line
@@ -642,7 +658,7 @@ class Monitor:
         silence = self.silences.get(name)
         if silence is not None and now < silence.until:
             return f"silenced by {silence.actor}: {silence.reason}"
-        window = inc.active_window(self.targets[name].config.maintenance, now)
+        window = active_window(self.targets[name].config.maintenance, now)
         if window is not None:
             return f"maintenance window: {window.window.reason}"
         if self.network_down_since is not None:
@@ -705,7 +721,7 @@ class Monitor:
             del self.silences[name]
             await self._db(lambda s: s.end_silence(name))
             await self.sink.post_line(name, inc.silence_expired_line(name, silence.reason, silence.actor, still_down))
-        window = inc.active_window(self.targets[name].config.maintenance, now)
+        window = active_window(self.targets[name].config.maintenance, now)
         if window is not None and not state.in_maintenance:
             state.in_maintenance = True
             await self.sink.post_line(name, inc.maintenance_line(name, window))
@@ -801,7 +817,7 @@ class Monitor:
             async with self._locks[state.name]:
                 self._record(state, result.report_after)
                 if state.alert is not None and state.alert.incident_id == incident_id:
-                    hint = inc.MANUAL_RELOAD if result.outcome is Outcome.RECOVERED else inc.RECOVERED_BY_ITSELF
+                    hint = MANUAL_RELOAD if result.outcome is Outcome.RECOVERED else RECOVERED_BY_ITSELF
                     await self.resolve(state, hint)
         return result
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from bot.config import ProbeTable, Target
+from bot.core.report import CheckResult
 from bot.core.verdicts import Verdict
-from bot.postgrest.probe import CheckResult
 
 # Foreign keys between two relations of one exposed schema; partitions excluded (PostgREST embeds the
 # partitioned table), so are the clones PostgreSQL makes of a partitioned table's constraint.

@@ -16,9 +16,10 @@ import httpx
 import pytest
 from aiohttp import web
 
+from bot.core.drift import DriftStatus
 from bot.core.verdicts import Verdict
 from bot.httpread import BoundedDecoder, send_capped
-from bot.ops.drift import DriftStatus, check_drift
+from bot.ops.drift import check_drift
 from bot.postgrest.probe import Prober, make_http_client
 from tests.conftest import build_settings, targets_for, write_config
 from tests.support.gzipbomb import GIB, GzipBomb, Hit, gzip_bomb_server

@@ -21,7 +21,8 @@ import asyncpg
 import httpx
 import pytest
 
-from bot.store.sqlite import AUDIT_INTERRUPTED, Store
+from bot.core.records import AUDIT_INTERRUPTED
+from bot.store.sqlite import Store
 from tests.conftest import write_config
 from tests.e2e.test_incidents import STALE_TABLE
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.core.classify import CheckKind
+from bot.core.report import CheckResult, summarise
 from bot.core.verdicts import Verdict
 from bot.messages.alert import build_critical_alert
-from bot.postgrest.probe import CheckResult, summarise
 from tests.conftest import build_settings
 
 

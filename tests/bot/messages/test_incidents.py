@@ -7,15 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.config import ConfigError, MaintenanceWindow
-from bot.messages.incidents import (
-    FlapDetector,
-    acknowledged_payload,
-    active_window,
-    incidents_embed,
-    mttr_by_env,
-    parse_duration,
-)
-from bot.store.sqlite import Incident
+from bot.core.incidents import FlapDetector, active_window, mttr_by_env, parse_duration
+from bot.core.records import Incident
+from bot.messages.incidents import acknowledged_payload, incidents_embed
 from tests.conftest import build_settings
 
 

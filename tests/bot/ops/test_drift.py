@@ -11,16 +11,9 @@ import pytest
 from aiohttp import web
 
 from bot.cli import main
+from bot.core.drift import DriftMethod, DriftObjects, DriftReport, DriftStatus, cap_names
 from bot.delivery.outbox import StoreGuard
-from bot.ops.drift import (
-    UNPRODUCIBLE_ACCEPT,
-    DriftMethod,
-    DriftObjects,
-    DriftReport,
-    DriftStatus,
-    cap_names,
-    check_drift,
-)
+from bot.ops.drift import UNPRODUCIBLE_ACCEPT, check_drift
 from bot.postgrest.probe import make_http_client
 from bot.store.sqlite import Store
 from tests.conftest import build_settings, targets_for, write_config

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from bot.config import RecoveryConfig
+from bot.core.recovery import Outcome, StepKind
 from bot.core.verdicts import Verdict
-from bot.ops.recovery import Outcome, RecoveryOperator, StepKind
+from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober, make_http_client
 from tests.conftest import build_settings, targets_for, write_config
 from tests.support.pgstack import NotifyCounter

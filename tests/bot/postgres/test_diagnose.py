@@ -8,11 +8,12 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from bot.core.diagnosis import Diagnosis
+from bot.core.listener import ListenerState
 from bot.core.verdicts import Verdict
-from bot.postgres.connect import ListenerState, listen_pattern
+from bot.postgres.connect import listen_pattern
 from bot.postgres.diagnose import (
     SCHEMA_LOAD_BASE_MS,
-    Diagnosis,
     diagnose,
     first_words,
     schema_load_estimate_ms,

@@ -9,9 +9,11 @@ import asyncio
 
 import pytest
 
+from bot.core.diagnosis import Diagnosis
+from bot.core.drift import DriftReport
 from bot.core.verdicts import Verdict
-from bot.ops.drift import DriftReport, check_drift
-from bot.postgres.diagnose import Diagnosis, diagnose
+from bot.ops.drift import check_drift
+from bot.postgres.diagnose import diagnose
 from bot.postgres.privileges import Access, api_roles_cte, relation_access
 from bot.postgrest.probe import Prober, make_http_client
 from tests.conftest import build_settings, targets_for

@@ -7,9 +7,11 @@ import asyncio
 import httpx
 import pytest
 
+from bot.core.diagnosis import Diagnosis
+from bot.core.recovery import Outcome
 from bot.core.verdicts import Verdict
-from bot.ops.recovery import Outcome, RecoveryOperator
-from bot.postgres.diagnose import Diagnosis, diagnose
+from bot.ops.recovery import RecoveryOperator
+from bot.postgres.diagnose import diagnose
 from bot.postgres.relationships import ForeignKey, embed_select, embedded_pairs
 from bot.postgrest.probe import Prober, make_http_client
 from tests.bot.postgrest.test_schemas import reload_until_served

@@ -8,14 +8,9 @@ import pytest
 from pydantic import SecretStr
 
 from bot.config import SchemaVersionGuard
+from bot.core.schema_version import VersionStatus, compare_versions
 from bot.postgres.connect import connect
-from bot.postgres.schema_version import (
-    MIGRATIONS_TABLE,
-    VersionStatus,
-    check_schema_version,
-    check_target_schema_version,
-    compare_versions,
-)
+from bot.postgres.schema_version import MIGRATIONS_TABLE, check_schema_version, check_target_schema_version
 from tests.conftest import build_settings, targets_for
 
 C, RUN, CONFLICT, UNKNOWN = (

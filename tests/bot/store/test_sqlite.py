@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.records import RememberedObject
 from bot.delivery.outbox import StoreGuard
 from bot.store import sqlite as store_module
-from bot.store.sqlite import MIGRATIONS, SCHEMA_VERSION, RememberedObject, Store, StoreError, migrate, open_store
+from bot.store.sqlite import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, migrate, open_store
 
 
 @contextlib.contextmanager
