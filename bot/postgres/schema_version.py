@@ -1,15 +1,4 @@
-"""Schema version guard: the application's expected schema version against the database's.
-
-Rules from the pipeline runbook (RUN-003, "Schema Guard Operations"):
-
-    DB 1.0.0, app 1.0.0 -> compatible            (exact match)
-    DB 1.1.0, app 1.0.0 -> compatible            (database newer: additive migrations are usually safe)
-    DB 1.0.0, app 1.1.0 -> incompatible          (app newer: run the migrations)
-    DB 2.0.0, app 1.0.0 -> conflict              (major version mismatch, either direction)
-
-Versions are semver (`1.2.3`, optional leading `v`, optional pre-release) or Supabase migration timestamps
-(`20260101120000`, compared as numbers; they have no "major"). Anything else is `unknown`, never a guess.
-"""
+"""Read the database's schema version (a table, a function or Supabase's migration history) and judge it with the rules in bot/core/schema_version.py."""
 
 from __future__ import annotations
 
