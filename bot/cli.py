@@ -37,10 +37,10 @@ from bot.core.verdicts import info
 from bot.delivery.outbox import StoreGuard
 from bot.delivery.webhook import post_webhook
 from bot.messages.alert import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert, numbered_steps
+from bot.ops.check import check_environments
 from bot.ops.drift import check_drift
 from bot.ops.monitor import first_signal
 from bot.ops.recovery import RecoveryOperator
-from bot.postgres.diagnose import diagnose_unhealthy
 from bot.postgres.schema_version import check_target_schema_version
 from bot.postgrest.probe import Prober, make_http_client
 from bot.redact import install_log_filter, scrub
@@ -134,18 +134,12 @@ def with_optional_dsn(target: Target) -> Target:
 
 
 async def run_check(settings: Settings, targets: list[Target], *, as_json: bool, verbose: bool, out: TextIO) -> int:
-    async with make_http_client(t.config for t in targets) as client:
-        reports = await Prober(client, max_body_bytes=settings.max_body_bytes).probe_many(targets)
     rec = settings.recovery
     targets = [with_optional_dsn(t) for t in targets]  # secrets read once, for diagnosis and the version guard
-    diagnoses = await diagnose_unhealthy(
-        targets,
-        reports,
-        connect_timeout=rec.db_connect_timeout_s,
-        command_timeout=rec.db_command_timeout_s,
-    )
-    # The catalog may re-classify a check (stale vs missing in the database vs not granted).
-    reports = [diagnoses[r.env].report if r.env in diagnoses else r for r in reports]
+    async with make_http_client(t.config for t in targets) as client:
+        checked = await check_environments(Prober(client, max_body_bytes=settings.max_body_bytes), targets, rec)
+    reports = [c.report for c in checked]
+    diagnoses = {c.report.env: c.diagnosis for c in checked if c.diagnosis is not None}
     versions = await schema_versions(targets, rec)
     if as_json:
         envs = []

@@ -21,18 +21,16 @@ from bot.chat.checks import (
 )
 from bot.config import Target
 from bot.messages.embeds import health_embeds
-from bot.postgres.diagnose import diagnose_unhealthy
+from bot.ops.check import check_environments
 
 ALL = "*"
 
 
 async def probe_embeds(interaction: discord.Interaction, targets: list[Target]) -> list[discord.Embed]:
     svc = services(interaction)
-    reports = await svc.prober.probe_many(targets)
-    rec = svc.settings.recovery
-    diagnoses = await diagnose_unhealthy(
-        targets, reports, connect_timeout=rec.db_connect_timeout_s, command_timeout=rec.db_command_timeout_s
-    )
+    checked = await check_environments(svc.prober, targets, svc.settings.recovery)
+    reports = [c.report for c in checked]
+    diagnoses = {c.report.env: c.diagnosis for c in checked if c.diagnosis is not None}
     return [discord.Embed.from_dict(e) for e in health_embeds(reports, diagnoses)]
 
 

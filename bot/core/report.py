@@ -115,3 +115,10 @@ def summarise(name: str, checks: list[CheckResult], checked_at: datetime, durati
         auth_limited=auth_limited,
         server_version=servers[0] if servers else None,
     )
+
+
+def unreachable(report: EnvReport | None) -> bool:
+    """Failing without any HTTP answer at all: timeouts or refused/broken connections."""
+    if report is None or report.healthy:
+        return False
+    return report.verdict in (Verdict.TIMEOUT, Verdict.POSTGREST_DOWN) and all(c.status is None for c in report.checks)

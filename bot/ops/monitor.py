@@ -39,15 +39,15 @@ from bot.core.incidents import (
 from bot.core.kpi import KpiSample, breaches
 from bot.core.records import AUDIT_DONE, AUDIT_INTERRUPTED, Incident, Silence
 from bot.core.recovery import Outcome, RecoveryResult, StepListener
-from bot.core.report import EnvReport
+from bot.core.report import EnvReport, unreachable
 from bot.core.schema_version import SchemaVersionReport
 from bot.core.verdicts import Verdict, info
 from bot.delivery.outbox import StoreGuard
 from bot.messages import incidents as inc
 from bot.messages.alert import build_critical_alert, build_info_line, build_resolved_alert
+from bot.ops.check import diagnose_failure
 from bot.ops.drift import check_drift
 from bot.ops.recovery import RecoveryOperator
-from bot.postgres.diagnose import diagnose
 from bot.postgres.schema_version import check_target_schema_version
 from bot.postgrest.probe import Prober
 from bot.store.sqlite import Store
@@ -161,13 +161,6 @@ def handle_columns(handle: Any) -> dict[str, Any]:
     if isinstance(handle, dict) and handle.get("webhook_message_id"):
         return {"channel_id": 0, "message_id": int(handle["webhook_message_id"])}
     return {}
-
-
-def unreachable(report: EnvReport | None) -> bool:
-    """Failing without any HTTP answer at all: timeouts or refused/broken connections."""
-    if report is None or report.healthy:
-        return False
-    return report.verdict in (Verdict.TIMEOUT, Verdict.POSTGREST_DOWN) and all(c.status is None for c in report.checks)
 
 
 class Monitor:
@@ -417,17 +410,12 @@ class Monitor:
             return state
 
     async def _diagnose(self, name: str, report: EnvReport) -> Diagnosis | None:
-        """Read the catalog for an unhealthy environment; not when nothing answered (no network: no point)."""
-        target = self.targets[name]
-        if report.healthy or unreachable(report) or target.secrets.database_dsn is None:
-            return None
-        rec = self.settings.recovery
-        return await diagnose(
-            target,
+        return await diagnose_failure(
+            self.targets[name],
             report,
-            connect_timeout=rec.db_connect_timeout_s,
-            command_timeout=rec.db_command_timeout_s,
+            self.settings.recovery,
             measured_reload_ms=self.operator.measured_reload_ms(name),
+            skip_unreachable=True,
         )
 
     def _note_sweep(self, started: float) -> None:

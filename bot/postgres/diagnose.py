@@ -15,7 +15,6 @@ import asyncio
 import dataclasses
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -713,19 +712,3 @@ async def diagnose(
         return Diagnosis(target.name, report, error=str(err))
     except TimeoutError:
         return Diagnosis(target.name, report, error=f"the catalog did not answer within {budget_s:g} s")
-
-
-async def diagnose_unhealthy(
-    targets: Sequence[Target], reports: Sequence[EnvReport], *, connect_timeout: float, command_timeout: float
-) -> dict[str, Diagnosis]:
-    """Diagnose, concurrently, each unhealthy environment that has a DSN (keyed by environment name)."""
-    by_name = {t.name: t for t in targets}
-    todo = [
-        (by_name[r.env], r)
-        for r in reports
-        if not r.healthy and r.env in by_name and by_name[r.env].secrets.database_dsn is not None
-    ]
-    results = await asyncio.gather(
-        *(diagnose(t, r, connect_timeout=connect_timeout, command_timeout=command_timeout) for t, r in todo)
-    )
-    return {d.env: d for d in results}
