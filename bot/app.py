@@ -32,7 +32,7 @@ from bot.ops.monitor import AlertSink, Monitor
 from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober, make_http_client
 from bot.redact import install_log_filter
-from bot.store.sqlite import Store, open_store
+from bot.store import IncidentStore, open_store
 
 log = logging.getLogger("pgrst_ops")
 
@@ -59,7 +59,7 @@ class Services:
     inflight: InFlight = field(default_factory=InFlight)  # changing actions running now (for a clean stop)
 
     @property
-    def store(self) -> Store | None:
+    def store(self) -> IncidentStore | None:
         return self.guard.store
 
 

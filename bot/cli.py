@@ -44,7 +44,7 @@ from bot.ops.recovery import RecoveryOperator
 from bot.postgres.schema_version import check_target_schema_version
 from bot.postgrest.probe import Prober, make_http_client
 from bot.redact import install_log_filter, scrub
-from bot.store.sqlite import MEMORY, StoreError, open_store
+from bot.store import MEMORY, StoreError, open_store
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 RULE = "─" * 70

@@ -10,13 +10,8 @@ from typing import Any
 
 # audit.status: an action is `started` (its intent recorded), then `done` or `interrupted`.
 AUDIT_STARTED = "started"
-
-
 AUDIT_DONE = "done"
-
-
 AUDIT_INTERRUPTED = "interrupted"
-
 
 # What a row still `started` when the bot starts again means: the process ended in the middle of it.
 STOPPED_MID_ACTION = "interrupted: the bot stopped before it finished (crash or kill)"

@@ -32,7 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 from bot.core.records import OutboxRow
 from bot.redact import scrub_payload
-from bot.store.sqlite import Store, StoreError
+from bot.store import IncidentStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class StoreGuard:
 
     CLEAR_AFTER_S = 60.0
 
-    def __init__(self, store: Store | None) -> None:
+    def __init__(self, store: IncidentStore | None) -> None:
         self.store = store
         self.error: str | None = None
         self._error_at = 0.0
@@ -115,7 +115,7 @@ class StoreGuard:
     def available(self) -> bool:
         return self.store is not None
 
-    async def __call__(self, call: Callable[[Store], Awaitable[T]]) -> T | None:
+    async def __call__(self, call: Callable[[IncidentStore], Awaitable[T]]) -> T | None:
         if self.store is None:
             return None
         try:

@@ -50,7 +50,7 @@ from bot.ops.drift import check_drift
 from bot.ops.recovery import RecoveryOperator
 from bot.postgres.schema_version import check_target_schema_version
 from bot.postgrest.probe import Prober
-from bot.store.sqlite import Store
+from bot.store import IncidentStore
 
 T = TypeVar("T")
 
@@ -171,7 +171,7 @@ class Monitor:
         prober: Prober,
         operator: RecoveryOperator,
         sink: AlertSink,
-        store: Store | None = None,
+        store: IncidentStore | None = None,
         guard: StoreGuard | None = None,
     ) -> None:
         self.settings = settings
@@ -352,7 +352,7 @@ class Monitor:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _db(self, call: Callable[[Store], Awaitable[T]]) -> T | None:
+    async def _db(self, call: Callable[[IncidentStore], Awaitable[T]]) -> T | None:
         return await self.guard(call)
 
     # -- restart ----------------------------------------------------------------------------------
