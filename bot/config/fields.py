@@ -1,0 +1,63 @@
+"""The building blocks of the config models: the strict base model (unknown keys refused, frozen), YAML-only
+numbers, Discord ids and role references, and the "0 = off, else at least 1 second" interval rule.
+
+Imports pydantic only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Strict
+
+DAY_S = 86_400
+
+# YAML numbers only: `true` is not 1, quoted text is not a number, and inf/nan are no amount of anything.
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+Count = Annotated[int, Strict()]
+
+
+class StrictModel(BaseModel):
+    """Every config section: an unknown key is an error (a typo never goes unnoticed), and values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Discord ids are snowflakes: 17 to 20 decimal digits (the 2015 epoch makes shorter ones impossible today).
+SNOWFLAKE_MIN = 10**16
+SNOWFLAKE_MAX = 2**64 - 1
+ROLE_NAME_MAX = 100  # Discord's limit for a role name
+
+
+def _snowflake(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a Discord id (17-20 digits)")
+    text = str(value).strip()
+    if not text.isdigit() or not SNOWFLAKE_MIN <= int(text) <= SNOWFLAKE_MAX:
+        raise ValueError(f"must be a Discord id (17-20 digits), got {text[:30]!r}")
+    return int(text)
+
+
+def _role_ref(value: Any) -> int | str:
+    """A role: its id (preferred; an int or a string of digits), or its exact name, resolved at start."""
+    if isinstance(value, str) and not value.strip().isdigit():
+        name = value.strip()
+        if not name or len(name) > ROLE_NAME_MAX:
+            raise ValueError(f"a role name has 1-{ROLE_NAME_MAX} characters")
+        if name.startswith("@"):
+            raise ValueError(f"write the role's id, or its name without '@' ({name[1:][:50]!r})")
+        return name
+    return _snowflake(value)
+
+
+Snowflake = Annotated[int, BeforeValidator(_snowflake)]
+
+# A role id, or a role name that the bot resolves to exactly one id in each configured guild at start.
+RoleRef = Annotated[int | str, BeforeValidator(_role_ref)]
+
+
+def off_or_an_interval(value: float) -> float:
+    """An interval is 0 (off) or at least 1 second: a smaller one would hammer whatever it does."""
+    if 0 < value < 1:
+        raise ValueError("must be 0 (off) or at least 1 second")
+    return value

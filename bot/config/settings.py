@@ -1,0 +1,167 @@
+"""The whole configuration (Settings): the environments, recovery, Discord, monitor and incident-store sections;
+and Target, an environment with its secrets resolved, built by resolve_targets.
+
+Imports pydantic and the config's errors, fields, secrets and environment modules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import Field, field_validator, model_validator
+
+from bot.config.environment import EnvironmentConfig, KpiThresholds
+from bot.config.errors import ConfigError, shown_value
+from bot.config.fields import DAY_S, Count, Number, RoleRef, Snowflake, StrictModel, off_or_an_interval
+from bot.config.secrets import EnvSecrets, SecretRef, resolve_secrets
+
+# Not starting with '-': `--env -h` would be read as an option, so such an environment could never be selected.
+ENV_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
+
+
+class RecoveryConfig(StrictModel):
+    retries: Count = Field(default=3, ge=1, le=100)
+    delay_s: Number = Field(default=3.0, ge=0.1, le=600)
+    first_backoff_ms: Count = Field(default=50, ge=10, le=10_000)
+    max_backoff_ms: Count = Field(default=1000, ge=10, le=60_000)
+    max_reloads: Count = Field(default=3, ge=1, le=100, description="reloads allowed per window")
+    reload_window_s: Count = Field(default=600, ge=10, le=DAY_S)
+    db_connect_timeout_s: Number = Field(default=5.0, ge=0.1, le=60)
+    db_command_timeout_s: Number = Field(default=5.0, ge=0.1, le=60)
+    kpi: KpiThresholds = Field(default_factory=KpiThresholds)
+
+    @property
+    def deadline_s(self) -> float:
+        """The runbook's budget for re-checks: retries x delay."""
+        return self.retries * self.delay_s
+
+
+class DiscordConfig(StrictModel):
+    token: SecretRef = Field(default_factory=lambda: SecretRef(env="DISCORD_TOKEN"))
+    # The servers the bot answers in (commands are registered there only). Required with a token.
+    guild_ids: list[Snowflake] = Field(default_factory=list, max_length=50)
+    ops_channel_id: Snowflake | None = None
+    ops_role: RoleRef = "ops"
+    alert_role_id: RoleRef | None = None
+    confirm_timeout_s: Number = Field(default=60.0, ge=0.1, le=600, description="protected /reload confirmation")
+    # On SIGTERM/SIGINT: how long an in-flight reload may go on before it is marked interrupted.
+    shutdown_grace_s: Number = Field(default=10.0, ge=0, le=120)
+    webhook_url: SecretRef | None = None
+
+    @field_validator("guild_ids")
+    @classmethod
+    def _unique_guilds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("a guild id is listed twice")
+        return value
+
+    @property
+    def alert_mention_id(self) -> int | None:
+        """The role to ping in alerts, once it is an id (the bot resolves a name at start; the CLI cannot)."""
+        return self.alert_role_id if isinstance(self.alert_role_id, int) else None
+
+    def require_guilds(self) -> None:
+        """The bot (with a token) answers only in named servers: no global commands, no DMs."""
+        if not self.guild_ids:
+            raise ConfigError(
+                "discord.guild_ids: required when the bot runs with a Discord token: the ids of the servers "
+                "whose members may use its commands (Server Settings > Widget, or right-click the server > Copy ID)"
+            )
+
+
+class MonitorConfig(StrictModel):
+    interval_s: Number = Field(default=60.0, ge=1, le=DAY_S)
+    failure_threshold: Count = Field(default=2, ge=1, le=100)
+    success_threshold: Count = Field(default=2, ge=1, le=100)
+    # Schema drift (catalog vs what PostgREST serves) is heavier than a probe: run it less often. 0 = off.
+    drift_interval_s: Number = Field(default=900.0, ge=0, le=DAY_S)
+    # Drift reads the whole OpenAPI root (2.4 MB at 1,000 tables); above this it checks object by object.
+    drift_max_body_bytes: Count = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+
+    @field_validator("drift_interval_s")
+    @classmethod
+    def _off_or_an_interval(cls, value: float) -> float:
+        return off_or_an_interval(value)
+
+
+class IncidentsConfig(StrictModel):
+    """The incident store, reminders, silences, flap suppression and the outbox."""
+
+    # SQLite file (created with its directory); ":memory:" keeps nothing across restarts.
+    store_path: str = "pgrst-ops.db"
+    reminder_interval_s: Number = Field(default=1800.0, ge=0, le=DAY_S, description="0 = no reminders, else >= 1 s")
+    silence_button_s: Number = Field(default=3600.0, ge=60, le=30 * DAY_S)
+    max_silence_s: Number = Field(default=7 * DAY_S, ge=60, le=30 * DAY_S)
+    flap_flips: Count = Field(default=4, ge=2, le=1000, description="more flips than this within the window = flapping")
+    flap_window_s: Number = Field(default=900.0, ge=1, le=DAY_S)
+    send_timeout_s: Number = Field(default=15.0, ge=0.1, le=120)
+    outbox_retry_s: Number = Field(default=30.0, ge=1, le=3600, description="how often unsent messages are retried")
+    webhook_per_2s: Count = Field(default=5, ge=1, le=50)
+    webhook_per_min: Count = Field(default=30, ge=1, le=500)
+
+    @field_validator("reminder_interval_s")
+    @classmethod
+    def _off_or_an_interval(cls, value: float) -> float:
+        return off_or_an_interval(value)
+
+    @model_validator(mode="after")
+    def _button_within_the_limit(self) -> IncidentsConfig:
+        if self.silence_button_s > self.max_silence_s:
+            raise ValueError("silence_button_s must not exceed max_silence_s")
+        return self
+
+
+class Settings(StrictModel):
+    environments: dict[str, EnvironmentConfig]
+    recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
+    discord: DiscordConfig = Field(default_factory=DiscordConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    max_body_bytes: Count = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
+
+    @field_validator("environments")
+    @classmethod
+    def _env_names(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+        if not value:
+            raise ValueError("at least one environment is required")
+        for name in value:
+            if not ENV_NAME_RE.fullmatch(name):
+                raise ValueError(
+                    f"environment name {shown_value(name)} must be 1-32 letters, digits, '-' or '_', "
+                    "not starting with '-'"
+                )
+        return value
+
+    def select(self, names: list[str] | None) -> dict[str, EnvironmentConfig]:
+        """The environments asked for (all when none), or ConfigError naming the unknown one."""
+        if not names:
+            return dict(self.environments)
+        unknown = [n for n in names if n not in self.environments]
+        if unknown:
+            known = ", ".join(sorted(self.environments))
+            raise ConfigError(f"unknown environment {unknown[0]!r} (configured: {known})", key="environments")
+        return {n: self.environments[n] for n in dict.fromkeys(names)}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One environment ready to use: its config and its resolved secrets."""
+
+    name: str
+    config: EnvironmentConfig
+    secrets: EnvSecrets
+
+
+def resolve_targets(
+    settings: Settings,
+    names: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    need_dsn: bool = True,
+) -> list[Target]:
+    """Targets for the named environments; `need_dsn=False` for probes, which never touch the database."""
+    return [
+        Target(n, env, resolve_secrets(n, env, environ, need_dsn=need_dsn)) for n, env in settings.select(names).items()
+    ]
