@@ -1,4 +1,5 @@
-"""The incident store: migrations (from empty and from the previous version), records, and clear errors."""
+"""The SQLite incident store: records round-trip, old outbox rows are pruned, and every failure (corrupt, full,
+read-only, locked) is one clear error the caller goes on after. Its migrations: test_migrations.py."""
 
 from __future__ import annotations
 
