@@ -244,7 +244,10 @@ class RecoveryOperator:
         return connect(dsn, connect_timeout=config.db_connect_timeout_s, command_timeout=config.db_command_timeout_s)
 
     async def _run(self, target: Target, flight: _Flight, deadline_s: float, actor: str, force: bool) -> RecoveryResult:
-        run = _Run(target, flight, self._config, actor, force, self._timer, self._now, self._now(), self._timer())
+        run = _Run(
+            target, flight, self._config, actor, force,
+            timer=self._timer, now=self._now, started_at=self._now(), t0=self._timer(),
+        )  # fmt: skip
         run.before = before = await self._prober.probe(target)
         run.emit(StepKind.PROBE, f"probe: {before.verdict}", before)
         if before.healthy:
