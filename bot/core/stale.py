@@ -123,20 +123,8 @@ def judge_object(
 
     `columns` (name -> usable by an API role) is read only for a column check on an existing table.
     """
-    kind, probe = stale.kind, stale.probe
-    name = probe.name
-    missing: list[str] = []
-    ungranted: list[str] = []
-    present = state.where
-    if not state.exists:
-        missing = [state.where]
-    elif columns is not None and isinstance(probe, ProbeTable):
-        wanted = columns_named(check, probe.columns) or probe.columns
-        missing = [f"{state.where}.{display_part(c)}" for c in wanted if c not in columns]
-        ungranted = [f"{state.where}.{display_part(c)}" for c in wanted if c in columns and not columns[c]]
-        present = ", ".join(f"{state.where}.{display_part(c)}" for c in wanted) or state.where
-    elif not state.usable:
-        ungranted = [state.where]
+    kind, name = stale.kind, stale.probe.name
+    missing, ungranted, present = _lacking(check, stale, state, columns)
     answered = f"{check.status} {check.code or '{}'}"
     who = ", ".join(roles)
 
@@ -168,26 +156,8 @@ def judge_object(
             grant_fix("function" if kind == "function" else "table", schema, name, state, roles, env),
         )
         verdict, detail = Verdict.NOT_GRANTED, f"{what} exists but is not granted to {who}"
-    elif check.code == "42501" and not state.whole:
-        # Granted column by column: PostgREST serves the granted columns; the probe asked for others.
-        finding = Finding(
-            "restricted_by_design",
-            "only some columns are granted (restricted by design)",
-            f"{present} is granted to {who} column by column; the probe's select names a column they may not read",
-            "nothing to fix if that is intended; otherwise set the probe's select to granted columns",
-        )
-        detail = f"permission denied for a column; {present} is granted by column (auth-limited)"
-        return dataclasses.replace(check, verdict=Verdict.HEALTHY, detail=detail, auth_limited=True), finding
     elif check.code == "42501":
-        # Some API role may use it, just not the probe key's: nothing is wrong with the cache or the grants.
-        finding = Finding(
-            "key_role_not_granted",
-            "the probe key's role may not read it",
-            f"{present} is granted to one of {who}, but not to the role of the configured API key",
-            "nothing to fix if that is intended; otherwise probe with a key whose role has the grant",
-        )
-        detail = f"permission denied for the key's role; {present} is granted to another API role (auth-limited)"
-        return dataclasses.replace(check, verdict=Verdict.HEALTHY, detail=detail, auth_limited=True), finding
+        return _auth_limited(check, state, present, who)
     else:
         finding = Finding(
             "stale_object",
@@ -198,3 +168,41 @@ def judge_object(
         )
         verdict, detail = Verdict.STALE_SCHEMA_CACHE, f"{check.detail}; {present} exists in the database (stale)"
     return dataclasses.replace(check, verdict=verdict, detail=detail), finding
+
+
+def _lacking(
+    check: CheckResult, stale: StaleTarget, state: ObjectState, columns: dict[str, bool] | None
+) -> tuple[list[str], list[str], str]:
+    """What of the object is missing, what no API role may use, and how to name what is there."""
+    probe = stale.probe
+    if not state.exists:
+        return [state.where], [], state.where
+    if columns is not None and isinstance(probe, ProbeTable):
+        wanted = columns_named(check, probe.columns) or probe.columns
+        missing = [f"{state.where}.{display_part(c)}" for c in wanted if c not in columns]
+        ungranted = [f"{state.where}.{display_part(c)}" for c in wanted if c in columns and not columns[c]]
+        return missing, ungranted, ", ".join(f"{state.where}.{display_part(c)}" for c in wanted) or state.where
+    return [], ([] if state.usable else [state.where]), state.where
+
+
+def _auth_limited(check: CheckResult, state: ObjectState, present: str, who: str) -> tuple[CheckResult, Finding]:
+    """A 42501 on an object some API role may use: limited by the grants on purpose, nothing to reload."""
+    if not state.whole:
+        # Granted column by column: PostgREST serves the granted columns; the probe asked for others.
+        finding = Finding(
+            "restricted_by_design",
+            "only some columns are granted (restricted by design)",
+            f"{present} is granted to {who} column by column; the probe's select names a column they may not read",
+            "nothing to fix if that is intended; otherwise set the probe's select to granted columns",
+        )
+        detail = f"permission denied for a column; {present} is granted by column (auth-limited)"
+    else:
+        # Some API role may use it, just not the probe key's: nothing is wrong with the cache or the grants.
+        finding = Finding(
+            "key_role_not_granted",
+            "the probe key's role may not read it",
+            f"{present} is granted to one of {who}, but not to the role of the configured API key",
+            "nothing to fix if that is intended; otherwise probe with a key whose role has the grant",
+        )
+        detail = f"permission denied for the key's role; {present} is granted to another API role (auth-limited)"
+    return dataclasses.replace(check, verdict=Verdict.HEALTHY, detail=detail, auth_limited=True), finding
