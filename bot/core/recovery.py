@@ -1,17 +1,25 @@
-"""A recovery's outcome, steps and result, as the operator reports them (pure data; the operator is in bot/ops)."""
+"""A recovery's rules and result: what the operator (bot/ops/recovery.py) decides, as pure functions.
+
+Whether a reload can help, the pre-flight's refusal, the reload cap, the re-check schedule, the deadline,
+and the one function that builds a RecoveryResult. Time comes in as arguments (the operator's clocks);
+nothing here sleeps, connects or reads a clock. Imports only bot.core and bot.config.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.core.diagnosis import Diagnosis
-from bot.core.kpi import KpiSample
+from bot.config import RecoveryConfig
+from bot.core.diagnosis import Diagnosis, Finding
+from bot.core.kpi import KpiSample, api_latency_ms, reload_kpis
 from bot.core.report import EnvReport
-from bot.core.verdicts import Verdict
+from bot.core.verdicts import Verdict, info
 
 
 class Outcome(StrEnum):
@@ -93,3 +101,264 @@ class RecoveryResult:
             "forced": self.forced,
             "kpis": [k.to_json() for k in self.kpis],
         }
+
+
+# -- whether to reload ----------------------------------------------------------------------------
+def no_reload_reason(report: EnvReport, diagnosis: Diagnosis | None = None) -> str | None:
+    """Why a reload cannot help this (refined) report, or None when it can; the cause found, if any."""
+    meta = info(report.verdict)
+    if meta.reload_helps:
+        return None
+    reason = f"{report.verdict}: a reload cannot help ({meta.why_no_reload})"
+    if diagnosis is not None and diagnosis.findings:
+        reason += f". Cause: {diagnosis.headline}"
+    return reason
+
+
+def no_dsn_reason(report: EnvReport, env: str) -> str:
+    """Without a DSN nothing is sent; say so, unless the verdict alone shows a reload would not help anyway."""
+    return no_reload_reason(report) or f"no database DSN configured for {env}: cannot send the reload NOTIFY"
+
+
+def preflight_refusal(blockers: Sequence[Finding], *, force: bool, env: str) -> str | None:
+    """The pre-flight's refusal of the NOTIFY (None: send it): blockers refuse it unless the reload is forced."""
+    if not blockers or force:
+        return None
+    return (
+        "pre-flight refused the NOTIFY: "
+        + "; ".join(b.line() for b in blockers)
+        + f". Fix that first, or force the reload: /reload {env} force:true "
+        f"(CLI: pgrst-ops fix --env {env} --force)"
+    )
+
+
+def forced_note(blockers: Sequence[Finding], actor: str) -> str | None:
+    """The step that records a forced reload over the pre-flight's blockers (None when nothing was overridden)."""
+    if not blockers:
+        return None
+    return f"forced by {actor} despite: " + "; ".join(b.title for b in blockers)
+
+
+# -- the reload cap -------------------------------------------------------------------------------
+class ReloadWindow:
+    """The reloads of one environment in the last `window_s` seconds, on the caller's monotonic clock."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    def count(self, now: float) -> int:
+        horizon = now - self.window_s
+        while self._times and self._times[0] < horizon:
+            self._times.popleft()
+        return len(self._times)
+
+    def record(self, now: float) -> None:
+        self._times.append(now)
+
+
+def cap_reason(reloads: int, config: RecoveryConfig, env: str) -> str | None:
+    """Why the cap refuses another reload (None: below it): something keeps breaking the cache."""
+    if reloads < config.max_reloads:
+        return None
+    return (
+        f"reload limit reached: {reloads} reloads in the last {config.reload_window_s / 60:g} min for "
+        f"{env}; something keeps breaking the cache (repeated migrations, an event "
+        "trigger?). Investigate before reloading again"
+    )
+
+
+@dataclass(frozen=True)
+class ReloadDecision:
+    """What to do with a diagnosed, unhealthy environment: reload, or finish with `outcome` and `reason`."""
+
+    reload: bool
+    outcome: Outcome | None = None  # when not reloading
+    reason: str | None = None
+    step: str | None = None  # a DECISION step to show first
+    refused: bool = False  # the pre-flight refused the NOTIFY
+
+
+def decide_reload(
+    report: EnvReport, diagnosis: Diagnosis, *, reloads: int, config: RecoveryConfig, force: bool, actor: str
+) -> ReloadDecision:
+    """The decision on the refined view: healthy after all, a fault no reload fixes, the cap, the pre-flight."""
+    if report.healthy:
+        # e.g. a 42501 on a table another API role may read: auth-limited, nothing to reload.
+        return ReloadDecision(False, Outcome.ALREADY_HEALTHY)
+    reason = no_reload_reason(report, diagnosis)
+    if reason is not None:
+        return ReloadDecision(False, Outcome.ESCALATED, reason, step=f"no reload: {reason}")
+    reason = cap_reason(reloads, config, diagnosis.env)
+    if reason is not None:
+        return ReloadDecision(False, Outcome.ESCALATED, reason)
+    reason = preflight_refusal(diagnosis.blockers, force=force, env=diagnosis.env)
+    if reason is not None:
+        return ReloadDecision(False, Outcome.ESCALATED, reason, step=reason, refused=True)
+    return ReloadDecision(True, step=forced_note(diagnosis.blockers, actor))
+
+
+def drift_refusal(*, has_dsn: bool, running: bool, reloads: int, config: RecoveryConfig) -> str | None:
+    """Why a drift reload is not sent before the catalog is read (None: read it and run the pre-flight)."""
+    if not has_dsn:
+        return "no database DSN: cannot send the reload"
+    if running:
+        return "a recovery of this environment is already running"
+    if reloads >= config.max_reloads:
+        return f"reload limit reached ({reloads} in the window)"
+    return None
+
+
+def drift_preflight_refusal(blockers: Sequence[Finding]) -> str | None:
+    """A drift reload is never forced: any blocker refuses it."""
+    if not blockers:
+        return None
+    return "pre-flight refused the NOTIFY: " + "; ".join(b.line() for b in blockers)
+
+
+def connection_failed_reason(err: Exception, *, notified: bool) -> str:
+    if notified:
+        return f"the database connection failed after the NOTIFY: {err}"
+    return f"cannot send the reload: {err}"
+
+
+# -- the re-checks after the NOTIFY ---------------------------------------------------------------
+# Poll at this pace while a reload usually lands (0.1-1 s), then back off towards max_backoff_ms.
+FAST_POLL_WINDOW_S = 2.0
+BACKOFF_GROWTH = 1.5
+
+
+def recheck_deadline_s(config: RecoveryConfig, retries: int | None = None, delay_s: float | None = None) -> float:
+    """The runbook's re-check budget, retries x delay; an unset (or zero) override takes the config's."""
+    return (retries or config.retries) * (delay_s or config.delay_s)
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """When to re-check after the NOTIFY: every first_s while a reload usually lands, then slower, up to max_s."""
+
+    first_s: float
+    max_s: float
+    deadline_s: float
+    fast_window_s: float = FAST_POLL_WINDOW_S
+
+    @classmethod
+    def of(cls, config: RecoveryConfig, deadline_s: float) -> PollSchedule:
+        return cls(config.first_backoff_ms / 1000, config.max_backoff_ms / 1000, deadline_s)
+
+    def wait_s(self, elapsed_s: float, backoff_s: float, *, checked: bool) -> float | None:
+        """How long to wait before the next re-check, or None: the deadline came (after at least one re-check)."""
+        if checked and elapsed_s + backoff_s > self.deadline_s:
+            return None
+        return max(0.0, min(backoff_s, self.deadline_s - elapsed_s))
+
+    def next_backoff_s(self, backoff_s: float, elapsed_s: float) -> float:
+        """The pause after a re-check at `elapsed_s`: unchanged in the fast window, then growing up to max_s."""
+        if elapsed_s > self.fast_window_s:
+            return min(self.max_s, backoff_s * BACKOFF_GROWTH)
+        return backoff_s
+
+
+# Two re-checks in a row with a fault a reload cannot fix: the reload did not help, or caused it.
+UNFIXABLE_STREAK_LIMIT = 2
+
+
+def unfixable_streak(streak: int, verdict: Verdict) -> int:
+    """The run of re-checks in a row whose fault a reload cannot fix, after one more re-check."""
+    return 0 if info(verdict).reload_helps else streak + 1
+
+
+def turned_unfixable_reason(verdict: Verdict) -> str:
+    reason = f"after the NOTIFY the environment turned {verdict}: {info(verdict).summary}"
+    if verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE:
+        # A pending authenticator setting applies at reload.
+        reason += " The reload itself may have applied a bad role setting"
+    return reason
+
+
+def timed_out_reason(verdict: Verdict, deadline_s: float, attempts: int) -> str:
+    return f"still {verdict} {deadline_s:g} s after the NOTIFY ({attempts} re-checks): the reload did not take effect"
+
+
+# -- after an escalation --------------------------------------------------------------------------
+def not_applied_finding(channel: str, diagnosis: Diagnosis) -> Finding:
+    state = diagnosis.listener.state if diagnosis.listener else "unknown"
+    return Finding(
+        "reload_not_applied",
+        "the reload was not applied",
+        f"the objects exist and the NOTIFY was sent, but PostgREST still serves the old cache (listener: {state})",
+        f"check that PostgREST listens on '{channel}' (db-channel-enabled, db-channel, no "
+        "transaction pooler in its db-uri; grant the monitoring role pg_read_all_stats to see it), then restart "
+        "PostgREST / the project",
+    )
+
+
+def explain_escalation(result: RecoveryResult, after: Diagnosis, channel: str) -> RecoveryResult:
+    """The escalated result with what the reload ran into (a setting it applied, a lock it waits on)."""
+    if after.error is not None:
+        return result
+    if after.report.verdict is Verdict.STALE_SCHEMA_CACHE:
+        # Still stale although the NOTIFY went out: the reload never reached PostgREST.
+        after = dataclasses.replace(after, findings=(not_applied_finding(channel, after), *after.findings))
+    reason = result.reason or ""
+    if after.findings:
+        reason += f". Cause: {after.headline}"
+    return dataclasses.replace(result, diagnosis=after, reason=reason, report_after=after.report)
+
+
+# -- the result -----------------------------------------------------------------------------------
+def done_message(outcome: Outcome, reason: str | None, tth_ms: float | None, attempts: int) -> str:
+    """The last step of a recovery, as the progress display shows it."""
+    if outcome is Outcome.ESCALATED:
+        return f"escalated: {reason}"
+    if outcome is Outcome.RECOVERED:
+        return f"healthy {tth_ms:.0f} ms after the NOTIFY ({attempts} re-checks)"
+    return "already healthy: nothing to do"
+
+
+def build_result(
+    config: RecoveryConfig,
+    outcome: Outcome,
+    *,
+    env: str,
+    before: EnvReport,
+    after: EnvReport,
+    started_at: datetime,
+    finished_at: datetime,
+    actor: str,
+    steps: Sequence[RecoveryStep] = (),
+    diagnosis: Diagnosis | None = None,
+    reason: str | None = None,
+    notify_ms: float | None = None,
+    tth_ms: float | None = None,
+    attempts: int = 0,
+    listener: str | None = None,
+    refused: bool = False,
+    force: bool = False,
+) -> RecoveryResult:
+    """The one way a RecoveryResult is made: its KPIs, `forced` and `notify_sent` follow from what happened."""
+    # The API's latency counts only once a re-check saw it healthy after the NOTIFY.
+    confirmed = outcome is Outcome.RECOVERED and tth_ms is not None
+    api_ms = api_latency_ms(after) if confirmed else None
+    return RecoveryResult(
+        env=env,
+        outcome=outcome,
+        verdict_before=before.verdict,
+        verdict_after=after.verdict,
+        notify_sent=notify_ms is not None,
+        notify_ms=notify_ms,
+        time_to_healthy_ms=tth_ms,
+        attempts=attempts,
+        reason=reason,
+        listener=listener,
+        report_before=before,
+        report_after=after,
+        started_at=started_at,
+        finished_at=finished_at,
+        actor=actor,
+        steps=tuple(steps),
+        diagnosis=diagnosis,
+        refused_by_preflight=refused,
+        forced=force and notify_ms is not None,
+        kpis=reload_kpis(config.kpi, notify_ms=notify_ms, reload_ms=tth_ms, api_after_ms=api_ms),
+    )

@@ -1,38 +1,55 @@
-"""The recovery operator: probe, decide whether a reload can help, NOTIFY, re-check fast, or escalate.
+"""The recovery operator: probe, refine, decide whether a reload can help, NOTIFY, re-check, or escalate.
 
 The runbook's flow with what a real PostgREST needs: no NOTIFY for faults it cannot fix, a listener check
 first, one recovery per environment at a time, and a cap on reloads so the tool never becomes a storm.
+The rules are pure functions in bot/core/recovery.py; this module does the I/O they decide on (probe,
+catalog, NOTIFY, sleeps) and keeps the per-environment state (running flights, reload window, measured reload).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
+from pydantic import SecretStr
 
 from bot.config import RecoveryConfig, Target
-from bot.core.diagnosis import Diagnosis, Finding
-from bot.core.kpi import api_latency_ms, reload_kpis
-from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, StepListener
+from bot.core.diagnosis import Diagnosis
+from bot.core.recovery import (
+    UNFIXABLE_STREAK_LIMIT,
+    Outcome,
+    PollSchedule,
+    RecoveryResult,
+    RecoveryStep,
+    ReloadWindow,
+    StepKind,
+    StepListener,
+    build_result,
+    connection_failed_reason,
+    decide_reload,
+    done_message,
+    drift_preflight_refusal,
+    drift_refusal,
+    explain_escalation,
+    no_dsn_reason,
+    recheck_deadline_s,
+    timed_out_reason,
+    turned_unfixable_reason,
+    unfixable_streak,
+)
 from bot.core.report import EnvReport
-from bot.core.verdicts import Verdict, info
 from bot.postgres.connect import DatabaseError, connect, send_reload
 from bot.postgres.diagnose import diagnose, diagnose_with, refine_with
 from bot.postgrest.probe import Prober
 
 log = logging.getLogger(__name__)
-
-# Poll at this pace while a reload usually lands (0.1-1 s), then back off towards max_backoff_ms.
-FAST_POLL_WINDOW_S = 2.0
 
 
 @dataclass
@@ -45,17 +62,94 @@ class _Flight:
     force: bool = False
 
 
+@dataclass
+class _Run:
+    """One recovery as it goes: the steps it shows, and what its result is built from."""
+
+    target: Target
+    flight: _Flight
+    config: RecoveryConfig
+    actor: str
+    force: bool
+    timer: Callable[[], float]
+    now: Callable[[], datetime]
+    started_at: datetime
+    t0: float
+    before: EnvReport | None = None  # the first probe, then its refined view: every decision is taken on it
+    diagnosis: Diagnosis | None = None
+    listener: str | None = None
+    notify_ms: float | None = None
+
+    def emit(self, kind: StepKind, message: str, report: EnvReport | None = None) -> None:
+        step = RecoveryStep(kind, message, (self.timer() - self.t0) * 1000, report)
+        self.flight.steps.append(step)
+        for listener in list(self.flight.listeners):
+            _call(listener, step)
+
+    def diagnosed(self, diagnosis: Diagnosis) -> None:
+        self.diagnosis, self.before = diagnosis, diagnosis.report
+        self.emit(StepKind.DIAGNOSIS, f"diagnosis: {diagnosis.report.verdict}; {diagnosis.headline}", self.before)
+        if diagnosis.listener is not None:
+            self.emit(StepKind.LISTENER, diagnosis.listener.detail)
+            self.listener = str(diagnosis.listener.state)
+
+    def finish(
+        self,
+        outcome: Outcome,
+        after: EnvReport,
+        *,
+        reason: str | None = None,
+        tth_ms: float | None = None,
+        attempts: int = 0,
+        refused: bool = False,
+    ) -> RecoveryResult:
+        self.emit(StepKind.DONE, done_message(outcome, reason, tth_ms, attempts), after)
+        assert self.before is not None
+        return build_result(
+            self.config,
+            outcome,
+            env=self.target.name,
+            before=self.before,
+            after=after,
+            started_at=self.started_at,
+            finished_at=self.now(),
+            actor=self.actor,
+            steps=self.flight.steps,
+            diagnosis=self.diagnosis,
+            reason=reason,
+            notify_ms=self.notify_ms,
+            tth_ms=tth_ms,
+            attempts=attempts,
+            listener=self.listener,
+            refused=refused,
+            force=self.force,
+        )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class RecoveryOperator:
-    def __init__(self, prober: Prober, config: RecoveryConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        prober: Prober,
+        config: RecoveryConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.perf_counter,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        """`clock` dates reloads for the cap, `timer` measures steps and the re-check deadline, `now` stamps results."""
         self._prober = prober
         self._config = config
-        self._clock = clock
+        self._clock, self._timer, self._now = clock, timer, now
         self._flights: dict[str, _Flight] = {}
-        self._reloads: dict[str, deque[float]] = {}
+        self._reloads: dict[str, ReloadWindow] = {}
         self._measured_reload_ms: dict[str, float] = {}
 
     def reloads_in_window(self, env: str) -> int:
-        return len(self._prune(env))
+        return self._window(env).count(self._clock())
 
     def measured_reload_ms(self, env: str) -> float | None:
         """NOTIFY to fresh of this environment's last successful reload: the pre-flight's schema-load floor."""
@@ -85,7 +179,7 @@ class RecoveryOperator:
             self._flights[target.name] = flight
             if on_step:
                 flight.listeners.append(on_step)
-            deadline_s = (retries or self._config.retries) * (delay_s or self._config.delay_s)
+            deadline_s = recheck_deadline_s(self._config, retries, delay_s)
             flight.task = asyncio.create_task(self._run(target, flight, deadline_s, actor, force))
             flight.task.add_done_callback(functools.partial(self._forget, target.name, flight))
         elif on_step:
@@ -107,225 +201,130 @@ class RecoveryOperator:
 
         Same rules as a recovery: one at a time per environment, the reload cap, and the pre-flight.
         """
-        started_at = datetime.now(UTC)
+        started_at = self._now()
         report = await self._prober.probe(target)
-
-        def result(outcome: Outcome, *, reason: str | None = None, notify_ms: float | None = None) -> RecoveryResult:
-            return RecoveryResult(
-                env=target.name,
-                outcome=outcome,
-                verdict_before=report.verdict,
-                verdict_after=report.verdict,
-                notify_sent=notify_ms is not None,
-                notify_ms=notify_ms,
-                time_to_healthy_ms=None,
-                attempts=0,
-                reason=reason,
-                listener=None,
-                report_before=report,
-                report_after=report,
-                started_at=started_at,
-                finished_at=datetime.now(UTC),
-                actor=actor,
-                steps=(),
-                diagnosis=diagnosis,
-                refused_by_preflight=bool(blockers) and notify_ms is None,
-                kpis=reload_kpis(self._config.kpi, notify_ms=notify_ms, reload_ms=None, api_after_ms=None),
-            )
-
         diagnosis: Diagnosis | None = None
-        blockers: list[Any] = []
+
+        def result(outcome: Outcome, reason: str | None = None, notify_ms: float | None = None) -> RecoveryResult:
+            refused = diagnosis is not None and bool(diagnosis.blockers) and notify_ms is None
+            return build_result(
+                self._config, outcome, env=target.name, before=report, after=report, started_at=started_at,
+                finished_at=self._now(), actor=actor, diagnosis=diagnosis, reason=reason, notify_ms=notify_ms,
+                refused=refused,
+            )  # fmt: skip
+
         dsn = target.secrets.database_dsn
-        if dsn is None:
-            return result(Outcome.ESCALATED, reason="no database DSN: cannot send the reload")
-        if target.name in self._flights:
-            return result(Outcome.ESCALATED, reason="a recovery of this environment is already running")
-        reloads = self._prune(target.name)
-        if len(reloads) >= self._config.max_reloads:
-            return result(Outcome.ESCALATED, reason=f"reload limit reached ({len(reloads)} in the window)")
+        running, reloads = target.name in self._flights, self.reloads_in_window(target.name)
+        refusal = drift_refusal(has_dsn=dsn is not None, running=running, reloads=reloads, config=self._config)
+        if refusal is not None or dsn is None:
+            return result(Outcome.ESCALATED, refusal)
         try:
-            async with connect(
-                dsn,
-                connect_timeout=self._config.db_connect_timeout_s,
-                command_timeout=self._config.db_command_timeout_s,
-            ) as conn:
-                diagnosis = await diagnose_with(
-                    conn, target, report, measured_reload_ms=self.measured_reload_ms(target.name)
-                )
+            async with self._connect(dsn) as conn:
+                measured = self.measured_reload_ms(target.name)
+                diagnosis = await diagnose_with(conn, target, report, measured_reload_ms=measured)
                 report = diagnosis.report
-                blockers = diagnosis.blockers
-                if blockers:
-                    reason = "pre-flight refused the NOTIFY: " + "; ".join(b.line() for b in blockers)
-                    return result(Outcome.ESCALATED, reason=reason)
+                refusal = drift_preflight_refusal(diagnosis.blockers)
+                if refusal is not None:
+                    return result(Outcome.ESCALATED, refusal)
                 notify_ms = await send_reload(conn, target.config.notify_channel)
         except DatabaseError as err:
-            return result(Outcome.ESCALATED, reason=f"cannot send the reload: {err}")
-        reloads.append(self._clock())
+            return result(Outcome.ESCALATED, f"cannot send the reload: {err}")
+        self._window(target.name).record(self._clock())
         return result(Outcome.RECOVERED, notify_ms=notify_ms)
 
     def _forget(self, env: str, flight: _Flight, _task: object = None) -> None:
         if self._flights.get(env) is flight:
             del self._flights[env]
 
-    def _prune(self, env: str) -> deque[float]:
-        times = self._reloads.setdefault(env, deque())
-        horizon = self._clock() - self._config.reload_window_s
-        while times and times[0] < horizon:
-            times.popleft()
-        return times
+    def _window(self, env: str) -> ReloadWindow:
+        return self._reloads.setdefault(env, ReloadWindow(self._config.reload_window_s))
+
+    def _connect(self, dsn: SecretStr) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        config = self._config
+        return connect(dsn, connect_timeout=config.db_connect_timeout_s, command_timeout=config.db_command_timeout_s)
 
     async def _run(self, target: Target, flight: _Flight, deadline_s: float, actor: str, force: bool) -> RecoveryResult:
-        started_at = datetime.now(UTC)
-        t0 = time.perf_counter()
-
-        def emit(kind: StepKind, message: str, report: EnvReport | None = None) -> None:
-            step = RecoveryStep(kind, message, (time.perf_counter() - t0) * 1000, report)
-            flight.steps.append(step)
-            for listener in list(flight.listeners):
-                _call(listener, step)
-
-        diagnosis: Diagnosis | None = None
-
-        def finish(
-            outcome: Outcome,
-            after: EnvReport,
-            *,
-            reason: str | None = None,
-            notify_ms: float | None = None,
-            tth_ms: float | None = None,
-            attempts: int = 0,
-            listener: str | None = None,
-            refused: bool = False,
-        ) -> RecoveryResult:
-            if outcome is Outcome.ESCALATED:
-                emit(StepKind.DONE, f"escalated: {reason}", after)
-            elif outcome is Outcome.RECOVERED:
-                emit(StepKind.DONE, f"healthy {tth_ms:.0f} ms after the NOTIFY ({attempts} re-checks)", after)
-            else:
-                emit(StepKind.DONE, "already healthy: nothing to do", after)
-            api_ms = api_latency_ms(after) if outcome is Outcome.RECOVERED else None
-            return RecoveryResult(
-                env=target.name,
-                outcome=outcome,
-                verdict_before=before.verdict,
-                verdict_after=after.verdict,
-                notify_sent=notify_ms is not None,
-                notify_ms=notify_ms,
-                time_to_healthy_ms=tth_ms,
-                attempts=attempts,
-                reason=reason,
-                listener=listener,
-                report_before=before,
-                report_after=after,
-                started_at=started_at,
-                finished_at=datetime.now(UTC),
-                actor=actor,
-                steps=tuple(flight.steps),
-                diagnosis=diagnosis,
-                refused_by_preflight=refused,
-                forced=force and notify_ms is not None,
-                kpis=reload_kpis(self._config.kpi, notify_ms=notify_ms, reload_ms=tth_ms, api_after_ms=api_ms),
-            )
-
-        before = await self._prober.probe(target)
-        emit(StepKind.PROBE, f"probe: {before.verdict}", before)
+        run = _Run(
+            target, flight, self._config, actor, force,
+            timer=self._timer, now=self._now, started_at=self._now(), t0=self._timer(),
+        )  # fmt: skip
+        run.before = before = await self._prober.probe(target)
+        run.emit(StepKind.PROBE, f"probe: {before.verdict}", before)
         if before.healthy:
             # The catalog re-reads only unhealthy checks: a healthy probe is already its own refined view.
-            return finish(Outcome.ALREADY_HEALTHY, before)
-
+            return run.finish(Outcome.ALREADY_HEALTHY, before)
         dsn = target.secrets.database_dsn
         if dsn is None:
-            meta = info(before.verdict)
-            if not meta.reload_helps:
-                reason = f"{before.verdict}: a reload cannot help ({meta.why_no_reload})"
-            else:
-                reason = f"no database DSN configured for {target.name}: cannot send the reload NOTIFY"
-            return finish(Outcome.ESCALATED, before, reason=reason)
-
-        channel = target.config.notify_channel
-        notify_ms: float | None = None
+            return run.finish(Outcome.ESCALATED, before, reason=no_dsn_reason(before, target.name))
         try:
-            async with connect(
-                dsn,
-                connect_timeout=self._config.db_connect_timeout_s,
-                command_timeout=self._config.db_command_timeout_s,
-            ) as conn:
-                # Read the catalog first: stale or missing? why PGRST002? would a reload be heard, or hurt?
-                diagnosis = await diagnose_with(
-                    conn, target, before, measured_reload_ms=self.measured_reload_ms(target.name)
-                )
-                before = diagnosis.report  # every decision below is taken on the refined view
-                emit(StepKind.DIAGNOSIS, f"diagnosis: {before.verdict}; {diagnosis.headline}", before)
-                if diagnosis.listener is not None:
-                    emit(StepKind.LISTENER, diagnosis.listener.detail)
-                listener = str(diagnosis.listener.state) if diagnosis.listener else None
-                if before.healthy:
-                    # e.g. a 42501 on a table another API role may read: auth-limited, nothing to reload.
-                    return finish(Outcome.ALREADY_HEALTHY, before, listener=listener)
-
-                meta = info(before.verdict)
-                if not meta.reload_helps:
-                    reason = f"{before.verdict}: a reload cannot help ({meta.why_no_reload})"
-                    if diagnosis.findings:
-                        reason += f". Cause: {diagnosis.headline}"
-                    emit(StepKind.DECISION, f"no reload: {reason}")
-                    return finish(Outcome.ESCALATED, before, reason=reason, listener=listener)
-
-                reloads = self._prune(target.name)
-                if len(reloads) >= self._config.max_reloads:
-                    window_min = self._config.reload_window_s / 60
-                    reason = (
-                        f"reload limit reached: {len(reloads)} reloads in the last {window_min:g} min for "
-                        f"{target.name}; something keeps breaking the cache (repeated migrations, an event "
-                        "trigger?). Investigate before reloading again"
-                    )
-                    return finish(Outcome.ESCALATED, before, reason=reason, listener=listener)
-
-                blockers = diagnosis.blockers
-                if blockers and not force:
-                    reason = (
-                        "pre-flight refused the NOTIFY: "
-                        + "; ".join(b.line() for b in blockers)
-                        + f". Fix that first, or force the reload: /reload {target.name} force:true "
-                        f"(CLI: pgrst-ops fix --env {target.name} --force)"
-                    )
-                    emit(StepKind.DECISION, reason)
-                    return finish(Outcome.ESCALATED, before, reason=reason, listener=listener, refused=True)
-                if blockers:
-                    emit(StepKind.DECISION, f"forced by {actor} despite: " + "; ".join(b.title for b in blockers))
-                notify_ms = await send_reload(conn, channel)
-                notified_at = time.perf_counter()
-                reloads.append(self._clock())
-                emit(StepKind.NOTIFY, f"NOTIFY {channel} 'reload schema' sent in {notify_ms:.1f} ms")
-                # Re-checks are refined on this same connection, so they are judged like the first probe.
-                result = await self._poll(
-                    target, conn, deadline_s, notified_at, notify_ms, listener or "unknown", emit, finish
-                )
+            async with self._connect(dsn) as conn:
+                result = await self._decide_and_reload(conn, run, deadline_s)
         except DatabaseError as err:
-            if notify_ms is None:
-                return finish(Outcome.ESCALATED, before, reason=f"cannot send the reload: {err}")
-            reason = f"the database connection failed after the NOTIFY: {err}"
-            return finish(Outcome.ESCALATED, before, reason=reason, notify_ms=notify_ms)
-        if result.outcome is Outcome.RECOVERED and result.time_to_healthy_ms is not None:
-            self._measured_reload_ms[target.name] = result.time_to_healthy_ms
-        if result.outcome is Outcome.ESCALATED:
-            # Say what the reload ran into (a setting it applied, a lock it waits on), not only that it failed.
-            after = await diagnose(
-                target,
-                result.report_after,
-                connect_timeout=self._config.db_connect_timeout_s,
-                command_timeout=self._config.db_command_timeout_s,
-                measured_reload_ms=self.measured_reload_ms(target.name),
-            )
-            if after.error is None:
-                if after.report.verdict is Verdict.STALE_SCHEMA_CACHE:
-                    # Still stale although the NOTIFY went out: the reload never reached PostgREST.
-                    after = dataclasses.replace(after, findings=(_not_applied(target, after), *after.findings))
-                reason = result.reason or ""
-                if after.findings:
-                    reason += f". Cause: {after.headline}"
-                result = dataclasses.replace(result, diagnosis=after, reason=reason, report_after=after.report)
-        return result
+            run.listener = None  # as the result always said: a failed connection reports no listener
+            reason = connection_failed_reason(err, notified=run.notify_ms is not None)
+            assert run.before is not None
+            return run.finish(Outcome.ESCALATED, run.before, reason=reason)
+        return await self._after_reload(run, result) if result.notify_sent else result
+
+    async def _decide_and_reload(self, conn: asyncpg.Connection, run: _Run, deadline_s: float) -> RecoveryResult:
+        target = run.target
+        # Read the catalog first: stale or missing? why PGRST002? would a reload be heard, or hurt?
+        assert run.before is not None
+        measured = self.measured_reload_ms(target.name)
+        run.diagnosed(await diagnose_with(conn, target, run.before, measured_reload_ms=measured))
+        assert run.diagnosis is not None
+        decision = decide_reload(
+            run.diagnosis.report,
+            run.diagnosis,
+            reloads=self.reloads_in_window(target.name),
+            config=self._config,
+            force=run.force,
+            actor=run.actor,
+        )
+        if decision.step is not None:
+            run.emit(StepKind.DECISION, decision.step)
+        if not decision.reload:
+            assert decision.outcome is not None
+            return run.finish(decision.outcome, run.diagnosis.report, reason=decision.reason, refused=decision.refused)
+        channel = target.config.notify_channel
+        run.notify_ms = await send_reload(conn, channel)
+        notified_at = self._timer()
+        self._window(target.name).record(self._clock())
+        run.listener = run.listener or "unknown"
+        run.emit(StepKind.NOTIFY, f"NOTIFY {channel} 'reload schema' sent in {run.notify_ms:.1f} ms")
+        # Re-checks are refined on this same connection, so they are judged like the first probe.
+        return await self._poll(conn, run, PollSchedule.of(self._config, deadline_s), notified_at)
+
+    async def _poll(
+        self, conn: asyncpg.Connection, run: _Run, schedule: PollSchedule, notified_at: float
+    ) -> RecoveryResult:
+        backoff, attempts, streak = schedule.first_s, 0, 0
+        report: EnvReport | None = None
+        while (wait := schedule.wait_s(self._timer() - notified_at, backoff, checked=report is not None)) is not None:
+            await asyncio.sleep(wait)
+            attempts += 1
+            report, since_ms = await self._recheck(conn, run, attempts, notified_at)
+            if report.healthy:
+                return run.finish(Outcome.RECOVERED, report, tth_ms=since_ms, attempts=attempts)
+            # Stop burning the budget once the reload clearly did not help, or caused the fault.
+            streak = unfixable_streak(streak, report.verdict)
+            if streak >= UNFIXABLE_STREAK_LIMIT:
+                reason = turned_unfixable_reason(report.verdict)
+                return run.finish(Outcome.ESCALATED, report, reason=reason, attempts=attempts)
+            backoff = schedule.next_backoff_s(backoff, self._timer() - notified_at)
+        assert report is not None
+        reason = timed_out_reason(report.verdict, schedule.deadline_s, attempts)
+        return run.finish(Outcome.ESCALATED, report, reason=reason, attempts=attempts)
+
+    async def _recheck(
+        self, conn: asyncpg.Connection, run: _Run, attempt: int, notified_at: float
+    ) -> tuple[EnvReport, float]:
+        """One re-check, refined by the catalog, shown as a step; with its time since the NOTIFY."""
+        report = await self._prober.probe(run.target)
+        since_ms = (self._timer() - notified_at) * 1000
+        report, note = await self._refined(conn, run.target, report)
+        run.emit(StepKind.RECHECK, f"re-check {attempt} (+{since_ms:.0f} ms): {report.verdict}{note}", report)
+        return report, since_ms
 
     async def _refined(self, conn: asyncpg.Connection, target: Target, report: EnvReport) -> tuple[EnvReport, str]:
         """A re-check as the catalog sees it (bounded; on trouble the raw report, and a note saying so)."""
@@ -339,84 +338,21 @@ class RecoveryOperator:
             log.warning("%s: re-check not refined by the catalog (%s)", target.name, type(err).__name__)
             return report, " (not refined: the catalog lookup failed)"
 
-    async def _poll(
-        self,
-        target: Target,
-        conn: asyncpg.Connection,
-        deadline_s: float,
-        notified_at: float,
-        notify_ms: float,
-        listener: str,
-        emit: Callable[..., None],
-        finish: Callable[..., RecoveryResult],
-    ) -> RecoveryResult:
-        first = self._config.first_backoff_ms / 1000
-        cap = self._config.max_backoff_ms / 1000
-        backoff = first
-        attempts = 0
-        unfixable_streak = 0
-        report: EnvReport | None = None
-        while True:
-            elapsed = time.perf_counter() - notified_at
-            if elapsed + backoff > deadline_s and report is not None:
-                break
-            await asyncio.sleep(max(0.0, min(backoff, deadline_s - elapsed)))
-            attempts += 1
-            report = await self._prober.probe(target)
-            since_ms = (time.perf_counter() - notified_at) * 1000
-            report, note = await self._refined(conn, target, report)
-            emit(StepKind.RECHECK, f"re-check {attempts} (+{since_ms:.0f} ms): {report.verdict}{note}", report)
-            if report.healthy:
-                return finish(
-                    Outcome.RECOVERED,
-                    report,
-                    notify_ms=notify_ms,
-                    tth_ms=since_ms,
-                    attempts=attempts,
-                    listener=listener,
-                )
-            # Two re-checks in a row with a fault a reload cannot fix: the reload did not help, or caused it
-            # (a pending authenticator setting applies at reload). Stop burning the budget.
-            unfixable_streak = 0 if info(report.verdict).reload_helps else unfixable_streak + 1
-            if unfixable_streak >= 2:
-                reason = f"after the NOTIFY the environment turned {report.verdict}: {info(report.verdict).summary}"
-                if report.verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE:
-                    reason += " The reload itself may have applied a bad role setting"
-                return finish(
-                    Outcome.ESCALATED,
-                    report,
-                    reason=reason,
-                    notify_ms=notify_ms,
-                    attempts=attempts,
-                    listener=listener,
-                )
-            if time.perf_counter() - notified_at > FAST_POLL_WINDOW_S:
-                backoff = min(cap, backoff * 1.5)
-        assert report is not None
-        reason = (
-            f"still {report.verdict} {deadline_s:g} s after the NOTIFY ({attempts} re-checks): "
-            "the reload did not take effect"
+    async def _after_reload(self, run: _Run, result: RecoveryResult) -> RecoveryResult:
+        """Remember how long a reload took here; for an escalation, say what the reload ran into."""
+        env = run.target.name
+        if result.outcome is Outcome.RECOVERED and result.time_to_healthy_ms is not None:
+            self._measured_reload_ms[env] = result.time_to_healthy_ms
+        if result.outcome is not Outcome.ESCALATED:
+            return result
+        after = await diagnose(
+            run.target,
+            result.report_after,
+            connect_timeout=self._config.db_connect_timeout_s,
+            command_timeout=self._config.db_command_timeout_s,
+            measured_reload_ms=self.measured_reload_ms(env),
         )
-        return finish(
-            Outcome.ESCALATED,
-            report,
-            reason=reason,
-            notify_ms=notify_ms,
-            attempts=attempts,
-            listener=listener,
-        )
-
-
-def _not_applied(target: Target, diagnosis: Diagnosis) -> Finding:
-    state = diagnosis.listener.state if diagnosis.listener else "unknown"
-    return Finding(
-        "reload_not_applied",
-        "the reload was not applied",
-        f"the objects exist and the NOTIFY was sent, but PostgREST still serves the old cache (listener: {state})",
-        f"check that PostgREST listens on '{target.config.notify_channel}' (db-channel-enabled, db-channel, no "
-        "transaction pooler in its db-uri; grant the monitoring role pg_read_all_stats to see it), then restart "
-        "PostgREST / the project",
-    )
+        return explain_escalation(result, after, run.target.config.notify_channel)
 
 
 def _call(listener: StepListener, step: RecoveryStep) -> None:

@@ -8,17 +8,12 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from bot.core.causes import SCHEMA_LOAD_BASE_MS, first_words, schema_load_estimate_ms, statement_timeout_too_low
 from bot.core.diagnosis import Diagnosis
 from bot.core.listener import ListenerState
 from bot.core.verdicts import Verdict
 from bot.postgres.connect import listen_pattern
-from bot.postgres.diagnose import (
-    SCHEMA_LOAD_BASE_MS,
-    diagnose,
-    first_words,
-    schema_load_estimate_ms,
-    statement_timeout_too_low,
-)
+from bot.postgres.diagnose import diagnose
 from bot.postgrest.probe import Prober, make_http_client
 from tests.conftest import build_settings, targets_for
 from tests.support.localhttp import LocalServer
