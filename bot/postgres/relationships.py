@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from bot.config import ProbeTable, Target
+from bot.core.foreign_keys import ForeignKey
 from bot.core.report import CheckResult
 from bot.core.verdicts import Verdict
 
@@ -64,22 +65,6 @@ where n.nspname = any($1::text[]) and a.relname = $2 and b.relname = $3
 
 _PGRST200_PAIR = re.compile(r"between '([^']+)' and '([^']+)'")
 _VIEW_KINDS = ("v", "m")
-
-
-@dataclass(frozen=True)
-class ForeignKey:
-    """A foreign key from `table` to `other`, both in `schema`, as an embed names it."""
-
-    schema: str
-    table: str
-    other: str
-    constraint: str
-    column: str  # the first referencing column
-    other_column: str  # the first referenced column
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.table}→{self.other} ({self.constraint})"
 
 
 async def read_foreign_keys(conn: asyncpg.Connection, schemas: Sequence[str]) -> tuple[ForeignKey, ...]:

@@ -19,7 +19,8 @@ from bot.postgres.diagnose import (
     schema_load_estimate_ms,
     statement_timeout_too_low,
 )
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings, targets_for
 from tests.support.localhttp import LocalServer
 
