@@ -211,6 +211,25 @@ class Findings:
     keep: set[RememberedObject] = field(default_factory=set)  # dropped objects to ask about again next run
     relationships_checked: int = 0
 
+    @property
+    def missing(self) -> DriftObjects:
+        """Usable in the database, absent from the cache."""
+        return DriftObjects.of(
+            self.missing_tables, self.missing_columns, self.missing_functions, self.missing_relationships
+        )
+
+    @property
+    def extra(self) -> DriftObjects:
+        """Still in the cache, gone from the database."""
+        return DriftObjects.of(self.extra_tables, self.extra_columns, self.extra_functions, self.extra_relationships)
+
+    @property
+    def status(self) -> DriftStatus:
+        """Stale when the cache lags in any way; unknown when some object had no clear answer; else in sync."""
+        if self.missing or self.extra:
+            return DriftStatus.STALE
+        return DriftStatus.UNKNOWN if self.unverified else DriftStatus.IN_SYNC
+
 
 def ungranted_objects(catalog: Catalog) -> DriftObjects:
     """Objects no API role may use: a GRANT is missing (a reload cannot help)."""
@@ -238,3 +257,11 @@ def compared_counts(catalog: Catalog, found: Findings) -> dict[str, int]:
         "functions": len({f.qualified for f in catalog.functions if f.usable}),
         "relationships": found.relationships_checked,
     }
+
+
+def nothing_served_note(catalog: Catalog, found: Findings) -> str | None:
+    """Every usable relation missing is more likely a DSN for another database than a stale cache."""
+    usable_tables = sum(1 for r in catalog.relations if r.usable)
+    if usable_tables > 1 and len(found.missing_tables) == usable_tables:
+        return "no usable relation is served at all: does the DSN point at the database PostgREST serves?"
+    return None

@@ -126,3 +126,29 @@ def vanished_since(remembered: Iterable[RememberedObject], catalog: Catalog, sch
     for key in [k for k, v in found.columns.items() if not v]:
         del found.columns[key]
     return found
+
+
+def recalled(
+    remembered: Iterable[RememberedObject] | None, *, available: bool, error: str | None
+) -> tuple[set[RememberedObject] | None, str | None]:
+    """The last run's objects as the comparison takes them (None: no memory), and a note saying what that means.
+
+    `available` is whether there is an incident store at all; `remembered` None with a store means reading failed.
+    """
+    blind = "objects dropped from the database are checked only for the configured probe tables and functions"
+    if not available:
+        return None, f"no drift memory (the incident store is not available here): {blind}"
+    if remembered is None:
+        return None, f"drift memory unavailable ({error}): {blind}"
+    objects = set(remembered)
+    if not objects:
+        return set(), "first run with drift memory: objects dropped from now on will be found"
+    return objects, None
+
+
+def to_remember(
+    catalog: Catalog, keep: Iterable[RememberedObject], remembered: set[RememberedObject]
+) -> set[RememberedObject] | None:
+    """What this run leaves for the next one, or None when it is what the store already holds."""
+    now_visible = memory_of(catalog) | set(keep)
+    return None if now_visible == remembered else now_visible

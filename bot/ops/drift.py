@@ -40,10 +40,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
+from pydantic import SecretStr
 
 from bot.config import Target
 from bot.core.drift import (
@@ -52,11 +54,12 @@ from bot.core.drift import (
     DriftReport,
     DriftStatus,
     compared_counts,
+    nothing_served_note,
     restricted_objects,
     ungranted_objects,
 )
 from bot.core.drift_compare import compare
-from bot.core.drift_memory import memory_of
+from bot.core.drift_memory import recalled, to_remember
 from bot.core.records import RememberedObject
 from bot.delivery.outbox import StoreGuard
 from bot.postgres.catalog import Catalog, read_catalog
@@ -68,14 +71,6 @@ from bot.postgrest.served import (
     read_openapi,
 )
 
-# ---------------------------------------------------------------------------------------------- memory
-# What a drift run remembers (bot/store.py, drift_memory) so that the next one can ask PostgREST about objects
-# dropped in between: a dropped relation vanishes from the OpenAPI root at once, so nothing else shows that
-# the cache still serves it.
-
-
-# ---------------------------------------------------------------------------------------------- compare
-
 
 def _missing_dsn(target: Target) -> str:
     ref = target.config.database_dsn
@@ -84,17 +79,76 @@ def _missing_dsn(target: Target) -> str:
     return f"no database DSN: {ref.describe()} is not set or empty (drift needs the catalog)"
 
 
+@dataclass(frozen=True)
+class _Reporter:
+    """Builds the run's report: what is not given is empty, requests and duration are taken at the end."""
+
+    target: Target
+    api: ServedApi
+    started: float = field(default_factory=time.perf_counter)
+    checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __call__(self, status: DriftStatus, **fields: Any) -> DriftReport:
+        empty = DriftObjects()
+        values: dict[str, Any] = {
+            "method": None,
+            "missing_in_api": empty,
+            "extra_in_api": empty,
+            "ungranted": empty,
+            "restricted": empty,
+            "unverified": (),
+            "unclear_answer": None,
+            "notes": (),
+            "error": None,
+            "compared": {},
+            "memory_used": False,
+        } | fields
+        return DriftReport(
+            env=self.target.name,
+            status=status,
+            requests=self.api.requests,
+            duration_ms=(time.perf_counter() - self.started) * 1000,
+            checked_at=self.checked_at,
+            **values,
+        )
+
+
+async def _read_catalog(dsn: SecretStr, target: Target, connect_timeout: float, command_timeout: float) -> Catalog:
+    env = target.config
+    async with connect(dsn, connect_timeout=connect_timeout, command_timeout=command_timeout) as conn:
+        catalog = await read_catalog(conn, env.exposed_schemas, env.api_roles)
+        return dataclasses.replace(catalog, relationships=await read_foreign_keys(conn, env.exposed_schemas))
+
+
+async def _read_documents(api: ServedApi, target: Target, method: str, max_body_bytes: int) -> list[OpenApiView]:
+    if method == "probe":
+        return []
+    schemas = target.config.exposed_schemas
+    return list(await asyncio.gather(*(read_openapi(api, s, max_body_bytes) for s in schemas)))
+
+
 async def _recall(memory: StoreGuard | None, env: str) -> tuple[set[RememberedObject] | None, str | None]:
     """The last run's objects (None when there is no memory), and a note saying what that means."""
-    blind = "objects dropped from the database are checked only for the configured probe tables and functions"
     if memory is None or not memory.available:
-        return None, f"no drift memory (the incident store is not available here): {blind}"
-    remembered = await memory(lambda store: store.drift_memory(env))
-    if remembered is None:
-        return None, f"drift memory unavailable ({memory.error}): {blind}"
-    if not remembered:
-        return set(), "first run with drift memory: objects dropped from now on will be found"
-    return set(remembered), None
+        return recalled(None, available=False, error=None)
+    return recalled(await memory(lambda store: store.drift_memory(env)), available=True, error=memory.error)
+
+
+def _served_view(
+    target: Target, docs: list[OpenApiView], method: str, remembered: set[RememberedObject] | None
+) -> tuple[dict[str, dict[str, frozenset[str]]] | None, str]:
+    """The relations and columns the OpenAPI roots list per schema, or None and why each object is asked."""
+    if method == "probe":
+        return None, "OpenAPI root skipped on request: every object checked with its own request"
+    unusable = [d for d in docs if d.relations is None]
+    if unusable:
+        dropped = (
+            "columns dropped since the last run are checked one by one"
+            if remembered is not None
+            else "columns dropped from the database but still cached cannot be seen this way"
+        )
+        return None, f"{unusable[0].fallback_reason}: every object checked with its own request ({dropped})"
+    return {s: d.relations or {} for s, d in zip(target.config.exposed_schemas, docs, strict=True)}, ""
 
 
 async def check_drift(
@@ -114,54 +168,17 @@ async def check_drift(
     `memory` (the incident store) recalls the objects of the last run, so that those dropped since are asked
     about one by one, and remembers this run's; without it only configured probe objects are (today's view).
     """
-    started = time.perf_counter()
-    checked_at = datetime.now(UTC)
     api = ServedApi(client, target, max_body_bytes)
-
-    def report(status: DriftStatus, **fields: Any) -> DriftReport:
-        empty = DriftObjects()
-        values: dict[str, Any] = {
-            "method": None,
-            "missing_in_api": empty,
-            "extra_in_api": empty,
-            "ungranted": empty,
-            "restricted": empty,
-            "unverified": (),
-            "unclear_answer": None,
-            "notes": (),
-            "error": None,
-            "compared": {},
-            "memory_used": False,
-        }
-        values.update(fields)
-        return DriftReport(
-            env=target.name,
-            status=status,
-            requests=api.requests,
-            duration_ms=(time.perf_counter() - started) * 1000,
-            checked_at=checked_at,
-            **values,
-        )
-
+    report = _Reporter(target, api)
     dsn = target.secrets.database_dsn
     if dsn is None:
         return report(DriftStatus.UNKNOWN, error=_missing_dsn(target))
-    env = target.config
-
-    async def catalog_of() -> Catalog:
-        async with connect(dsn, connect_timeout=connect_timeout, command_timeout=command_timeout) as conn:
-            catalog = await read_catalog(conn, env.exposed_schemas, env.api_roles)
-            return dataclasses.replace(catalog, relationships=await read_foreign_keys(conn, env.exposed_schemas))
-
-    async def documents() -> list[OpenApiView]:
-        if method == "probe":
-            return []
-        return list(await asyncio.gather(*(read_openapi(api, s, max_body_bytes) for s in env.exposed_schemas)))
-
     try:
         async with asyncio.timeout(budget_s):
             catalog, docs, (remembered, memory_note) = await asyncio.gather(
-                catalog_of(), documents(), _recall(memory, target.name)
+                _read_catalog(dsn, target, connect_timeout, command_timeout),
+                _read_documents(api, target, method, max_body_bytes),
+                _recall(memory, target.name),
             )
             fatal = next((d.fatal for d in docs if d.fatal), None)
             if fatal:
@@ -172,54 +189,27 @@ async def check_drift(
                     restricted=restricted_objects(catalog),
                     notes=catalog.notes,
                 )
-            notes = list(catalog.notes)
-            served: dict[str, dict[str, frozenset[str]]] | None = None
-            if method == "probe":
-                notes.append("OpenAPI root skipped on request: every object checked with its own request")
-            elif any(d.relations is None for d in docs):
-                reason = next(d.fallback_reason for d in docs if d.relations is None)
-                dropped = (
-                    "columns dropped since the last run are checked one by one"
-                    if remembered is not None
-                    else "columns dropped from the database but still cached cannot be seen this way"
-                )
-                notes.append(f"{reason}: every object checked with its own request ({dropped})")
-            else:
-                served = {s: d.relations or {} for s, d in zip(env.exposed_schemas, docs, strict=True)}
-            notes += [memory_note] if memory_note else []
+            served, view_note = _served_view(target, docs, method, remembered)
             found = await compare(api, target, catalog, served, remembered)
     except DatabaseError as err:
         return report(DriftStatus.UNKNOWN, error=f"cannot read the catalog: {err}")
     except TimeoutError:
         return report(DriftStatus.UNKNOWN, error=f"the drift check did not finish within {budget_s:g} s")
 
-    usable_tables = sum(1 for r in catalog.relations if r.usable)
-    if usable_tables > 1 and len(found.missing_tables) == usable_tables:
-        notes.append("no usable relation is served at all: does the DSN point at the database PostgREST serves?")
     if remembered is not None and memory is not None:
-        now_visible = memory_of(catalog) | found.keep
-        if now_visible != remembered:
-            await memory(lambda store: store.replace_drift_memory(target.name, list(now_visible)))
-    missing = DriftObjects.of(
-        found.missing_tables, found.missing_columns, found.missing_functions, found.missing_relationships
-    )
-    extra = DriftObjects.of(found.extra_tables, found.extra_columns, found.extra_functions, found.extra_relationships)
-    if missing or extra:
-        status = DriftStatus.STALE
-    elif found.unverified:
-        status = DriftStatus.UNKNOWN
-    else:
-        status = DriftStatus.IN_SYNC
+        if (visible := to_remember(catalog, found.keep, remembered)) is not None:
+            await memory(lambda store: store.replace_drift_memory(target.name, list(visible)))
+    notes = [*catalog.notes, view_note, memory_note, nothing_served_note(catalog, found)]
     return report(
-        status,
+        found.status,
         method=DriftMethod.OPENAPI if served is not None else DriftMethod.PROBE,
-        missing_in_api=missing,
-        extra_in_api=extra,
+        missing_in_api=found.missing,
+        extra_in_api=found.extra,
         ungranted=ungranted_objects(catalog),
         restricted=restricted_objects(catalog),
         unverified=tuple(sorted(found.unverified)),
         unclear_answer=api.undecided_answer if found.unverified else None,
-        notes=tuple(notes + sorted(found.notes)),
+        notes=tuple([n for n in notes if n] + sorted(found.notes)),
         compared=compared_counts(catalog, found),
         memory_used=bool(remembered),
     )
