@@ -9,7 +9,7 @@ object, and only objects an API role may use, because:
 - PostgREST caches every relation and column of the exposed schemas whatever the grants, so a cached but
   ungranted object is normal, not drift;
 - a table granted column by column is served with those columns: `restricted` (by design), never `ungranted`.
-  "May an API role use it" is the rule of bot/privileges.py, the one the diagnosis uses too.
+  "May an API role use it" is the rule of bot/postgres/privileges.py, the one the diagnosis uses too.
 
 What PostgREST 12 shows, measured on the real binary (see tests/bot/ops/test_drift.py):
 
@@ -32,7 +32,11 @@ Dropped objects leave no trace in the catalog and vanish from the OpenAPI root a
 the API-visible objects in the incident store (drift memory) and the next run asks about those dropped since:
 OPTIONS for relations, the RPC lookup for functions, the empty insert for columns (415 PGRST107 while the
 column is still cached, 400 PGRST204 once the cache is fresh) and the embed for foreign keys
-(bot/relationships.py). Without the store only the configured probe objects can be asked about.
+(bot/postgres/relationships.py). Without the store only the configured probe objects can be asked about.
+
+This module only runs a check: the catalog is read by bot/postgres/catalog.py, the API by
+bot/postgrest/served.py, and the comparison and memory rules are pure (bot/core/drift_compare.py,
+bot/core/drift_memory.py, bot/core/drift.py).
 """
 
 from __future__ import annotations

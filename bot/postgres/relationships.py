@@ -76,17 +76,6 @@ async def read_foreign_keys(conn: asyncpg.Connection, schemas: Sequence[str]) ->
     )
 
 
-def _select_identifier(name: str) -> str:
-    """A name as PostgREST's select grammar reads it: plain names as they are, others double-quoted."""
-    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else '"' + name.replace('"', "") + '"'
-
-
-def embed_select(fk: ForeignKey) -> str:
-    """`select=` that embeds exactly this foreign key (the constraint as hint: never ambiguous)."""
-    col, other_col = _select_identifier(fk.column), _select_identifier(fk.other_column)
-    return f"{col},{_select_identifier(fk.other)}!{_select_identifier(fk.constraint)}({other_col})"
-
-
 def embedded_pairs(table: str, select: str) -> list[tuple[str, str]]:
     """(parent, embedded) table names of every embed in a select list, nested ones included.
 

@@ -3,8 +3,7 @@
 Each lookup asks the schema cache about one object (a relation, columns, a function, a foreign key) and
 answers served, absent or unknown; how PostgREST 12 answers each request is told in bot/ops/drift.py.
 ServedApi implements bot.core.drift.ServedLookup, so the comparison itself stays pure. Requests are built and
-sent by bot/postgrest/requests.py; may import httpx and bot.core, nothing of bot/ops or bot/postgres but the
-pure embed syntax of bot/postgres/relationships.py.
+sent by bot/postgrest/requests.py; may import httpx and bot.core, nothing of bot/ops or bot/postgres.
 """
 
 from __future__ import annotations
@@ -19,9 +18,8 @@ import httpx
 from bot.config import Target
 from bot.core.classify import proxy_status_code
 from bot.core.drift import Presence
-from bot.core.foreign_keys import ForeignKey
+from bot.core.foreign_keys import ForeignKey, embed_select
 from bot.core.identifiers import columns_param_part, url_encoded
-from bot.postgres.relationships import embed_select
 from bot.postgrest.requests import (
     JSON_ACCEPT,
     UNPRODUCIBLE_ACCEPT,
@@ -33,8 +31,6 @@ from bot.postgrest.requests import (
 )
 
 OPENAPI_ACCEPT = "application/openapi+json, application/json;q=0.9"
-
-
 PROBE_CONCURRENCY = 8
 
 
