@@ -28,10 +28,12 @@ from bot.config import Settings, Target, parse_settings, resolve_targets
 from bot.core.diagnosis import Diagnosis
 from bot.core.drift import DriftMethod, DriftReport, DriftStatus
 from bot.core.verdicts import Verdict
-from bot.ops.drift import check_drift, read_catalog
+from bot.ops.drift import check_drift
+from bot.postgres.catalog import read_catalog
 from bot.postgres.connect import connect
 from bot.postgres.diagnose import diagnose, diagnose_with
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from tests.conftest import SCHEMA_SQL
 from tests.support.pgstack import PgCluster, PostgrestServer
 

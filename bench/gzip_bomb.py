@@ -71,13 +71,12 @@ async def before_send_capped(client: httpx.AsyncClient, request: httpx.Request, 
 
 def child(reader: str, argv: list[str]) -> int:
     """The bot process; with `before`, both readers (probe and drift) are the previous one."""
-    import bot.ops.drift
-    import bot.postgrest.probe
+    import bot.postgrest.requests
     from bot.app import main
 
     if reader == "before":
-        bot.postgrest.probe.send_capped = before_send_capped  # type: ignore[assignment]
-        bot.ops.drift.send_capped = before_send_capped  # type: ignore[assignment]
+        # Both readers (probe and drift) send through bot/postgrest/requests.py.
+        bot.postgrest.requests.send_capped = before_send_capped  # type: ignore[assignment]
     return main(argv)
 
 

@@ -21,7 +21,8 @@ import httpx
 from bot.config import parse_settings, resolve_targets
 from bot.core.recovery import Outcome
 from bot.ops.recovery import RecoveryOperator
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from tests.conftest import SCHEMA_SQL
 from tests.support.pgstack import PgCluster, PostgrestServer, free_port
 

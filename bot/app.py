@@ -30,7 +30,8 @@ from bot.delivery.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
 from bot.ops.inflight import InFlight
 from bot.ops.monitor import AlertSink, Monitor
 from bot.ops.recovery import RecoveryOperator
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from bot.redact import install_log_filter
 from bot.store import IncidentStore, open_store
 

@@ -42,7 +42,8 @@ from bot.ops.drift import check_drift
 from bot.ops.monitor import first_signal
 from bot.ops.recovery import RecoveryOperator
 from bot.postgres.schema_version import check_target_schema_version
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from bot.redact import install_log_filter, scrub
 from bot.store import MEMORY, StoreError, open_store
 

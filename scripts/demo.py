@@ -12,7 +12,7 @@ import os
 
 from bot.app import build_services, run_console
 from bot.config import parse_settings, resolve_targets
-from bot.postgrest.probe import make_http_client
+from bot.postgrest.requests import make_http_client
 from tests.support.pgstack import PgCluster, PostgrestServer
 
 

@@ -1,12 +1,24 @@
-"""Schema drift between the catalog and what PostgREST serves: the report and its wording (pure)."""
+"""Schema drift between the catalog and what PostgREST serves: the report and its wording, the findings (pure).
+
+Also the vocabulary of the comparison (bot/core/drift_compare.py): Presence, the ServedLookup it asks, the
+Findings it collects, and the rules that need no API at all (ungranted, restricted, the counts, the status).
+Imports only bot.core (the catalog's types for annotations only): none of httpx, asyncpg, discord, sqlite3,
+aiohttp.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.core.foreign_keys import ForeignKey
+from bot.core.records import RememberedObject
+
+if TYPE_CHECKING:  # the catalog's types only: reading it is bot/postgres/catalog.py's job
+    from bot.postgres.catalog import Catalog
 
 SUMMARY_NAMES = 5
 
@@ -156,6 +168,100 @@ class DriftReport:
         }
 
 
+class Presence(StrEnum):
+    """What the schema cache answered about one object."""
+
+    SERVED = "served"
+    ABSENT = "absent"
+    UNKNOWN = "unknown"  # no usable answer (transport trouble, a gateway, a server error)
+
+
+class ServedLookup(Protocol):
+    """Asks PostgREST's schema cache about single objects (bot/postgrest/served.py; a fake in unit tests)."""
+
+    async def relation(self, schema: str, name: str) -> Presence: ...
+
+    async def missing_columns(self, schema: str, table: str, columns: Sequence[str]) -> tuple[list[str], bool]:
+        """The named columns the cache lacks, and whether some answer was undecided."""
+        ...
+
+    async def function(self, schema: str, name: str, required: Sequence[str], unnamed: str | None) -> Presence: ...
+
+    async def relationship(self, fk: ForeignKey) -> Presence: ...
+
+
 def cap_names(names: Sequence[str], limit: int = SUMMARY_NAMES) -> str:
     shown = ", ".join(names[:limit])
     return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
+
+
+@dataclass
+class Findings:
+    missing_tables: set[str] = field(default_factory=set)
+    missing_columns: set[str] = field(default_factory=set)
+    missing_functions: set[str] = field(default_factory=set)
+    missing_relationships: set[str] = field(default_factory=set)
+    extra_tables: set[str] = field(default_factory=set)
+    extra_columns: set[str] = field(default_factory=set)
+    extra_functions: set[str] = field(default_factory=set)
+    extra_relationships: set[str] = field(default_factory=set)
+    unverified: set[str] = field(default_factory=set)
+    unserved: set[tuple[str, str]] = field(default_factory=set)  # relations missing from the cache or undecided
+    notes: list[str] = field(default_factory=list)
+    keep: set[RememberedObject] = field(default_factory=set)  # dropped objects to ask about again next run
+    relationships_checked: int = 0
+
+    @property
+    def missing(self) -> DriftObjects:
+        """Usable in the database, absent from the cache."""
+        return DriftObjects.of(
+            self.missing_tables, self.missing_columns, self.missing_functions, self.missing_relationships
+        )
+
+    @property
+    def extra(self) -> DriftObjects:
+        """Still in the cache, gone from the database."""
+        return DriftObjects.of(self.extra_tables, self.extra_columns, self.extra_functions, self.extra_relationships)
+
+    @property
+    def status(self) -> DriftStatus:
+        """Stale when the cache lags in any way; unknown when some object had no clear answer; else in sync."""
+        if self.missing or self.extra:
+            return DriftStatus.STALE
+        return DriftStatus.UNKNOWN if self.unverified else DriftStatus.IN_SYNC
+
+
+def ungranted_objects(catalog: Catalog) -> DriftObjects:
+    """Objects no API role may use: a GRANT is missing (a reload cannot help)."""
+    usable_functions = {f.qualified for f in catalog.functions if f.usable}
+    return DriftObjects.of(
+        tables=(r.qualified for r in catalog.relations if r.ungranted),
+        functions=(f.qualified for f in catalog.functions if f.qualified not in usable_functions),
+    )
+
+
+def restricted_objects(catalog: Catalog) -> DriftObjects:
+    """Tables the API roles may use only some columns of: a deliberate column-level grant, not something to fix."""
+    restricted = [r for r in catalog.relations if r.restricted]
+    return DriftObjects.of(
+        tables=(r.qualified for r in restricted),
+        columns=(f"{r.qualified}.{c}" for r in restricted for c in r.columns if c not in r.usable_columns),
+    )
+
+
+def compared_counts(catalog: Catalog, found: Findings) -> dict[str, int]:
+    usable = [r for r in catalog.relations if r.usable]
+    return {
+        "tables": len(usable),
+        "columns": sum(len(r.usable_columns) for r in usable),
+        "functions": len({f.qualified for f in catalog.functions if f.usable}),
+        "relationships": found.relationships_checked,
+    }
+
+
+def nothing_served_note(catalog: Catalog, found: Findings) -> str | None:
+    """Every usable relation missing is more likely a DSN for another database than a stale cache."""
+    usable_tables = sum(1 for r in catalog.relations if r.usable)
+    if usable_tables > 1 and len(found.missing_tables) == usable_tables:
+        return "no usable relation is served at all: does the DSN point at the database PostgREST serves?"
+    return None

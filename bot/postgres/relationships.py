@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from bot.config import ProbeTable, Target
+from bot.core.foreign_keys import ForeignKey
 from bot.core.report import CheckResult
 from bot.core.verdicts import Verdict
 
@@ -66,22 +67,6 @@ _PGRST200_PAIR = re.compile(r"between '([^']+)' and '([^']+)'")
 _VIEW_KINDS = ("v", "m")
 
 
-@dataclass(frozen=True)
-class ForeignKey:
-    """A foreign key from `table` to `other`, both in `schema`, as an embed names it."""
-
-    schema: str
-    table: str
-    other: str
-    constraint: str
-    column: str  # the first referencing column
-    other_column: str  # the first referenced column
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.table}→{self.other} ({self.constraint})"
-
-
 async def read_foreign_keys(conn: asyncpg.Connection, schemas: Sequence[str]) -> tuple[ForeignKey, ...]:
     rows = await conn.fetch(_FOREIGN_KEYS_SQL, list(schemas))
     return tuple(
@@ -89,17 +74,6 @@ async def read_foreign_keys(conn: asyncpg.Connection, schemas: Sequence[str]) ->
         for r in rows
         if r["col"] is not None and r["other_col"] is not None
     )
-
-
-def _select_identifier(name: str) -> str:
-    """A name as PostgREST's select grammar reads it: plain names as they are, others double-quoted."""
-    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else '"' + name.replace('"', "") + '"'
-
-
-def embed_select(fk: ForeignKey) -> str:
-    """`select=` that embeds exactly this foreign key (the constraint as hint: never ambiguous)."""
-    col, other_col = _select_identifier(fk.column), _select_identifier(fk.other_column)
-    return f"{col},{_select_identifier(fk.other)}!{_select_identifier(fk.constraint)}({other_col})"
 
 
 def embedded_pairs(table: str, select: str) -> list[tuple[str, str]]:

@@ -17,9 +17,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr
 
-from bot.config import EnvironmentConfig, EnvSecrets, Target, Timeouts
+from bot.config import EnvironmentConfig, EnvSecrets, Target
 from bot.core.classify import (
     CheckKind,
     Classification,
@@ -29,43 +28,18 @@ from bot.core.classify import (
 )
 from bot.core.identifiers import columns_param_part, url_encoded
 from bot.core.report import CheckResult, EnvReport, summarise
-from bot.httpread import UndecodableBody, send_capped
+from bot.postgrest.requests import (
+    UNPRODUCIBLE_ACCEPT,
+    UndecodableBody,
+    build_request,
+    read_profile,
+    request_timeout,
+    send,
+    write_profile,
+)
 
-USER_AGENT = "pgrst-ops/0.1 (+health probe)"
-# A media type no PostgREST produces: requests are looked up in the schema cache, then refused (PGRST107).
-UNPRODUCIBLE_ACCEPT = "application/x-pgrst-ops-probe"
 # Characters of a select list kept readable in the URL (PostgREST decodes the rest as usual).
 SELECT_SAFE = ",()*:!.-_~"
-
-
-def utf8_headers(values: dict[str, str]) -> httpx.Headers:
-    """Request headers whose values may be non-ASCII: a profile header names the schema, which PostgREST reads
-    as UTF-8 (`Accept-Profile: تست`); httpx would refuse a non-ASCII str."""
-    return httpx.Headers(values, encoding="utf-8")
-
-
-def _origin_pattern(url: str) -> str:
-    parsed = httpx.URL(url)
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{parsed.host}{port}"
-
-
-def make_http_client(envs: Iterable[EnvironmentConfig] = ()) -> httpx.AsyncClient:
-    """The one shared client: no redirects (a redirect is itself a finding), explicit timeouts.
-
-    Each environment origin gets a small connection pool of its own: one environment can never use up
-    the connections another needs, and httpcore's pool bookkeeping, which grows with the cube of the
-    connections in one pool, stays cheap for a 100-environment sweep (see bench/README.md).
-    """
-    per_origin = httpx.Limits(max_connections=16, max_keepalive_connections=8)
-    origins = {_origin_pattern(url) for env in envs for url in (env.rest_base, env.admin_base) if url}
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(10.0, connect=5.0),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-        mounts={origin: httpx.AsyncHTTPTransport(limits=per_origin) for origin in origins},
-        follow_redirects=False,
-        headers={"User-Agent": USER_AGENT},
-    )
 
 
 @dataclass(frozen=True)
@@ -109,7 +83,7 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
         shown, path = table.display(env), f"{base}/{url_encoded(table.name)}"
         # Always name the schema: the probe then asks for exactly what the diagnosis looks up, whatever the
         # order of db-schemas, and a schema PostgREST does not serve answers 406 PGRST106 instead of a wrong table.
-        read_profile = {"Accept-Profile": table.schema_in(env)}
+        reads = read_profile(table.schema_in(env))
         specs.append(
             CheckSpec(
                 f"data:{shown}",
@@ -117,13 +91,11 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
                 CheckKind.DATA,
                 "GET",
                 f"{path}?select={quote(table.select, safe=SELECT_SAFE)}&limit=1",
-                extra_headers=read_profile,
+                extra_headers=reads,
             )
         )
         specs.append(
-            CheckSpec(
-                f"cache:{shown}", f"Cache ({shown})", CheckKind.CACHE, "OPTIONS", path, extra_headers=read_profile
-            )
+            CheckSpec(f"cache:{shown}", f"Cache ({shown})", CheckKind.CACHE, "OPTIONS", path, extra_headers=reads)
         )
         if table.columns:
             # An empty insert names the columns: PostgREST checks them against its cache and writes nothing.
@@ -141,7 +113,7 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
                     extra_headers={
                         "Prefer": "return=minimal",
                         "Accept": UNPRODUCIBLE_ACCEPT,
-                        "Content-Profile": table.schema_in(env),
+                        **write_profile(table.schema_in(env)),
                     },
                 )
             )
@@ -158,7 +130,7 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
                 CheckKind.RPC,
                 "GET",
                 f"{base}/rpc/{url_encoded(function.name)}{query}",
-                extra_headers={"Accept": UNPRODUCIBLE_ACCEPT, "Accept-Profile": function.schema_in(env)},
+                extra_headers={"Accept": UNPRODUCIBLE_ACCEPT, **read_profile(function.schema_in(env))},
             )
         )
     return specs
@@ -188,19 +160,6 @@ def _transport_failure(err: httpx.HTTPError) -> TransportFailure:
     return TransportFailure.OTHER
 
 
-def auth_headers(api_key: SecretStr | None) -> dict[str, str]:
-    """The key as Supabase's gateway and PostgREST read it: `apikey` and a Bearer token (none without a key)."""
-    if api_key is None:
-        return {}
-    key = api_key.get_secret_value()
-    return {"apikey": key, "Authorization": f"Bearer {key}"}
-
-
-def request_timeout(t: Timeouts) -> httpx.Timeout:
-    """One request's httpx timeout from an environment's `timeouts`."""
-    return httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.connect_s)
-
-
 class Prober:
     def __init__(self, client: httpx.AsyncClient, *, max_body_bytes: int = 256 * 1024) -> None:
         self._client = client
@@ -212,20 +171,25 @@ class Prober:
         return self._client
 
     async def _run_check(self, spec: CheckSpec, env: EnvironmentConfig, secrets: EnvSecrets) -> CheckResult:
-        headers = utf8_headers({"Accept": "application/json", **spec.extra_headers})
-        sent_key = spec.send_key and secrets.api_key is not None
-        if sent_key:
-            headers.update(auth_headers(secrets.api_key))
-        timeout = request_timeout(env.timeouts)
+        key = secrets.api_key if spec.send_key else None
         started = time.perf_counter()
         status: int | None = None
         resp_headers: dict[str, str] = {}
         try:
-            request = self._client.build_request(
-                spec.method, spec.url, headers=headers, json=spec.json_body, timeout=timeout
+            request = build_request(
+                self._client,
+                spec.method,
+                spec.url,
+                api_key=key,
+                timeout=request_timeout(env.timeouts),
+                headers=spec.extra_headers,
+                json=spec.json_body,
             )
-            status, resp_headers, body, truncated = await self._send(request)
-            cls = classify_response(spec.kind, status, resp_headers, body, sent_key=sent_key, truncated=truncated)
+            answer = await send(self._client, request, self._max_body)
+            status, resp_headers = answer.status, answer.headers
+            cls = classify_response(
+                spec.kind, status, resp_headers, answer.body, sent_key=key is not None, truncated=answer.truncated
+            )
         except UndecodableBody as err:  # an answer came: its status is evidence, its body is not readable
             status = err.status
             failure = _transport_failure(err)
@@ -235,10 +199,6 @@ class Prober:
         except httpx.HTTPError as err:
             cls = classify_transport_failure(spec.kind, _transport_failure(err), env.timeouts.read_s)
         return self._result(spec, cls, status, resp_headers, (time.perf_counter() - started) * 1000)
-
-    async def _send(self, request: httpx.Request) -> tuple[int, dict[str, str], bytes, bool]:
-        answer = await send_capped(self._client, request, self._max_body)
-        return answer.status, answer.headers, answer.body, answer.truncated
 
     @staticmethod
     def _result(

@@ -20,7 +20,8 @@ from bot.core.drift import DriftStatus
 from bot.core.verdicts import Verdict
 from bot.httpread import BoundedDecoder, send_capped
 from bot.ops.drift import check_drift
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings, targets_for, write_config
 from tests.support.gzipbomb import GIB, GzipBomb, Hit, gzip_bomb_server
 from tests.support.localhttp import LocalServer

@@ -10,7 +10,7 @@ import pytest
 
 from bot.app import COGS, PgrstOpsBot, build_bot, build_services
 from bot.config import resolve_targets
-from bot.postgrest.probe import make_http_client
+from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings
 from tests.fakediscord import FakeDiscord
 

@@ -25,7 +25,8 @@ import httpx
 import pytest
 
 from bot.core.verdicts import Verdict
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings, targets_for, write_config
 from tests.support.pgstack import (
     NotifyCounter,

@@ -13,8 +13,8 @@ from aiohttp import web
 from bot.cli import main
 from bot.core.drift import DriftMethod, DriftObjects, DriftReport, DriftStatus, cap_names
 from bot.delivery.outbox import StoreGuard
-from bot.ops.drift import UNPRODUCIBLE_ACCEPT, check_drift
-from bot.postgrest.probe import make_http_client
+from bot.ops.drift import check_drift
+from bot.postgrest.requests import UNPRODUCIBLE_ACCEPT, make_http_client
 from bot.store.sqlite import Store
 from tests.conftest import build_settings, targets_for, write_config
 from tests.support.localhttp import LocalServer
@@ -521,7 +521,7 @@ async def test_foreign_keys_of_tables_missing_from_the_cache_are_not_reported_tw
 async def test_relationship_checks_are_bounded_per_run_and_reach_every_foreign_key_over_runs(
     make_stack, monkeypatch, memory
 ):
-    monkeypatch.setattr("bot.ops.drift.MAX_RELATIONSHIP_CHECKS", 2)
+    monkeypatch.setattr("bot.core.drift_compare.MAX_RELATIONSHIP_CHECKS", 2)
     stack = make_stack()
     stack.sql(
         "CREATE TABLE public.hub (id int primary key); GRANT SELECT ON public.hub TO anon;"

@@ -17,7 +17,8 @@ from bot.config import RecoveryConfig
 from bot.core.recovery import Outcome, StepKind
 from bot.core.verdicts import Verdict
 from bot.ops.recovery import RecoveryOperator
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings, targets_for, write_config
 from tests.support.pgstack import NotifyCounter
 

@@ -14,7 +14,8 @@ from bot.core.listener import ListenerState
 from bot.core.verdicts import Verdict
 from bot.postgres.connect import listen_pattern
 from bot.postgres.diagnose import diagnose
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings, targets_for
 from tests.support.localhttp import LocalServer
 

@@ -15,7 +15,8 @@ from bot.core.verdicts import Verdict
 from bot.ops.drift import check_drift
 from bot.postgres.diagnose import diagnose
 from bot.postgres.privileges import Access, api_roles_cte, relation_access
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings, targets_for
 
 

@@ -8,12 +8,14 @@ import httpx
 import pytest
 
 from bot.core.diagnosis import Diagnosis
+from bot.core.foreign_keys import ForeignKey, embed_select
 from bot.core.recovery import Outcome
 from bot.core.verdicts import Verdict
 from bot.ops.recovery import RecoveryOperator
 from bot.postgres.diagnose import diagnose
-from bot.postgres.relationships import ForeignKey, embed_select, embedded_pairs
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgres.relationships import embedded_pairs
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from tests.bot.postgrest.test_schemas import reload_until_served
 from tests.conftest import build_settings, targets_for
 

@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 
 from bot.core.verdicts import Verdict
-from bot.postgrest.probe import Prober, make_http_client
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings, targets_for
 from tests.support.localhttp import LocalServer
 from tests.support.pgstack import HungHttpServer, PgCluster, PostgrestServer

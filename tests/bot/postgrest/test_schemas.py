@@ -18,7 +18,8 @@ from bot.core.identifiers import quote_ident
 from bot.core.verdicts import Verdict
 from bot.ops.drift import check_drift
 from bot.postgres.diagnose import diagnose
-from bot.postgrest.probe import Prober, make_http_client, utf8_headers
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client, utf8_headers
 from tests.bot.test_cli import acli
 from tests.conftest import build_settings, targets_for, write_config
 

@@ -1,0 +1,116 @@
+"""The one builder of PostgREST requests: the shared client, key and profile headers, timeouts, the capped send.
+
+Every request pgrst-ops sends to a PostgREST API (the probes of bot/postgrest/probe.py, the served-object
+lookups of bot/postgrest/served.py) is built and sent here, so the headers PostgREST and Supabase's gateway
+read are written once. May import httpx, bot.config and bot.httpread (the generic bounded reader, which the
+Discord webhook uses too); nothing of bot/ops, bot/chat or bot/postgres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import httpx
+from pydantic import SecretStr
+
+from bot.config import EnvironmentConfig, Timeouts
+from bot.httpread import CappedAnswer, UndecodableBody, send_capped
+
+__all__ = [
+    "JSON_ACCEPT",
+    "UNPRODUCIBLE_ACCEPT",
+    "USER_AGENT",
+    "CappedAnswer",
+    "UndecodableBody",
+    "auth_headers",
+    "build_request",
+    "make_http_client",
+    "read_profile",
+    "request_timeout",
+    "send",
+    "utf8_headers",
+    "write_profile",
+]
+
+USER_AGENT = "pgrst-ops/0.1 (+health probe)"
+JSON_ACCEPT = "application/json"
+# A media type no PostgREST produces: requests are looked up in the schema cache, then refused (PGRST107)
+# before any SQL runs.
+UNPRODUCIBLE_ACCEPT = "application/x-pgrst-ops-probe"
+
+
+def utf8_headers(values: dict[str, str]) -> httpx.Headers:
+    """Request headers whose values may be non-ASCII: a profile header names the schema, which PostgREST reads
+    as UTF-8 (`Accept-Profile: تست`); httpx would refuse a non-ASCII str."""
+    return httpx.Headers(values, encoding="utf-8")
+
+
+def _origin_pattern(url: str) -> str:
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}"
+
+
+def make_http_client(envs: Iterable[EnvironmentConfig] = ()) -> httpx.AsyncClient:
+    """The one shared client: no redirects (a redirect is itself a finding), explicit timeouts.
+
+    Each environment origin gets a small connection pool of its own: one environment can never use up
+    the connections another needs, and httpcore's pool bookkeeping, which grows with the cube of the
+    connections in one pool, stays cheap for a 100-environment sweep (see bench/README.md).
+    """
+    per_origin = httpx.Limits(max_connections=16, max_keepalive_connections=8)
+    origins = {_origin_pattern(url) for env in envs for url in (env.rest_base, env.admin_base) if url}
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        mounts={origin: httpx.AsyncHTTPTransport(limits=per_origin) for origin in origins},
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+def auth_headers(api_key: SecretStr | None) -> dict[str, str]:
+    """The key as Supabase's gateway and PostgREST read it: `apikey` and a Bearer token (none without a key)."""
+    if api_key is None:
+        return {}
+    key = api_key.get_secret_value()
+    return {"apikey": key, "Authorization": f"Bearer {key}"}
+
+
+def request_timeout(t: Timeouts) -> httpx.Timeout:
+    """One request's httpx timeout from an environment's `timeouts`."""
+    return httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.connect_s)
+
+
+def read_profile(schema: str) -> dict[str, str]:
+    """GET, HEAD and OPTIONS pick their schema by Accept-Profile."""
+    return {"Accept-Profile": schema}
+
+
+def write_profile(schema: str) -> dict[str, str]:
+    """POST, PATCH, PUT and DELETE pick their schema by Content-Profile (Accept-Profile alone is ignored)."""
+    return {"Content-Profile": schema}
+
+
+def build_request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    api_key: SecretStr | None,
+    timeout: httpx.Timeout,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    json: object = None,
+    content: bytes | None = None,
+) -> httpx.Request:
+    """One request: JSON accepted unless `headers` say otherwise, the key headers when a key is given."""
+    values = utf8_headers({"Accept": JSON_ACCEPT, **(headers or {})})
+    values.update(auth_headers(api_key))
+    return client.build_request(method, url, headers=values, params=params, json=json, content=content, timeout=timeout)
+
+
+async def send(client: httpx.AsyncClient, request: httpx.Request, cap: int) -> CappedAnswer:
+    """Send and read at most `cap` decoded bytes (bot/httpread.py). Raises httpx.HTTPError like `client.send`,
+    UndecodableBody when an answer came whose body cannot be decoded."""
+    return await send_capped(client, request, cap)
