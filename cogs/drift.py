@@ -6,7 +6,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import PgrstOpsBot
+from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import configured_guild, env_autocomplete, find_target, services, unknown_env
 from bot.messages.embeds import drift_embed
 from bot.ops.drift import check_drift

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import PgrstOpsBot
+from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import (
     configured_guild,
     env_autocomplete,

@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import PgrstOpsBot
+from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import env_autocomplete, find_target, may_reload, passes, reload_allowed, services, unknown_env
 from bot.core.recovery import Outcome, RecoveryStep, StepKind
 from bot.messages.embeds import reload_embed

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import PgrstOpsBot
+from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import configured_guild, services
 from bot.core.records import AUDIT_INTERRUPTED, AuditEntry
 from bot.messages.alert import FIELD_VALUE_MAX, FIELDS_MAX, fit_embed, truncate

@@ -20,7 +20,7 @@ from bot.config import Target
 from bot.core.access import RoleIds
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.ops.facade import Services
 
 
 def services(interaction: discord.Interaction) -> Services:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.app import COGS, PgrstOpsBot, build_bot, build_services
+from bot.app import build_services
+from bot.chat.bot import COGS, PgrstOpsBot, build_bot
 from bot.config import resolve_targets
 from bot.postgrest.probe import make_http_client
 from tests.conftest import build_settings
