@@ -1,27 +1,31 @@
-"""The app: one owner of the HTTP client, the operator and the monitor; the Discord bot or console mode.
+"""The composition root: builds the settings' parts, the monitor with its sink, the services and the bot.
 
-This is the only module under bot/ that imports discord. `python -m bot` runs `main()`.
+`python -m bot` runs `main()`: the Discord bot, or console mode when no token is set. Everything is built here
+and passed in through constructors (the bot gets complete services: nothing is "not started yet"). This module
+imports every package but discord itself: the Discord adapter is bot.chat.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
 
-import discord
 import httpx
 
 from bot import __version__
-from bot.chat.bot import build_bot
+from bot.chat.bot import COGS, PgrstOpsBot, run_bot
+from bot.chat.sink import Channels, DiscordSink
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
 from bot.delivery.console import ConsoleSink
+from bot.delivery.outbox import StoreGuard
 from bot.delivery.webhook import RateLimiter, WebhookFallback
-from bot.ops.facade import Services, close_services_store, open_services_store
-from bot.ops.monitor import Monitor
+from bot.ops.facade import Ops
+from bot.ops.monitor import AlertSink, Monitor
 from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober, make_http_client
 from bot.redact import install_log_filter
@@ -29,32 +33,69 @@ from bot.redact import install_log_filter
 log = logging.getLogger("pgrst_ops")
 
 
-def build_services(settings: Settings, targets: list[Target], http: httpx.AsyncClient) -> Services:
+@dataclass(frozen=True)
+class Parts:
+    """What both modes share, built from the settings before the sink and the monitor."""
+
+    settings: Settings
+    targets: list[Target]
+    http: httpx.AsyncClient
+    prober: Prober
+    operator: RecoveryOperator
+    webhook: WebhookFallback
+    guard: StoreGuard  # the incident store, once open
+
+
+def build_parts(settings: Settings, targets: list[Target], http: httpx.AsyncClient) -> Parts:
     prober = Prober(http, max_body_bytes=settings.max_body_bytes)
     cfg = settings.incidents
     limiter = RateLimiter(((cfg.webhook_per_2s, 2.0), (cfg.webhook_per_min, 60.0)))
     webhook = WebhookFallback(http, read_optional_secret(settings.discord.webhook_url), limiter)
-    return Services(
-        settings, {t.name: t for t in targets}, http, prober, RecoveryOperator(prober, settings.recovery), webhook
+    operator = RecoveryOperator(prober, settings.recovery)
+    return Parts(settings, targets, http, prober, operator, webhook, StoreGuard(None))
+
+
+def build_ops(parts: Parts, sink: AlertSink, *, autostart_monitor: bool = True) -> Ops:
+    monitor = Monitor(parts.settings, parts.targets, parts.prober, parts.operator, sink, guard=parts.guard)
+    targets = {t.name: t for t in parts.targets}
+    return Ops(
+        parts.settings, targets, parts.http, parts.prober, parts.operator, monitor, parts.guard, autostart_monitor
     )
 
 
-async def run_console(services: Services, stop: asyncio.Event) -> None:
-    await open_services_store(services)
-    sink = ConsoleSink(services.webhook, guard=services.guard)
-    monitor = Monitor(
-        services.settings,
-        list(services.targets.values()),
-        services.prober,
-        services.operator,
-        sink,
-        guard=services.guard,
+def build_console(settings: Settings, targets: list[Target], http: httpx.AsyncClient, out: TextIO | None = None) -> Ops:
+    parts = build_parts(settings, targets, http)
+    return build_ops(parts, ConsoleSink(parts.webhook, out, guard=parts.guard))
+
+
+def build_bot(
+    settings: Settings,
+    targets: list[Target],
+    http: httpx.AsyncClient,
+    *,
+    cogs: tuple[str, ...] = COGS,
+    autostart_monitor: bool = True,
+    **options: Any,
+) -> PgrstOpsBot:
+    """The bot, not started: tests and embedders run it in-process (`options` go to discord.py's client)."""
+    parts = build_parts(settings, targets, http)
+    channels = Channels()  # the sink needs the bot's channel lookup, the bot needs the monitor: bound below
+    sink = DiscordSink(
+        channels, settings.discord.ops_channel_id, parts.webhook, parts.guard, settings.incidents.send_timeout_s
     )
-    services.monitor = monitor
+    ops = build_ops(parts, sink, autostart_monitor=autostart_monitor)
+    bot = PgrstOpsBot(ops, sink, cogs=cogs, **options)
+    channels.bind(bot)
+    return bot
+
+
+async def run_console(ops: Ops, stop: asyncio.Event) -> None:
+    await ops.open_store()
+    monitor = ops.monitor
     await monitor.restore()
     print(
-        f"pgrst-ops {__version__}: no Discord token, console mode. Monitoring {', '.join(services.targets)} "
-        f"every {services.settings.monitor.interval_s:g} s (Ctrl-C to stop).",
+        f"pgrst-ops {__version__}: no Discord token, console mode. Monitoring {', '.join(ops.targets)} "
+        f"every {ops.settings.monitor.interval_s:g} s (Ctrl-C to stop).",
         flush=True,
     )
     monitor.start()
@@ -62,37 +103,17 @@ async def run_console(services: Services, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await monitor.stop()
-        await close_services_store(services)
+        await ops.close_store()
 
 
 async def run(settings: Settings, targets: list[Target], stop: asyncio.Event) -> int:
     async with make_http_client(t.config for t in targets) as http:
-        services = build_services(settings, targets, http)
         token = read_optional_secret(settings.discord.token)
         if token is None:
-            await run_console(services, stop)
+            await run_console(build_console(settings, targets, http), stop)
             return 0
         settings.discord.require_guilds()
-        bot = build_bot(services)
-        async with bot:
-            runner = asyncio.create_task(bot.start(token.get_secret_value()))
-            stopper = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if runner in done:
-                stopper.cancel()
-                error = runner.exception()
-                if isinstance(error, ConfigError):
-                    return config_error(error)
-                if isinstance(error, discord.LoginFailure):
-                    log.error("Discord rejected the token (%s)", settings.discord.token.describe())
-                    return 2
-                if error is not None:
-                    log.error("the bot stopped: %s", type(error).__name__)
-                    return 1
-            await bot.close()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
-    return 0
+        return await run_bot(build_bot(settings, targets, http), token.get_secret_value(), stop)
 
 
 def config_error(exc: ConfigError) -> int:

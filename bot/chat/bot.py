@@ -16,18 +16,19 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.checks import NOT_HERE, Refusal
-from bot.chat.sink import DiscordSink
 from bot.config import ConfigError
 from bot.core.access import GuildRole, RoleIds, resolve_roles
-from bot.ops.facade import Services, close_services_store, open_services_store
-from bot.ops.monitor import AlertSink, Monitor
+from bot.ops.facade import Ops
+from bot.ops.monitor import AlertSink
 
 log = logging.getLogger("pgrst_ops")
 COGS = ("cogs.health", "cogs.reload", "cogs.status", "cogs.drift", "cogs.incidents")
 
 
 class PgrstOpsBot(commands.Bot):
-    def __init__(self, services: Services, *, cogs: tuple[str, ...] = COGS, **options: Any) -> None:
+    """The slash commands' host: given complete services (bot.ops.facade.Ops) and the monitor's sink."""
+
+    def __init__(self, services: Ops, sink: AlertSink, *, cogs: tuple[str, ...] = COGS, **options: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # roles and channels; slash commands need no privileged intent
         super().__init__(
@@ -38,14 +39,8 @@ class PgrstOpsBot(commands.Bot):
             **options,
         )
         self.services = services
+        self.sink = sink  # the monitor's, given: built before the bot (the sink's channel lookup is bound late)
         self.cog_names = cogs
-        self.sink: AlertSink = DiscordSink(
-            self,
-            services.settings.discord.ops_channel_id,
-            services.webhook,
-            services.guard,
-            services.settings.incidents.send_timeout_s,
-        )
         self.failed_cogs: dict[str, str] = {}
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
@@ -64,16 +59,8 @@ class PgrstOpsBot(commands.Bot):
             await self.tree.sync(guild=guild)
         self.tree.clear_commands(guild=None)
         await self.tree.sync()
-        await open_services_store(self.services)
-        monitor = Monitor(
-            self.services.settings,
-            list(self.services.targets.values()),
-            self.services.prober,
-            self.services.operator,
-            self.sink,
-            guard=self.services.guard,
-        )
-        self.services.monitor = monitor
+        await self.services.open_store()
+        monitor = self.services.monitor
         try:  # re-attach open incidents, send what a crash left in the outbox
             await asyncio.wait_for(monitor.restore(), self.services.settings.incidents.send_timeout_s * 4)
         except Exception:
@@ -99,12 +86,12 @@ class PgrstOpsBot(commands.Bot):
         roles = resolve_roles(settings, guild_roles, alert_guild_id)
         # The alert mention needs the id: the rest of the app reads it from the settings.
         discord_cfg = settings.discord.model_copy(update={"alert_role_id": roles.alert})
-        self.services.settings = settings.model_copy(update={"discord": discord_cfg})
+        self.services.adopt_settings(settings.model_copy(update={"discord": discord_cfg}))
         return roles
 
     async def on_ready(self) -> None:
         monitor = self.services.monitor
-        if monitor is not None and self.services.autostart_monitor and not monitor.health.running:
+        if self.services.autostart_monitor and not monitor.health.running:
             monitor.start()
         log.info("connected as %s; monitoring %s", self.user, ", ".join(self.services.targets))
 
@@ -114,11 +101,10 @@ class PgrstOpsBot(commands.Bot):
         svc.inflight.stopping = True
         grace_s = svc.settings.discord.shutdown_grace_s
         ends_at = time.monotonic() + grace_s  # one grace period for the monitor's sends and the actions
-        if svc.monitor is not None:
-            await svc.monitor.stop(grace_s)
+        await svc.monitor.stop(grace_s)
         await svc.inflight.drain(max(0.0, ends_at - time.monotonic()), svc.operator.abort_all)
         await super().close()
-        await close_services_store(svc)
+        await svc.close_store()
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """One handler: a short message the user can act on; the details go to the log only."""
@@ -139,6 +125,24 @@ class PgrstOpsBot(commands.Bot):
                 await interaction.response.send_message(text, ephemeral=True)
 
 
-def build_bot(services: Services, *, cogs: tuple[str, ...] = COGS, **options: Any) -> PgrstOpsBot:
-    """The bot, not started: tests and embedders run it in-process."""
-    return PgrstOpsBot(services, cogs=cogs, **options)
+async def run_bot(bot: PgrstOpsBot, token: str, stop: asyncio.Event) -> int:
+    """Run until `stop` is set or the bot ends; the exit code. A ConfigError from setup_hook is raised."""
+    async with bot:
+        runner = asyncio.create_task(bot.start(token))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if runner in done:
+            stopper.cancel()
+            error = runner.exception()
+            if isinstance(error, ConfigError):
+                raise error
+            if isinstance(error, discord.LoginFailure):
+                log.error("Discord rejected the token (%s)", bot.services.settings.discord.token.describe())
+                return 2
+            if error is not None:
+                log.error("the bot stopped: %s", type(error).__name__)
+                return 1
+        await bot.close()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
+    return 0

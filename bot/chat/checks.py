@@ -1,4 +1,4 @@
-"""Shared bits of the cogs: the services, environment lookup, and the checks every command and button uses.
+"""Shared bits of the cogs: the services (bot.ops.facade.Ops), environment lookup, and the checks every command and button uses.
 
 The checks are plain predicates (raising `Refusal`), used two ways, so a button applies exactly the checks
 of the command it stands for:
@@ -20,10 +20,10 @@ from bot.config import Target
 from bot.core.access import RoleIds
 
 if TYPE_CHECKING:
-    from bot.ops.facade import Services
+    from bot.ops.facade import Ops
 
 
-def services(interaction: discord.Interaction) -> Services:
+def services(interaction: discord.Interaction) -> Ops:
     return interaction.client.services  # type: ignore[attr-defined]
 
 

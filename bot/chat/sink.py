@@ -10,13 +10,30 @@ from typing import Any
 
 import aiohttp
 import discord
-from discord.ext import commands
 
 from bot.chat.views import alert_view, message_kwargs
 from bot.delivery.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
 from bot.delivery.webhook import WebhookFallback, WebhookTransport
 
 log = logging.getLogger("pgrst_ops")
+
+
+class Channels:
+    """The bot's channel lookup, bound when the bot is built: the sink exists before it (the monitor needs it)."""
+
+    def __init__(self) -> None:
+        self.client: discord.Client | None = None
+
+    def bind(self, client: discord.Client) -> None:
+        self.client = client
+
+    def get_channel(self, channel_id: int) -> Any:
+        return self.client.get_channel(channel_id) if self.client is not None else None
+
+    async def fetch_channel(self, channel_id: int) -> Any:
+        if self.client is None:
+            raise LookupError("the Discord client is not built yet")
+        return await self.client.fetch_channel(channel_id)
 
 
 def _transient(err: discord.HTTPException) -> DeliveryError | None:
@@ -29,7 +46,7 @@ def _transient(err: discord.HTTPException) -> DeliveryError | None:
 class DiscordTransport:
     """Sends outbox rows to the ops channel (with the row's nonce: Discord drops a repeat), else the webhook."""
 
-    def __init__(self, bot: commands.Bot, channel_id: int | None, webhook: WebhookFallback) -> None:
+    def __init__(self, bot: Channels, channel_id: int | None, webhook: WebhookFallback) -> None:
         self.bot = bot
         self.channel_id = channel_id
         self.webhook = webhook
@@ -103,7 +120,7 @@ class DiscordSink:
     """Every message goes through the durable outbox, then to the ops channel (webhook as the fallback)."""
 
     def __init__(
-        self, bot: commands.Bot, channel_id: int | None, webhook: WebhookFallback, guard: StoreGuard, timeout_s: float
+        self, bot: Channels, channel_id: int | None, webhook: WebhookFallback, guard: StoreGuard, timeout_s: float
     ) -> None:
         self.transport = DiscordTransport(bot, channel_id, webhook)
         fallback = WebhookTransport(webhook) if webhook.url is not None else None  # when the channel keeps failing
