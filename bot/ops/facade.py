@@ -19,6 +19,7 @@ import httpx
 from bot.config import Settings, Target
 from bot.core.access import RoleIds
 from bot.core.drift import DriftReport
+from bot.core.incidents import parse_duration
 from bot.core.records import AUDIT_INTERRUPTED, AuditEntry, Incident, Silence
 from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, StepListener
 from bot.delivery.outbox import StoreGuard
@@ -159,6 +160,11 @@ class Ops:
         """The environment whose open alert is this incident (None: resolved or unknown)."""
         states = self.monitor.states.values()
         return next((s.name for s in states if s.alert and s.alert.incident_id == incident_id), None)
+
+    @staticmethod
+    def silence_length(text: str) -> float:
+        """Seconds of a silence written like 30m, 2h, 1h30m; ValueError says what is wrong."""
+        return parse_duration(text)
 
     # Changing actions
     async def acknowledge(self, incident_id: int, actor: str) -> str:
