@@ -34,7 +34,7 @@ from bot.core.schema_version import SchemaVersionReport
 from bot.delivery.outbox import StoreGuard
 from bot.delivery.webhook import post_webhook
 from bot.messages.alert import build_critical_alert
-from bot.messages.cli_text import _print_outcome, _step_printer, render_report, version_line
+from bot.messages.cli_text import print_outcome, render_drift, render_report, step_printer, version_line
 from bot.ops.check import check_environments
 from bot.ops.drift import check_drift
 from bot.ops.monitor import first_signal
@@ -158,20 +158,8 @@ async def run_drift(settings: Settings, targets: list[Target], *, as_json: bool,
         json.dump(doc, out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
-        marks = {"in_sync": "✅", "stale": "❌", "unknown": "❓"}
         for r in reports:
-            out.write(f"Schema drift [{r.env.upper()}]: {marks[str(r.status)]} {str(r.status).upper()}\n")
-            out.write(f"  {r.summary}\n")
-            for title, objects in (
-                ("Missing in the API (reload helps)", r.missing_in_api),
-                ("Served but gone from the database (reload helps)", r.extra_in_api),
-                ("Not granted to the API roles (GRANT; reload cannot help)", r.ungranted),
-            ):
-                if objects:
-                    out.write(f"  {title}: {objects.describe(limit=50)}\n")
-            for note in r.notes:
-                out.write(f"  note: {note}\n")
-            out.write(f"  → Next: {r.next_step} ({r.requests} requests, {r.duration_ms:.0f} ms)\n\n")
+            out.write(render_drift(r))
     return EXIT_OK if all(r.in_sync for r in reports) else EXIT_UNHEALTHY
 
 
@@ -194,7 +182,7 @@ async def run_fix(
             out.write(
                 f"{'=' * 70}\n  OPERATOR-GRADE SCHEMA CACHE RECOVERY\n{'=' * 70}\n\n  Environment: {target.name.upper()}\n"
             )
-        on_step = None if as_json else _step_printer(out, verbose)
+        on_step = None if as_json else step_printer(out, verbose)
         actor = "cli --force" if force else "cli"
         result = await operator.recover(
             target, retries=retries, delay_s=delay, actor=actor, on_step=on_step, force=force
@@ -210,7 +198,7 @@ async def run_fix(
         json.dump(doc, out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
-        _print_outcome(out, target, result, alert_status)
+        print_outcome(out, target, result, alert_status)
         if incident:
             out.write(f"\n  Incident log: {incident}\n")
     return EXIT_OK if result.ok else EXIT_UNHEALTHY

@@ -28,7 +28,10 @@ class IncidentButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=IN
         super().__init_subclass__(template=kwargs.pop("template", INCIDENT_ID), **kwargs)
 
     def __init__(self, action: str, incident_id: int) -> None:
-        label, emoji = next((label, emoji) for a, label, emoji in INCIDENT_BUTTONS if a == action)
+        faces = {a: (label, emoji) for a, label, emoji in INCIDENT_BUTTONS}
+        if action not in faces:
+            raise ValueError(f"no alert button for {action!r}")
+        label, emoji = faces[action]
         style = discord.ButtonStyle.primary if action == "ack" else discord.ButtonStyle.secondary
         custom_id = f"pgrst:incident:{action}:{incident_id}"
         super().__init__(discord.ui.Button(style=style, label=label, emoji=emoji, custom_id=custom_id))

@@ -11,6 +11,7 @@ from bot.config import (
     Target,
 )
 from bot.core.diagnosis import Diagnosis
+from bot.core.drift import DriftReport
 from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, StepListener
 from bot.core.report import EnvReport
 from bot.core.schema_version import SchemaVersionReport
@@ -74,7 +75,7 @@ def _section(out: TextIO, title: str) -> None:
     out.write(f"\n{RULE}\n  {title}\n{RULE}\n")
 
 
-def _step_printer(out: TextIO, verbose: bool) -> StepListener:
+def step_printer(out: TextIO, verbose: bool) -> StepListener:
     titles = {
         StepKind.PROBE: "STEP 1: Run Health Probe",
         StepKind.DIAGNOSIS: "STEP 2: Diagnose from the database catalog",
@@ -114,7 +115,7 @@ def _step_printer(out: TextIO, verbose: bool) -> StepListener:
     return on_step
 
 
-def _print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_status: str | None) -> None:
+def print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_status: str | None) -> None:
     if result.outcome is Outcome.ALREADY_HEALTHY:
         out.write("\n  ✅ Already healthy: no action needed.\n")
         return
@@ -158,3 +159,21 @@ def _print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_st
     for title, steps in (("Recovery steps", RECOVERY_STEPS), ("Troubleshooting steps", TROUBLESHOOTING_STEPS)):
         text = numbered_steps(steps, target.name).replace("\n", "\n    ")
         out.write(f"\n  {title}:\n    {text}\n")
+
+
+DRIFT_MARKS = {"in_sync": "✅", "stale": "❌", "unknown": "❓"}
+
+
+def render_drift(r: DriftReport) -> str:
+    """One environment's `pgrst-ops drift` block, with its trailing blank line."""
+    lines = [f"Schema drift [{r.env.upper()}]: {DRIFT_MARKS[str(r.status)]} {str(r.status).upper()}", f"  {r.summary}"]
+    for title, objects in (
+        ("Missing in the API (reload helps)", r.missing_in_api),
+        ("Served but gone from the database (reload helps)", r.extra_in_api),
+        ("Not granted to the API roles (GRANT; reload cannot help)", r.ungranted),
+    ):
+        if objects:
+            lines.append(f"  {title}: {objects.describe(limit=50)}")
+    lines += [f"  note: {note}" for note in r.notes]
+    lines.append(f"  → Next: {r.next_step} ({r.requests} requests, {r.duration_ms:.0f} ms)")
+    return "\n".join(lines) + "\n\n"
