@@ -4,7 +4,7 @@ The checks are plain predicates (raising `Refusal`), used two ways, so a button 
 of the command it stands for:
 - on commands through discord.py's `app_commands.check` (`configured_guild`, `ops_only`, `reload_allowed`);
 - on buttons through `passes(interaction, predicate)`, which answers the refusal itself.
-Roles are compared by id (resolved at start, bot.access), in the guild the interaction came from, and only
+Roles are compared by id (resolved at start, bot.core.access), in the guild the interaction came from, and only
 in the configured guilds: never in DMs, never in another server.
 """
 

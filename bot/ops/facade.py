@@ -21,6 +21,8 @@ from bot.core.access import RoleIds
 from bot.core.drift import DriftReport
 from bot.core.incidents import parse_duration
 from bot.core.records import AUDIT_INTERRUPTED, AuditEntry, Incident, Silence
+
+# Action, RecoveryStep, StepKind are re-exported: /reload's progress lines need them (cogs import only this).
 from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, StepListener
 from bot.delivery.outbox import StoreGuard
 from bot.ops.check import Checked, check_environments
