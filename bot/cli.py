@@ -28,15 +28,13 @@ from bot.config import (
     read_optional_secret,
     resolve_targets,
 )
-from bot.core.diagnosis import Diagnosis
 from bot.core.incidents import CLI, MANUAL_RELOAD
-from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, StepListener
-from bot.core.report import EnvReport
+from bot.core.recovery import Outcome, RecoveryResult
 from bot.core.schema_version import SchemaVersionReport
-from bot.core.verdicts import info
 from bot.delivery.outbox import StoreGuard
 from bot.delivery.webhook import post_webhook
-from bot.messages.alert import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, build_critical_alert, numbered_steps
+from bot.messages.alert import build_critical_alert
+from bot.messages.cli_text import print_outcome, render_drift, render_report, step_printer, version_line
 from bot.ops.check import check_environments
 from bot.ops.drift import check_drift
 from bot.ops.monitor import first_signal
@@ -48,7 +46,6 @@ from bot.redact import install_log_filter, scrub
 from bot.store import MEMORY, StoreError, open_store
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
-RULE = "─" * 70
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,51 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fix.add_argument("--verbose", "-v", action="store_true")
     return parser
-
-
-def _mark(ok: bool) -> str:
-    return "✅" if ok else "❌"
-
-
-def render_diagnosis(diagnosis: Diagnosis) -> list[str]:
-    if diagnosis.error:
-        return [f"  🩺 Cause: unknown ({diagnosis.error})"]
-    if not diagnosis.findings:
-        return ["  🩺 Cause: none found in the database"]
-    lines = []
-    for i, finding in enumerate(diagnosis.findings):
-        lines.append(f"  🩺 {'Cause' if i == 0 else 'Also'}: {finding.title}: {finding.evidence}")
-        lines.append(f"     Fix: {finding.fix}")
-    return lines
-
-
-def render_report(report: EnvReport, *, verbose: bool = False, diagnosis: Diagnosis | None = None) -> str:
-    headline = "HEALTHY" if report.healthy else str(report.verdict).upper()
-    lines = [f"PostgREST Health [{report.env.upper()}]: {_mark(report.healthy)} {headline}"]
-    width = max(len(c.label) for c in report.checks) if report.checks else 0
-    for check in report.checks:
-        status = f"HTTP {check.status}" if check.status is not None else check.detail
-        if check.ok:
-            what = f"OK ({status}, {check.latency_ms:.0f} ms)"
-            if check.auth_limited:
-                what += " auth-limited"
-        else:
-            what = f"{check.detail} ({check.latency_ms:.0f} ms)"
-        lines.append(f"  {check.label:<{width}}: {_mark(check.ok)} {what}")
-        if verbose:
-            extra = [f"{check.method} {check.url}"]
-            if check.server:
-                extra.append(f"server {check.server}")
-            if check.retry_after is not None:
-                extra.append(f"Retry-After {check.retry_after}")
-            lines.append(f"  {'':<{width}}  {' · '.join(extra)}")
-    if not report.healthy or verbose:
-        lines.append(f"  → {report.explanation}")
-        if diagnosis is not None:
-            lines += render_diagnosis(diagnosis)
-        next_step = diagnosis.next_step if diagnosis is not None else report.next_step
-        lines.append(f"  → Next: {next_step}")
-    return "\n".join(lines)
 
 
 def with_optional_dsn(target: Target) -> Target:
@@ -177,11 +129,6 @@ async def schema_versions(targets: list[Target], rec: RecoveryConfig) -> dict[st
     return {t.name: v for t, v in zip(guarded, found, strict=True) if v is not None}
 
 
-def version_line(version: SchemaVersionReport) -> str:
-    mark = {"compatible": "✅", "unknown": "❓"}.get(str(version.status), "❌")
-    return f"  Schema version: {mark} {version.status}: {version.message}"
-
-
 async def run_drift(settings: Settings, targets: list[Target], *, as_json: bool, per_object: bool, out: TextIO) -> int:
     rec = settings.recovery
     # The bot's store, when it exists on this machine, remembers each run's objects (drift finds dropped ones).
@@ -212,65 +159,9 @@ async def run_drift(settings: Settings, targets: list[Target], *, as_json: bool,
         json.dump(doc, out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
-        marks = {"in_sync": "✅", "stale": "❌", "unknown": "❓"}
         for r in reports:
-            out.write(f"Schema drift [{r.env.upper()}]: {marks[str(r.status)]} {str(r.status).upper()}\n")
-            out.write(f"  {r.summary}\n")
-            for title, objects in (
-                ("Missing in the API (reload helps)", r.missing_in_api),
-                ("Served but gone from the database (reload helps)", r.extra_in_api),
-                ("Not granted to the API roles (GRANT; reload cannot help)", r.ungranted),
-            ):
-                if objects:
-                    out.write(f"  {title}: {objects.describe(limit=50)}\n")
-            for note in r.notes:
-                out.write(f"  note: {note}\n")
-            out.write(f"  → Next: {r.next_step} ({r.requests} requests, {r.duration_ms:.0f} ms)\n\n")
+            out.write(render_drift(r))
     return EXIT_OK if all(r.in_sync for r in reports) else EXIT_UNHEALTHY
-
-
-def _section(out: TextIO, title: str) -> None:
-    out.write(f"\n{RULE}\n  {title}\n{RULE}\n")
-
-
-def _step_printer(out: TextIO, verbose: bool) -> StepListener:
-    titles = {
-        StepKind.PROBE: "STEP 1: Run Health Probe",
-        StepKind.DIAGNOSIS: "STEP 2: Diagnose from the database catalog",
-        StepKind.NOTIFY: "STEP 3: Send Schema Reload Command",
-    }
-    rechecks_started = False
-
-    def on_step(step: RecoveryStep) -> None:
-        nonlocal rechecks_started
-        if step.kind in titles:
-            _section(out, titles[step.kind])
-        if step.kind is StepKind.PROBE and step.report is not None:
-            out.write(render_report(step.report, verbose=verbose) + "\n")
-            if not step.report.healthy:
-                meta = info(step.report.verdict)
-                action = (
-                    "Checking the database before a reload..." if meta.reload_helps else "A reload cannot fix this."
-                )
-                out.write(f"  ⚠️  Detected {step.report.verdict}. {action}\n")
-        elif step.kind is StepKind.LISTENER:
-            out.write(f"  👂 {step.message}\n")
-        elif step.kind is StepKind.DIAGNOSIS:
-            out.write(f"  {step.message}\n")
-        elif step.kind is StepKind.NOTIFY:
-            out.write(f"  ✅ {step.message}\n")
-        elif step.kind is StepKind.RECHECK:
-            if not rechecks_started:
-                _section(out, "STEP 4: Re-check until healthy")
-                rechecks_started = True
-            ok = step.report is not None and step.report.healthy
-            if ok or verbose or step.message.startswith("re-check 1 "):
-                out.write(f"  {step.message} {'✅ Healthy' if ok else '⏳ Still unhealthy'}\n")
-        elif step.kind is StepKind.DECISION:
-            out.write(f"  {step.message}\n")
-        out.flush()
-
-    return on_step
 
 
 async def run_fix(
@@ -292,7 +183,7 @@ async def run_fix(
             out.write(
                 f"{'=' * 70}\n  OPERATOR-GRADE SCHEMA CACHE RECOVERY\n{'=' * 70}\n\n  Environment: {target.name.upper()}\n"
             )
-        on_step = None if as_json else _step_printer(out, verbose)
+        on_step = None if as_json else step_printer(out, verbose)
         actor = "cli --force" if force else "cli"
         result = await operator.recover(
             target, retries=retries, delay_s=delay, actor=actor, on_step=on_step, force=force
@@ -308,7 +199,7 @@ async def run_fix(
         json.dump(doc, out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
-        _print_outcome(out, target, result, alert_status)
+        print_outcome(out, target, result, alert_status)
         if incident:
             out.write(f"\n  Incident log: {incident}\n")
     return EXIT_OK if result.ok else EXIT_UNHEALTHY
@@ -365,52 +256,6 @@ async def _send_alert(client: httpx.AsyncClient, settings: Settings, target: Tar
     )
     sent = await post_webhook(client, url, payload)
     return "sent" if sent.ok else f"failed: {sent.detail}"
-
-
-def _print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_status: str | None) -> None:
-    if result.outcome is Outcome.ALREADY_HEALTHY:
-        out.write("\n  ✅ Already healthy: no action needed.\n")
-        return
-    if result.outcome is Outcome.RECOVERED:
-        _section(out, "✅ AUTOMATED RECOVERY SUCCESSFUL")
-        out.write(
-            f"\n  PostgREST schema cache has been refreshed: healthy {result.time_to_healthy_ms:.0f} ms after the "
-            f"NOTIFY ({result.attempts} re-checks, NOTIFY took {result.notify_ms:.1f} ms).\n"
-        )
-        if result.kpis:
-            out.write("\n  KPIs (RUN-002):\n" + "".join(f"    {k.line()}\n" for k in result.kpis))
-        return
-    _section(out, "❌ AUTOMATED RECOVERY FAILED")
-    env = target.config
-    out.write(f"\n  Verdict: {result.verdict_after}\n  Reason:  {result.reason}\n")
-    out.write(f"  Diagnosis: {result.report_after.explanation}\n")
-    if result.diagnosis is not None:
-        out.write("\n".join(render_diagnosis(result.diagnosis)) + "\n")
-    if result.refused_by_preflight:
-        out.write(f"  Force it anyway: pgrst-ops fix --env {target.name} --force\n")
-    diagnosis = result.diagnosis
-    cause = diagnosis.cause if diagnosis else None
-    out.write(f"  Next: {cause.fix if cause else result.report_after.next_step}\n")
-    link = env.restart_url or env.dashboard_url
-    if cause is not None:
-        # A restart does not fix a named cause and can make it worse (it applies pending role settings).
-        out.write(f"\n  🚨 ACTION REQUIRED: {cause.fix}\n")
-        out.write("  Only if that does not help: restart the project from the dashboard.\n")
-    else:
-        out.write("\n  🚨 ACTION REQUIRED: Go to Supabase Dashboard → Settings → Restart Project\n")
-    if link:
-        out.write(f"\n  Dashboard URL:\n    {link}\n")
-    if alert_status is None:
-        out.write("\n  Discord alert: skipped (--no-alert)\n")
-    elif alert_status == "sent":
-        out.write("\n  ✅ Discord alert sent\n")
-    else:
-        out.write(f"\n  ⚠️  Discord alert {alert_status}\n")
-    if cause is not None:
-        return
-    for title, steps in (("Recovery steps", RECOVERY_STEPS), ("Troubleshooting steps", TROUBLESHOOTING_STEPS)):
-        text = numbered_steps(steps, target.name).replace("\n", "\n    ")
-        out.write(f"\n  {title}:\n    {text}\n")
 
 
 class UsageError(Exception):

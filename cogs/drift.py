@@ -6,10 +6,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import PgrstOpsBot
+from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import configured_guild, env_autocomplete, find_target, services, unknown_env
 from bot.messages.embeds import drift_embed
-from bot.ops.drift import check_drift
 
 
 class Drift(commands.Cog):
@@ -19,21 +18,11 @@ class Drift(commands.Cog):
     @app_commands.guild_only()
     @configured_guild
     async def drift(self, interaction: discord.Interaction, env: str) -> None:
-        target = find_target(interaction, env)
-        if target is None:
+        if find_target(interaction, env) is None:
             await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)  # catalog + API reads can take seconds
-        svc = services(interaction)
-        rec = svc.settings.recovery
-        report = await check_drift(
-            svc.http,
-            target,
-            max_body_bytes=svc.settings.monitor.drift_max_body_bytes,
-            connect_timeout=rec.db_connect_timeout_s,
-            command_timeout=rec.db_command_timeout_s,
-            memory=svc.guard,
-        )
+        report = await services(interaction).drift(env)
         await interaction.followup.send(embed=discord.Embed.from_dict(drift_embed(report)))
 
 

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import PgrstOpsBot
+from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import (
     configured_guild,
     env_autocomplete,
@@ -19,16 +19,15 @@ from bot.chat.checks import (
     services,
     unknown_env,
 )
-from bot.config import Target
 from bot.messages.embeds import health_embeds
-from bot.ops.check import check_environments
-
-ALL = "*"
+from bot.ops.facade import ALL
 
 
-async def probe_embeds(interaction: discord.Interaction, targets: list[Target]) -> list[discord.Embed]:
-    svc = services(interaction)
-    checked = await check_environments(svc.prober, targets, svc.settings.recovery)
+async def probe_embeds(interaction: discord.Interaction, env: str | None) -> list[discord.Embed] | None:
+    """Probe now (all environments, or one) as embeds; None: an unknown environment."""
+    checked = await services(interaction).health(env)
+    if checked is None:
+        return None
     reports = [c.report for c in checked]
     diagnoses = {c.report.env: c.diagnosis for c in checked if c.diagnosis is not None}
     return [discord.Embed.from_dict(e) for e in health_embeds(reports, diagnoses)]
@@ -64,14 +63,11 @@ class RecheckButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer()  # acknowledge at once; the probe may take seconds
-        svc = services(interaction)
-        targets = list(svc.targets.values()) if self.env == ALL else [t for t in [svc.targets.get(self.env)] if t]
-        if not targets:
+        embeds = await probe_embeds(interaction, self.env)
+        if embeds is None:
             await interaction.followup.send(unknown_env(interaction, self.env), ephemeral=True)
             return
-        await interaction.edit_original_response(
-            embeds=await probe_embeds(interaction, targets), view=recheck_view(self.env)
-        )
+        await interaction.edit_original_response(embeds=embeds, view=recheck_view(self.env))
 
 
 class Health(commands.Cog):
@@ -85,9 +81,8 @@ class Health(commands.Cog):
             await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)  # Discord's 3-second rule: acknowledge before any I/O
-        svc = services(interaction)
-        targets = [svc.targets[env]] if env else list(svc.targets.values())
-        await interaction.followup.send(embeds=await probe_embeds(interaction, targets), view=recheck_view(env or ALL))
+        embeds = await probe_embeds(interaction, env) or []
+        await interaction.followup.send(embeds=embeds, view=recheck_view(env or ALL))
 
 
 async def setup(bot: PgrstOpsBot) -> None:

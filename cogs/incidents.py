@@ -1,21 +1,18 @@
 """Incidents from Discord: the CRITICAL alert's buttons, /incidents, /silence and /unsilence.
 
-The buttons are DynamicItems (the incident id is in the custom id, the rest in the store), so they work
-after the bot restarts. They apply the checks of the command each stands for (cogs.common): Acknowledge and
-Silence 1h those of /silence (ops role), Retry reload those of /reload (the environment's reload role).
+The buttons are bot.chat.views.IncidentButton (the incident id is in the custom id, the rest in the store), so
+they work after the bot restarts. They apply the checks of the command each stands for (bot.chat.checks):
+Acknowledge and Silence 1h those of /silence (ops role), Retry reload those of /reload (the environment's
+reload role).
 """
 
 from __future__ import annotations
-
-import re
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import PgrstOpsBot
+from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import (
     configured_guild,
     env_autocomplete,
@@ -27,10 +24,10 @@ from bot.chat.checks import (
     services,
     unknown_env,
 )
-from bot.core.incidents import parse_duration
-from bot.core.recovery import Outcome, RecoveryStep, StepKind
-from bot.messages.alert import format_duration
+from bot.chat.views import IncidentButton
+from bot.messages import replies
 from bot.messages.incidents import incidents_embed
+from bot.ops.facade import Interrupted
 
 
 def who(interaction: discord.Interaction) -> str:
@@ -45,97 +42,41 @@ async def refused(interaction: discord.Interaction, env: str) -> bool:
     return False
 
 
-def incident_env(interaction: discord.Interaction, incident_id: int) -> str | None:
-    """The environment whose open alert is this incident (None: resolved, or the monitor is not up)."""
-    monitor = services(interaction).monitor
-    if monitor is None:
-        return None
-    return next((s.name for s in monitor.states.values() if s.alert and s.alert.incident_id == incident_id), None)
-
-
-class IncidentButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"pgrst:incident:(?P<action>ack|silence|retry):(?P<id>[0-9]{1,18})",
-):
-    def __init__(self, action: str, incident_id: int) -> None:
-        super().__init__(discord.ui.Button(label=action, custom_id=f"pgrst:incident:{action}:{incident_id}"))
-        self.action = action
-        self.incident_id = incident_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> IncidentButton:
-        return cls(match["action"], int(match["id"]))
+class AlertButton(IncidentButton):
+    """A click on an alert's button: the command's checks, then the action through the facade."""
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         """Exactly the checks of the command the button stands for (before anything is looked up)."""
         if self.action == "retry":
-            env = incident_env(interaction, self.incident_id)
+            env = services(interaction).incident_env(self.incident_id)
             return await passes(interaction, lambda i: may_reload(i, env, "Retry reload"))
         label = "Acknowledge" if self.action == "ack" else "Silence 1h"
         return await passes(interaction, lambda i: has_ops_role(i, label))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        svc = services(interaction)
-        monitor = svc.monitor
-        if monitor is None:
-            await interaction.response.send_message(
-                "⏳ The monitor is starting; try again in a moment.", ephemeral=True
-            )
-            return
-        alert_env = incident_env(interaction, self.incident_id)
+        ops = services(interaction)
+        alert_env = ops.incident_env(self.incident_id)
         if alert_env is None:
-            await interaction.response.send_message(
-                f"Incident #{self.incident_id} is already resolved: nothing to do. `/incidents` shows it.",
-                ephemeral=True,
-            )
+            await interaction.response.send_message(replies.already_resolved(self.incident_id), ephemeral=True)
             return
-        if self.action == "retry" and svc.targets[alert_env].config.protected:
-            await interaction.response.send_message(
-                f"⚠️ {alert_env.upper()} is protected: use `/reload {alert_env}`, which asks you to confirm first.",
-                ephemeral=True,
-            )
+        if self.action == "retry" and ops.targets[alert_env].config.protected:
+            await interaction.response.send_message(replies.protected_retry(alert_env), ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)  # the store and Discord may take a moment
         if self.action == "ack":
-            text = await monitor.acknowledge(self.incident_id, who(interaction))
+            text = await ops.acknowledge(self.incident_id, who(interaction))
         elif self.action == "silence":
-            duration = svc.settings.incidents.silence_button_s
+            duration = ops.settings.incidents.silence_button_s
             reason = f"Silence button on incident #{self.incident_id}"
-            silence = await monitor.silence(alert_env, duration, reason, who(interaction))
-            text = (
-                f"🔕 {alert_env.upper()} silenced for {format_duration(duration)} (until "
-                f"<t:{int(silence.until.timestamp())}:t>). `/unsilence {alert_env}` ends it early."
-            )
+            silence = await ops.silence(alert_env, duration, reason, who(interaction))
+            text = replies.silenced_by_button(alert_env, duration, silence.until)
         else:
-            text = await self._retry(interaction, alert_env)
+            result = await ops.retry(self.incident_id, alert_env, who(interaction))
+            if isinstance(result, Interrupted):
+                text = replies.retry_interrupted(alert_env, result.how)
+            else:
+                text = replies.retry_outcome(alert_env, result)
         await interaction.followup.send(text, ephemeral=True)
-
-    async def _retry(self, interaction: discord.Interaction, env: str) -> str:
-        svc = services(interaction)
-        monitor = svc.monitor
-        assert monitor is not None
-        actor = f"{who(interaction)} (Retry reload)"
-        with svc.inflight.track(f"Retry reload of {env} by {who(interaction)}") as action:
-            audit_id = await monitor.audit_begin(actor, "retry reload", env)
-
-            def on_step(step: RecoveryStep) -> None:
-                if step.kind is StepKind.NOTIFY:
-                    action.notify_sent = True
-
-            result = await action.until_interrupted(monitor.retry_reload(self.incident_id, actor, on_step))
-            if result is None:
-                await monitor.audit_end(audit_id, action.interruption, interrupted=True)
-                return f"🛑 Retry reload of {env.upper()} {action.interruption}."
-            await monitor.audit_end(audit_id, result if isinstance(result, str) else str(result.outcome))
-        if isinstance(result, str):
-            return result
-        if result.outcome is Outcome.RECOVERED:
-            return f"✅ Reload sent: {env.upper()} healthy after {result.time_to_healthy_ms:.0f} ms."
-        if result.outcome is Outcome.ALREADY_HEALTHY:
-            return f"✅ {env.upper()} is already healthy: no reload sent; the incident is resolved."
-        return f"❌ The reload did not fix {env.upper()}: {result.reason}. Next: {result.report_after.next_step}"
 
 
 class Incidents(commands.Cog):
@@ -150,23 +91,17 @@ class Incidents(commands.Cog):
         if env is not None and find_target(interaction, env) is None:
             await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
             return
-        svc = services(interaction)
-        store = svc.store
-        if store is None:
-            why = svc.guard.error or "the incident store is not open"
-            await interaction.response.send_message(
-                f"⚠️ No incident log: {why}. Check `incidents.store_path` in the config and the bot's log.",
-                ephemeral=True,
-            )
+        ops = services(interaction)
+        problem = ops.store_problem()
+        if problem is not None:
+            await interaction.response.send_message(replies.no_incident_log(problem), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
-        now = datetime.now(UTC)
-        recent = await svc.guard(lambda s: s.recent_incidents(env, limit))
-        month = await svc.guard(lambda s: s.resolved_since(now - timedelta(days=30)))
-        if recent is None or month is None:
-            await interaction.followup.send(f"⚠️ The incident store failed: {svc.guard.error}. Details in the log.")
+        log = await ops.incidents(env, limit)
+        if log is None:
+            await interaction.followup.send(replies.store_failed(ops.guard.error))
             return
-        embed = incidents_embed(recent, month, env, now)
+        embed = incidents_embed(log.recent, log.month, env, log.now)
         await interaction.followup.send(embed=discord.Embed.from_dict(embed))
 
     @app_commands.command(name="silence", description="Hold alerts for an environment (probes go on)")
@@ -183,29 +118,19 @@ class Incidents(commands.Cog):
     ) -> None:
         if await refused(interaction, env):
             return
-        svc = services(interaction)
+        ops = services(interaction)
         try:
-            seconds = parse_duration(duration)
+            seconds = ops.silence_length(duration)
         except ValueError as err:
             await interaction.response.send_message(f"❓ {err}.", ephemeral=True)
             return
-        longest = svc.settings.incidents.max_silence_s
+        longest = ops.settings.incidents.max_silence_s
         if seconds > longest:
-            await interaction.response.send_message(
-                f"❓ At most {format_duration(longest)}: a longer silence hides real outages. Use a shorter one.",
-                ephemeral=True,
-            )
-            return
-        if svc.monitor is None:
-            await interaction.response.send_message("⏳ The monitor is starting; try again.", ephemeral=True)
+            await interaction.response.send_message(replies.silence_too_long(longest), ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        silence = await svc.monitor.silence(env, seconds, reason.strip(), who(interaction))
-        await interaction.followup.send(
-            f"🔕 {env.upper()} silenced until <t:{int(silence.until.timestamp())}:f>. Alerts are held, probes go on; "
-            f"the channel was told. `/unsilence {env}` ends it early.",
-            ephemeral=True,
-        )
+        silence = await ops.silence(env, seconds, reason.strip(), who(interaction))
+        await interaction.followup.send(replies.silenced(env, silence.until), ephemeral=True)
 
     @app_commands.command(name="unsilence", description="End a silence: alerts for the environment are live again")
     @app_commands.describe(env="Environment")
@@ -215,16 +140,11 @@ class Incidents(commands.Cog):
     async def unsilence(self, interaction: discord.Interaction, env: str) -> None:
         if await refused(interaction, env):
             return
-        svc = services(interaction)
-        if svc.monitor is None:
-            await interaction.response.send_message("⏳ The monitor is starting; try again.", ephemeral=True)
-            return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        ended = await svc.monitor.unsilence(env, who(interaction))
-        text = f"🔔 {env.upper()} unsilenced." if ended else f"{env.upper()} was not silenced: nothing to do."
-        await interaction.followup.send(text, ephemeral=True)
+        ended = await services(interaction).unsilence(env, who(interaction))
+        await interaction.followup.send(replies.unsilenced(env, ended), ephemeral=True)
 
 
 async def setup(bot: PgrstOpsBot) -> None:
-    bot.add_dynamic_items(IncidentButton)
+    bot.add_dynamic_items(AlertButton)
     await bot.add_cog(Incidents())

@@ -11,11 +11,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import PgrstOpsBot
+from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import env_autocomplete, find_target, may_reload, passes, reload_allowed, services, unknown_env
-from bot.core.recovery import Outcome, RecoveryStep, StepKind
 from bot.messages.embeds import reload_embed
-from bot.ops.inflight import Action
+from bot.messages.replies import step_line
+from bot.ops.facade import Action, Interrupted, RecoveryStep, StepKind
 
 EDIT_EVERY_S = 0.5  # Discord rate-limits edits; progress need not be finer
 
@@ -52,19 +52,6 @@ class ConfirmView(discord.ui.View):
             content=f"Cancelled by {interaction.user.display_name}. Nothing was sent.", embed=None, view=None
         )
         self.stop()
-
-
-def step_line(step: RecoveryStep) -> str:
-    icons = {
-        StepKind.PROBE: "🔎",
-        StepKind.DIAGNOSIS: "🩺",
-        StepKind.DECISION: "🛑",
-        StepKind.LISTENER: "👂",
-        StepKind.NOTIFY: "📣",
-        StepKind.RECHECK: "⏳",
-        StepKind.DONE: "🏁",
-    }
-    return f"{icons[step.kind]} {step.message}"
 
 
 class Reload(commands.Cog):
@@ -120,15 +107,12 @@ class Reload(commands.Cog):
         return False
 
     async def _run(self, interaction: discord.Interaction, env: str, force: bool, action: Action) -> None:
-        svc = services(interaction)
+        ops = services(interaction)
         actor = f"{interaction.user.display_name} (/reload{' force' if force else ''})"
-        audit_id = await svc.monitor.audit_begin(actor, "reload", env) if svc.monitor else None
         lines: list[str] = []
         dirty = asyncio.Event()
 
         def on_step(step: RecoveryStep) -> None:
-            if step.kind is StepKind.NOTIFY:
-                action.notify_sent = True
             if step.kind is StepKind.RECHECK and lines and lines[-1].startswith("⏳"):
                 lines[-1] = step_line(step)  # one line for the re-checks, updated in place
             else:
@@ -146,29 +130,18 @@ class Reload(commands.Cog):
 
         editor = asyncio.create_task(show_progress())
         try:
-            result = await action.until_interrupted(
-                svc.operator.recover(svc.targets[env], actor=actor, on_step=on_step, force=force)
-            )
+            result = await ops.reload(env, actor, on_step, action, force=force)
         finally:
             editor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await editor
-        if result is None:  # the bot is stopping: say what was done, in the message and the audit
-            if svc.monitor is not None:
-                await svc.monitor.audit_end(audit_id, action.interruption, interrupted=True)
-            final = reload_embed(env, lines, result=None, actor=actor, interrupted=action.interruption)
+        if isinstance(result, Interrupted):  # the bot is stopping: say what was done (the audit says it too)
+            final = reload_embed(env, lines, result=None, actor=actor, interrupted=result.how)
             await interaction.edit_original_response(embed=discord.Embed.from_dict(final), view=None)
             return
-        if svc.monitor is not None:
-            if result.actor == actor:
-                svc.monitor.record_reload(result, audited=True)
-                await svc.monitor.audit_end(audit_id, str(result.outcome))
-            else:  # joined a recovery already running (the monitor's, or someone else's): recorded once by it
-                await svc.monitor.audit_end(audit_id, f"{result.outcome} (joined the run of {result.actor})")
         final_embed = discord.Embed.from_dict(reload_embed(env, lines, result=result, actor=actor))
         await interaction.edit_original_response(embed=final_embed, view=None)
-        if result.outcome is Outcome.ESCALATED and svc.monitor is not None:
-            await svc.monitor.open_alert(env, result.report_after, result)
+        await ops.escalate(env, result)
 
 
 async def setup(bot: PgrstOpsBot) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bot.app import build_services, run_console
+from bot.app import build_console, run_console
 from bot.config import parse_settings, resolve_targets
 from bot.postgrest.requests import make_http_client
 from tests.support.pgstack import PgCluster, PostgrestServer
@@ -51,10 +51,9 @@ async def main() -> None:
     stop = asyncio.Event()
     try:
         async with make_http_client(settings.environments.values()) as http:
-            services = build_services(settings, resolve_targets(settings), http)
-            console = asyncio.create_task(run_console(services, stop))
-            await wait_for(lambda: services.monitor is not None)
-            state = services.monitor.states["demo"]  # type: ignore[union-attr]
+            ops = build_console(settings, resolve_targets(settings), http)
+            console = asyncio.create_task(run_console(ops, stop))
+            state = ops.monitor.states["demo"]
             await wait_for(lambda: state.verdict is not None)
 
             say("the migration creates 'verdicts': the database has it, PostgREST's cache does not")

@@ -1,10 +1,10 @@
-"""Shared bits of the cogs: the services, environment lookup, and the checks every command and button uses.
+"""Shared bits of the cogs: the services (bot.ops.facade.Ops), environment lookup, and the checks every command and button uses.
 
 The checks are plain predicates (raising `Refusal`), used two ways, so a button applies exactly the checks
 of the command it stands for:
 - on commands through discord.py's `app_commands.check` (`configured_guild`, `ops_only`, `reload_allowed`);
 - on buttons through `passes(interaction, predicate)`, which answers the refusal itself.
-Roles are compared by id (resolved at start, bot.access), in the guild the interaction came from, and only
+Roles are compared by id (resolved at start, bot.core.access), in the guild the interaction came from, and only
 in the configured guilds: never in DMs, never in another server.
 """
 
@@ -20,10 +20,10 @@ from bot.config import Target
 from bot.core.access import RoleIds
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.ops.facade import Ops
 
 
-def services(interaction: discord.Interaction) -> Services:
+def services(interaction: discord.Interaction) -> Ops:
     return interaction.client.services  # type: ignore[attr-defined]
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
+from bot.delivery.outbox import EDIT, DeliveryError
 from bot.httpread import CappedAnswer, send_capped
 from bot.redact import register, scrub, scrub_payload
 
@@ -106,3 +109,72 @@ async def post_webhook(
         detail = scrub(f"webhook rejected the post: HTTP {answer.status} {message}".strip(), (raw,))
         return WebhookResult(False, answer.status, detail, permanent=True)
     return last
+
+
+class RateLimiter:
+    """Discord's webhook limits (about 5 posts per 2 s and 30 per minute per channel): callers queue, in order."""
+
+    def __init__(self, limits: tuple[tuple[int, float], ...] = ((5, 2.0), (30, 60.0))) -> None:
+        self.limits = limits
+        self._sent: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:  # FIFO: a queued post is never overtaken, never dropped
+            while True:
+                now = time.monotonic()
+                longest = max(window for _, window in self.limits)
+                while self._sent and now - self._sent[0] >= longest:
+                    self._sent.popleft()
+                wait = 0.0
+                for count, window in self.limits:
+                    recent = [t for t in self._sent if now - t < window]
+                    if len(recent) >= count:
+                        wait = max(wait, recent[-count] + window - now)
+                if wait <= 0:
+                    self._sent.append(now)
+                    return
+                await asyncio.sleep(wait)
+
+
+class WebhookFallback:
+    """Posts payloads to the Discord webhook when one is configured, queued under its rate limits.
+
+    A failed post raises DeliveryError (transient or not, as post_webhook found); the outbox logs it once.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, url: SecretStr | None, limiter: RateLimiter | None = None) -> None:
+        self.client = client
+        self.url = url
+        self.limiter = limiter or RateLimiter()
+
+    async def post(self, payload: dict[str, Any], *, edit_message_id: str | None = None) -> str | None:
+        """The webhook message's id; None when no webhook is configured."""
+        if self.url is None:
+            return None
+        await self.limiter.acquire()
+        result = await post_webhook(self.client, self.url, payload, edit_message_id=edit_message_id)
+        if not result.ok:
+            raise DeliveryError(result.detail, transient=not result.permanent)
+        return result.message_id or edit_message_id
+
+
+class WebhookTransport:
+    """Outbox rows to the webhook (console mode). Without a webhook there is nothing to deliver."""
+
+    def __init__(self, webhook: WebhookFallback) -> None:
+        self.webhook = webhook
+
+    async def deliver(
+        self, env: str, kind: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str
+    ) -> dict[str, Any] | None:
+        if self.webhook.url is None:
+            return {}
+        if kind == EDIT:
+            target = meta.get("target") or {}
+            if not target.get("webhook_message_id"):
+                return {}
+            message_id = await self.webhook.post(payload, edit_message_id=str(target["webhook_message_id"]))
+        else:
+            message_id = await self.webhook.post(payload)
+        return {"webhook_message_id": message_id} if message_id else {}

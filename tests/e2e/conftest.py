@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.app import COGS, PgrstOpsBot, build_bot, build_services
+from bot.app import build_bot
+from bot.chat.bot import COGS, PgrstOpsBot
 from bot.config import resolve_targets
 from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings
@@ -38,8 +39,6 @@ async def running_bot(
     settings = build_settings(envs, discord=discord_cfg, monitor=monitor_cfg, **top)
     targets = resolve_targets(settings, environ=environ)
     async with make_http_client(t.config for t in targets) as http:
-        services = build_services(settings, targets, http)
-        services.autostart_monitor = False
-        bot = build_bot(services, cogs=cogs, guild_ready_timeout=0.05)
+        bot = build_bot(settings, targets, http, cogs=cogs, autostart_monitor=False, guild_ready_timeout=0.05)
         async with fake.run_bot(bot):
             yield bot

@@ -9,8 +9,9 @@ import io
 import httpx
 from pydantic import SecretStr
 
-from bot.delivery.console import ConsoleSink, RateLimiter, WebhookFallback
+from bot.delivery.console import ConsoleSink
 from bot.delivery.outbox import FALLBACK_AFTER_S, MAX_RETRY_S, StoreGuard, retry_delay, use_fallback
+from bot.delivery.webhook import RateLimiter, WebhookFallback
 from bot.store.sqlite import Store
 from tests.e2e.conftest import running_bot
 

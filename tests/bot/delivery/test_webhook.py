@@ -14,9 +14,9 @@ import httpx
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.delivery.console import ConsoleSink, WebhookFallback
+from bot.delivery.console import ConsoleSink
 from bot.delivery.outbox import StoreGuard
-from bot.delivery.webhook import post_webhook
+from bot.delivery.webhook import WebhookFallback, post_webhook
 from bot.redact import install_log_filter
 from bot.store.sqlite import Store
 from tests.conftest import write_config

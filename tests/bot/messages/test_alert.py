@@ -70,7 +70,7 @@ def test_huge_reports_are_clipped_to_discord_limits():
 
 
 def test_console_shows_discord_timestamps_in_utc():
-    from bot.delivery.console import payload_text
+    from bot.messages.console_text import payload_text
 
     text = payload_text({"content": "down since <t:1700000000:R>", "embeds": [{"description": "at <t:1700000060>"}]})
     assert text == "down since 2023-11-14 22:13:20 UTC\nat 2023-11-14 22:14:20 UTC"

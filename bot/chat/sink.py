@@ -1,0 +1,161 @@
+"""Discord delivery: the transport that sends outbox rows to the ops channel (webhook as the fallback), and the sink.
+
+May import discord, bot.chat.views and bot.delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+import discord
+
+from bot.chat.views import alert_view, message_kwargs
+from bot.delivery.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
+from bot.delivery.webhook import WebhookFallback, WebhookTransport
+
+log = logging.getLogger("pgrst_ops")
+
+
+class Channels:
+    """The bot's channel lookup, bound when the bot is built: the sink exists before it (the monitor needs it)."""
+
+    def __init__(self) -> None:
+        self.client: discord.Client | None = None
+
+    def bind(self, client: discord.Client) -> None:
+        self.client = client
+
+    def get_channel(self, channel_id: int) -> Any:
+        return self.client.get_channel(channel_id) if self.client is not None else None
+
+    async def fetch_channel(self, channel_id: int) -> Any:
+        if self.client is None:
+            raise LookupError("the Discord client is not built yet")
+        return await self.client.fetch_channel(channel_id)
+
+
+def _transient(err: discord.HTTPException) -> DeliveryError | None:
+    if err.status == 429 or err.status >= 500:
+        retry_after = getattr(err, "retry_after", None)
+        return DeliveryError(f"Discord {_why(err)}", transient=True, retry_after=retry_after)
+    return None
+
+
+class DiscordTransport:
+    """Sends outbox rows to the ops channel (with the row's nonce: Discord drops a repeat), else the webhook."""
+
+    def __init__(self, bot: Channels, channel_id: int | None, webhook: WebhookFallback) -> None:
+        self.bot = bot
+        self.channel_id = channel_id
+        self.webhook = webhook
+
+    async def _channel(self, channel_id: int | None = None) -> discord.abc.Messageable:
+        channel_id = channel_id or self.channel_id
+        if channel_id is None:
+            raise LookupError("no ops channel configured (discord.ops_channel_id)")
+        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        if not isinstance(channel, discord.TextChannel | discord.Thread):
+            raise LookupError(f"channel {channel_id} is not a text channel")
+        return channel
+
+    async def deliver(
+        self, env: str, kind: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str
+    ) -> dict[str, Any] | None:
+        try:
+            if kind == EDIT:
+                return await self._edit(payload, meta)
+            return await self._post(env, payload, meta, nonce)
+        except discord.HTTPException as err:
+            transient = _transient(err)
+            if transient is not None:
+                raise transient from None
+            raise DeliveryError(_why(err), transient=False) from None
+        except (aiohttp.ClientError, OSError) as err:
+            raise DeliveryError(f"cannot reach Discord ({type(err).__name__})", transient=True) from None
+
+    async def _post(self, env: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str) -> dict[str, Any]:
+        try:
+            channel = await self._channel()
+            kwargs = message_kwargs(payload)
+            view = alert_view(meta.get("incident_id"), meta.get("restart_url")) if meta.get("alert") else None
+            if view is not None:
+                kwargs["view"] = view
+            reply = meta.get("reply_to")
+            if isinstance(reply, dict) and reply.get("message_id"):
+                kwargs["reference"] = discord.MessageReference(
+                    message_id=int(reply["message_id"]), channel_id=int(reply["channel_id"]), fail_if_not_exists=False
+                )
+            message = await channel.send(**kwargs, nonce=nonce)
+            return {"channel_id": message.channel.id, "message_id": message.id}
+        except (discord.HTTPException, LookupError) as err:
+            if isinstance(err, discord.HTTPException) and _transient(err) is not None:
+                raise
+            if self.webhook.url is None:
+                raise DeliveryError(
+                    f"cannot post to the ops channel ({_why(err)}) and no webhook", transient=False
+                ) from None
+            log.warning("cannot post %s message to the ops channel (%s): falling back to the webhook", env, _why(err))
+            message_id = await self.webhook.post(payload)
+            if message_id is None:
+                raise DeliveryError("the webhook fallback failed too", transient=True) from None
+            return {"webhook_message_id": message_id}
+
+    async def _edit(self, payload: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any] | None:
+        target = meta.get("target") or {}
+        if target.get("webhook_message_id"):
+            await self.webhook.post(payload, edit_message_id=str(target["webhook_message_id"]))
+            return target
+        if not target.get("message_id"):
+            return None
+        channel = await self._channel(int(target["channel_id"]))
+        assert isinstance(channel, discord.TextChannel | discord.Thread)
+        view = alert_view(meta.get("incident_id"), meta.get("restart_url")) if meta.get("alert") else None
+        await channel.get_partial_message(int(target["message_id"])).edit(**message_kwargs(payload), view=view)
+        return target
+
+
+class DiscordSink:
+    """Every message goes through the durable outbox, then to the ops channel (webhook as the fallback)."""
+
+    def __init__(
+        self, bot: Channels, channel_id: int | None, webhook: WebhookFallback, guard: StoreGuard, timeout_s: float
+    ) -> None:
+        self.transport = DiscordTransport(bot, channel_id, webhook)
+        fallback = WebhookTransport(webhook) if webhook.url is not None else None  # when the channel keeps failing
+        self.outbox = Outbox(guard, self.transport, timeout_s=timeout_s, fallback=fallback)
+
+    async def post_alert(
+        self, env: str, payload: dict[str, Any], *, restart_url: str | None, incident_id: int | None = None
+    ) -> Any:
+        meta = {"alert": True, "incident_id": incident_id, "restart_url": restart_url}
+        return await self.outbox.send(env, POST, payload, meta)
+
+    async def edit_alert(
+        self,
+        env: str,
+        handle: Any,
+        payload: dict[str, Any],
+        *,
+        restart_url: str | None = None,
+        incident_id: int | None = None,
+    ) -> None:
+        meta = {"target": handle, "alert": True, "incident_id": incident_id, "restart_url": restart_url}
+        await self.outbox.send(env, EDIT, payload, meta)
+
+    async def resolve_alert(self, env: str, handle: Any, payload: dict[str, Any]) -> None:
+        if handle:
+            await self.outbox.send(env, EDIT, payload, {"target": handle, "alert": False})
+
+    async def post_line(self, env: str, payload: dict[str, Any], *, reply_to: Any = None) -> None:
+        await self.outbox.send(env, POST, payload, {"reply_to": reply_to} if reply_to else {})
+
+    def status_change(self, env: str, old: str | None, new: str, explanation: str) -> None:
+        log.info("%s: %s -> %s (%s)", env, old, new, explanation)
+
+
+def _why(err: BaseException) -> str:
+    if isinstance(err, discord.HTTPException):
+        return f"HTTP {err.status} code {err.code}: {err.text[:120]}"
+    return str(err)
