@@ -42,6 +42,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check bot cogs tests bench scripts
 	$(BIN)/ruff format --check bot cogs tests bench scripts
 	$(BIN)/mypy bot cogs
+	$(BIN)/lint-imports --no-cache
 
 test: setup lint
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/pytest -q $(PYTEST_ARGS)
