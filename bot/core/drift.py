@@ -18,7 +18,7 @@ from bot.core.foreign_keys import ForeignKey
 from bot.core.records import RememberedObject
 
 if TYPE_CHECKING:  # the catalog's types only: reading it is bot/postgres/catalog.py's job
-    from bot.postgres.catalog import Catalog
+    from bot.core.catalog import Catalog
 
 SUMMARY_NAMES = 5
 

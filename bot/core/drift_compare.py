@@ -26,7 +26,7 @@ from bot.core.foreign_keys import ForeignKey
 from bot.core.records import RememberedObject
 
 if TYPE_CHECKING:
-    from bot.postgres.catalog import Catalog, CatalogFunction, CatalogRelation
+    from bot.core.catalog import Catalog, CatalogFunction, CatalogRelation
 
 # Foreign keys checked by embedding per run; the rest waits for the next run, and the report says so.
 MAX_RELATIONSHIP_CHECKS = 200

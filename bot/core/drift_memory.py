@@ -17,7 +17,7 @@ from bot.core.foreign_keys import ForeignKey
 from bot.core.records import RememberedObject
 
 if TYPE_CHECKING:
-    from bot.postgres.catalog import Catalog
+    from bot.core.catalog import Catalog
 
 # Remembered objects (dropped from the database since the last run) asked about again per run; the rest waits
 # for the next run, and the report says so.

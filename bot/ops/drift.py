@@ -52,6 +52,7 @@ import httpx
 from pydantic import SecretStr
 
 from bot.config import Target
+from bot.core.catalog import Catalog
 from bot.core.drift import (
     DriftMethod,
     DriftObjects,
@@ -66,7 +67,7 @@ from bot.core.drift_compare import compare
 from bot.core.drift_memory import recalled, to_remember
 from bot.core.records import RememberedObject
 from bot.delivery.outbox import StoreGuard
-from bot.postgres.catalog import Catalog, read_catalog
+from bot.postgres.catalog import read_catalog
 from bot.postgres.connect import DatabaseError, connect
 from bot.postgres.relationships import read_foreign_keys
 from bot.postgrest.served import (

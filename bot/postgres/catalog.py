@@ -8,61 +8,11 @@ reads these types; only this module reads them from PostgreSQL. May import async
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import asyncpg
 
-from bot.core.foreign_keys import ForeignKey
+from bot.core.catalog import Catalog, CatalogFunction, CatalogRelation
 from bot.postgres import privileges
-
-
-@dataclass(frozen=True)
-class CatalogRelation:
-    schema: str
-    name: str
-    usable: bool  # schema USAGE and a table or column privilege for at least one API role
-    columns: tuple[str, ...]  # every column, in order
-    usable_columns: frozenset[str]
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-    @property
-    def access(self) -> privileges.Access:
-        return privileges.relation_access(self.usable, self.columns, self.usable_columns)
-
-    @property
-    def ungranted(self) -> bool:
-        """No API role may use it: a GRANT is missing."""
-        return self.access is privileges.Access.NONE
-
-    @property
-    def restricted(self) -> bool:
-        """Granted column by column: served with those columns, by design."""
-        return self.access is privileges.Access.RESTRICTED
-
-
-@dataclass(frozen=True)
-class CatalogFunction:
-    schema: str
-    name: str
-    usable: bool  # schema USAGE and EXECUTE for at least one API role
-    required_args: tuple[str, ...]  # named arguments without a default
-    unnamed_arg_type: str | None  # the single unnamed argument's type, called through the body
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-
-@dataclass(frozen=True)
-class Catalog:
-    relations: tuple[CatalogRelation, ...]
-    functions: tuple[CatalogFunction, ...]
-    notes: tuple[str, ...]
-    relationships: tuple[ForeignKey, ...] = ()  # foreign keys within one exposed schema
-
 
 # Relations as PostgREST caches them (privileges.API_RELATION: partitions excluded), usability by the one rule.
 _RELATIONS_SQL = f"""

@@ -21,9 +21,6 @@ unknown role), `n` pg_namespace,
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from enum import StrEnum
-
 TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 COLUMN_PRIVILEGES = "SELECT, INSERT, UPDATE"
 
@@ -51,20 +48,3 @@ def api_roles_cte(param: str) -> str:
     if not (param.startswith("$") and param[1:].isdigit()):
         raise ValueError(f"expected a query parameter such as $1, got {param!r}")
     return f"api_roles as materialized (select oid, rolname from pg_roles where rolname = any({param}::text[]))"
-
-
-class Access(StrEnum):
-    """How much of an object the API roles may use."""
-
-    NONE = "none"  # no API role may use it: GRANT (a reload cannot help)
-    RESTRICTED = "restricted"  # some columns only, by column grants: restricted by design, served with those
-    FULL = "full"
-
-
-def relation_access(usable: bool, columns: Sequence[str], usable_columns: Collection[str]) -> Access:
-    """The rule's verdict for a relation, from the catalog's answers (RELATION_USABLE, COLUMN_USABLE per column)."""
-    if not usable:
-        return Access.NONE
-    if any(c not in usable_columns for c in columns):
-        return Access.RESTRICTED
-    return Access.FULL

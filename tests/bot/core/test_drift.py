@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.config import EnvironmentConfig, EnvSecrets, Target
+from bot.core.catalog import Catalog, CatalogFunction, CatalogRelation
 from bot.core.drift import (
     DriftObjects,
     DriftStatus,
@@ -20,7 +21,6 @@ from bot.core.drift_compare import compare
 from bot.core.drift_memory import COLUMN, RELATION, memory_of, recalled, to_remember, vanished_since
 from bot.core.foreign_keys import ForeignKey
 from bot.core.records import RememberedObject
-from bot.postgres.catalog import Catalog, CatalogFunction, CatalogRelation
 
 TARGET = Target("dev", EnvironmentConfig(rest_url="http://api.test"), EnvSecrets(None, None))
 

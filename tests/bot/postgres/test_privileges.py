@@ -9,12 +9,13 @@ import asyncio
 
 import pytest
 
+from bot.core.catalog import Access, relation_access
 from bot.core.diagnosis import Diagnosis
 from bot.core.drift import DriftReport
 from bot.core.verdicts import Verdict
 from bot.ops.drift import check_drift
 from bot.postgres.diagnose import diagnose
-from bot.postgres.privileges import Access, api_roles_cte, relation_access
+from bot.postgres.privileges import api_roles_cte
 from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings, targets_for
