@@ -17,7 +17,7 @@ class ConsoleSink:
     def __init__(self, webhook: WebhookFallback, out: TextIO | None = None, guard: StoreGuard | None = None) -> None:
         self.webhook = webhook
         self.out = out or sys.stdout
-        self.outbox = Outbox(guard or StoreGuard(None), WebhookTransport(webhook))
+        self.outbox = Outbox(guard or StoreGuard(None), WebhookTransport(webhook), background=False)
 
     def _print(self, kind: str, env: str, payload: dict[str, Any]) -> None:
         self.out.write(f"\n[{kind}] {env}\n{payload_text(payload)}\n")

@@ -142,6 +142,7 @@ class _Queued:
     next_at: float = 0.0
     result: dict[str, Any] | None = None
     finished: bool = False
+    in_flight: bool = False  # being sent now: an edit of it waits behind it instead of changing it
 
 
 class Outbox:
@@ -156,6 +157,7 @@ class Outbox:
         fallback: Transport | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        background: bool = True,
     ) -> None:
         self.guard = guard
         self.transport = transport
@@ -172,6 +174,11 @@ class Outbox:
         self._finished: OrderedDict[str, dict[str, Any] | None] = OrderedDict()  # nonce -> result
         self._channel_failing_since: float | None = None  # the primary transport's current streak of failures
         self._falling_back = False
+        # Delivery runs in a task per environment, so the caller (the monitor, holding that environment's check
+        # lock) never waits for Discord; `background=False` sends inline, for callers that want the result.
+        self.background = background
+        self._drainers: dict[str, asyncio.Task[None]] = {}
+        self._more: set[str] = set()  # environments that got rows while their drainer was running
 
     def _lock(self, env: str) -> asyncio.Lock:
         return self._locks.setdefault(env, asyncio.Lock())
@@ -192,6 +199,16 @@ class Outbox:
             # Written before waiting behind the environment's older rows: a stop while an older send hangs
             # must not lose this one (it goes out at the next start).
             row_id = await self.guard(lambda s: s.outbox_add(env, kind, payload, meta, nonce))
+        if self.background:
+            if kind == EDIT:
+                if await self._fold(env, payload, meta):
+                    return None
+                row_id = await self.guard(lambda s: s.outbox_add(env, kind, payload, meta, nonce))
+            self._queues.setdefault(env, []).append(
+                _Queued(OutboxRow(row_id or 0, env, kind, payload, meta, nonce, 0, None, None))
+            )
+            self._kick(env)
+            return pending_handle(nonce) if kind == POST else None
         async with self._lock(env):
             if kind == EDIT:
                 if await self._fold(env, payload, meta):
@@ -203,6 +220,31 @@ class Outbox:
         if item.finished:
             return item.result if landed(item.result) or kind == EDIT else None
         return pending_handle(nonce)
+
+    def _kick(self, env: str) -> None:
+        """Make sure the environment's drainer runs (one per environment keeps its rows in order)."""
+        task = self._drainers.get(env)
+        if task is not None and not task.done():
+            self._more.add(env)
+            return
+        self._drainers[env] = asyncio.create_task(self._drain_in_background(env), name=f"outbox:{env}")
+
+    async def _drain_in_background(self, env: str) -> None:
+        try:
+            while True:
+                self._more.discard(env)
+                async with self._lock(env):
+                    await self._drain(env, self.attempts, due_only=False)
+                if env not in self._more:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never lose the drainer silently: the periodic flush retries what is left
+            log.exception("outbox delivery for %s failed", env)
+
+    def in_flight(self) -> set[asyncio.Task[None]]:
+        """The running drainers (a stop gives them its grace, then cuts them short: rows stay stored)."""
+        return {t for t in self._drainers.values() if not t.done()}
 
     async def flush(self, on_delivered: OnDelivered | None = None) -> int:
         """Send what is due (after a restart, and periodically), oldest first per environment; how many landed."""
@@ -257,7 +299,11 @@ class Outbox:
             if row.id:
                 await self.guard(lambda s: s.outbox_attempt(row.id))
             row.attempts += 1
-            result, error = await self._deliver(self.transport, row, meta)
+            item.in_flight = True  # only while a request is out: between tries an edit still folds into it
+            try:
+                result, error = await self._deliver(self.transport, row, meta)
+            finally:
+                item.in_flight = False
             now = self.clock()
             if error is None:
                 if self._channel_failing_since is not None:
@@ -268,7 +314,11 @@ class Outbox:
                 # Not after a timeout: that send may have landed, and only the channel recognises its nonce.
                 if not error.timed_out and self.fallback is not None:
                     if use_fallback(row.kind, self._channel_failing_since, now):
-                        result, error = await self._via_fallback(self.fallback, row, meta, error)
+                        item.in_flight = True
+                        try:
+                            result, error = await self._via_fallback(self.fallback, row, meta, error)
+                        finally:
+                            item.in_flight = False
             if error is None:
                 await self._finish(item, result or {})
                 return True
@@ -347,7 +397,7 @@ class Outbox:
         nonce = pending_nonce(meta.get("target"))
         queue = self._queues.get(env, [])
         post = next((i for i in queue if i.row.nonce == nonce and i.row.kind == POST), None)
-        if nonce is None or post is None:
+        if nonce is None or post is None or post.in_flight:
             return False
         if meta.get("alert") is False:
             superseded = [post] + [

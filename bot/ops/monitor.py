@@ -191,6 +191,9 @@ class Monitor:
         self._locks = {t.name: asyncio.Lock() for t in targets}
         self._memory_ids = itertools.count(10**15)  # incident ids while the store is unavailable
         self._drift_notices: dict[str, str] = {}
+        outbox = getattr(sink, "outbox", None)
+        if outbox is not None:  # a post delivered later (in the background) is remembered on its incident
+            outbox.on_delivered = self._delivered
 
     # -- the loop ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -215,10 +218,12 @@ class Monitor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if not self._background:
+        outbox = getattr(self.sink, "outbox", None)
+        pending = set(self._background) | (outbox.in_flight() if outbox is not None else set())
+        if not pending:
             return
         grace = self.settings.discord.shutdown_grace_s if grace_s is None else grace_s
-        _, late = await asyncio.wait(set(self._background), timeout=grace)
+        _, late = await asyncio.wait(pending, timeout=grace)
         if late:
             log.warning(
                 "stopping: %d background send(s) or store write(s) not done within %g s, cut short "

@@ -110,7 +110,7 @@ async def test_a_send_that_timed_out_but_landed_is_not_posted_twice(fake, make_s
     async with running_bot(fake, envs, stack.env_vars, incidents=cfg) as bot:
         await bot.services.monitor.check("prod")
         await bot.services.monitor.check("prod")  # attempt 1 times out, attempt 2 posts
-        assert len(criticals(fake)) == 1
+        await fake.wait_for(lambda: len(criticals(fake)) == 1, what="the retried post")
         fake.release_hangs()  # the first request now reaches Discord, with the same nonce
         await fake.wait_for(lambda: fake.nonce_repeats == 1)
     assert len(criticals(fake)) == 1 and len(fake.channel_messages(fake.ops_channel_id)) == 1
@@ -260,7 +260,8 @@ async def test_an_incident_resolved_before_discord_came_back_posts_only_its_reso
         monitor = bot.services.monitor
         await monitor.check("prod")
         await monitor.check("prod")  # the CRITICAL: Discord answers 503, it waits in the outbox
-        assert len(fake.requests_to("POST", MESSAGES)) >= 1 and not fake.channel_messages(fake.ops_channel_id)
+        await fake.wait_for(lambda: len(fake.requests_to("POST", MESSAGES)) >= 1, what="a refused post")
+        assert not fake.channel_messages(fake.ops_channel_id)
         stack.postgrest.start()
         await stack.wait_for_code("first judgment")  # PostgREST answers again
         await monitor.check("prod")  # resolved while the CRITICAL was never seen
