@@ -23,9 +23,10 @@ from bot.chat.sink import Channels, DiscordSink
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
 from bot.delivery.console import ConsoleSink
 from bot.delivery.outbox import StoreGuard
+from bot.delivery.sink import AlertSink
 from bot.delivery.webhook import RateLimiter, WebhookFallback
 from bot.ops.facade import Ops
-from bot.ops.monitor import AlertSink, Monitor
+from bot.ops.monitor import Monitor
 from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client

@@ -28,6 +28,7 @@ from bot.config import (
     read_optional_secret,
     resolve_targets,
 )
+from bot.core.incident import first_signal
 from bot.core.incidents import CLI, MANUAL_RELOAD
 from bot.core.recovery import Outcome, RecoveryResult
 from bot.core.schema_version import SchemaVersionReport
@@ -37,7 +38,6 @@ from bot.messages.alert import build_critical_alert
 from bot.messages.cli_text import print_outcome, render_drift, render_report, step_printer, version_line
 from bot.ops.check import check_environments
 from bot.ops.drift import check_drift
-from bot.ops.monitor import first_signal
 from bot.ops.recovery import RecoveryOperator
 from bot.postgres.schema_version import check_target_schema_version
 from bot.postgrest.probe import Prober

@@ -18,8 +18,8 @@ from discord.ext import commands
 from bot.chat.checks import NOT_HERE, Refusal
 from bot.config import ConfigError
 from bot.core.access import GuildRole, RoleIds, resolve_roles
+from bot.delivery.sink import AlertSink
 from bot.ops.facade import Ops
-from bot.ops.monitor import AlertSink
 
 log = logging.getLogger("pgrst_ops")
 COGS = ("cogs.health", "cogs.reload", "cogs.status", "cogs.drift", "cogs.incidents")

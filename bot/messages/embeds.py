@@ -9,11 +9,11 @@ from typing import Any
 from bot.core.classify import CheckKind
 from bot.core.diagnosis import Diagnosis
 from bot.core.drift import DriftReport
+from bot.core.incident import EnvState, MonitorHealth
 from bot.core.recovery import Outcome, RecoveryResult
 from bot.core.report import EnvReport
 from bot.core.verdicts import Verdict, info, worst
 from bot.messages.alert import FIELDS_MAX, check_line, fit_embed, format_duration, truncate
-from bot.ops.monitor import EnvState, MonitorHealth
 
 NEUTRAL_COLOUR = 0x95A5A6
 

@@ -19,6 +19,7 @@ import httpx
 from bot.config import Settings, Target
 from bot.core.access import RoleIds
 from bot.core.drift import DriftReport
+from bot.core.incident import EnvState, MonitorHealth
 from bot.core.incidents import parse_duration
 from bot.core.records import AUDIT_INTERRUPTED, AuditEntry, Incident, Silence
 
@@ -28,7 +29,7 @@ from bot.delivery.outbox import StoreGuard
 from bot.ops.check import Checked, check_environments
 from bot.ops.drift import check_drift
 from bot.ops.inflight import Action, InFlight
-from bot.ops.monitor import EnvState, Monitor, MonitorHealth, open_summary
+from bot.ops.monitor import Monitor, open_summary
 from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober
 from bot.store import IncidentStore, open_store

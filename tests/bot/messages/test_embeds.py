@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.core.classify import CheckKind
+from bot.core.incident import EnvState, MonitorHealth
 from bot.core.report import CheckResult, summarise
 from bot.core.verdicts import Verdict
 from bot.messages.embeds import status_embed
-from bot.ops.monitor import EnvState, MonitorHealth
 
 
 def check(kind: CheckKind, server: str | None, message: str | None = None) -> CheckResult:

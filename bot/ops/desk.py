@@ -1,0 +1,426 @@
+"""The incident desk: carries out what bot/core/incident.py decides, and owns every incident write and message.
+
+Opening an incident (the monitor's, a flapping one, an auto-recovered one in the log), posting, editing,
+holding and releasing its alert, reminders, acknowledging, silencing and resolving all happen here, so the
+store and the channel always agree. The store may be down: writes go through the StoreGuard and the desk
+keeps going with in-memory ids. Knows nothing of Discord: messages go to an AlertSink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from bot.config import Settings, Target
+from bot.core.diagnosis import Diagnosis
+from bot.core.incident import (
+    EnvState,
+    OpenAlert,
+    ReloadRecord,
+    chores,
+    first_signal,
+    handle_columns,
+    handle_from,
+    hold_reason,
+    restart_asked,
+    unreachable_everywhere,
+)
+from bot.core.incidents import AUTO_RECOVERED, CLI, MANUAL_RELOAD, MONITOR, RELOAD, RESOLUTION_TEXT, active_window
+from bot.core.kpi import breaches
+from bot.core.records import AUDIT_DONE, AUDIT_INTERRUPTED, Silence
+from bot.core.recovery import Outcome, RecoveryResult
+from bot.core.report import EnvReport, unreachable
+from bot.core.verdicts import Verdict
+from bot.delivery.outbox import StoreGuard
+from bot.delivery.sink import AlertSink
+from bot.messages import incidents as inc
+from bot.messages.alert import build_critical_alert, build_info_line, build_resolved_alert
+from bot.store import IncidentStore
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+def restart_link(target: Target) -> str | None:
+    restart = target.config.restart_url or target.config.dashboard_url
+    return str(restart) if restart else None
+
+
+class IncidentDesk:
+    def __init__(
+        self,
+        settings: Settings,
+        targets: dict[str, Target],
+        states: dict[str, EnvState],
+        sink: AlertSink,
+        guard: StoreGuard,
+    ) -> None:
+        self.settings = settings
+        self.targets = targets
+        self.states = states
+        self.sink = sink
+        self.guard = guard
+        self.silences: dict[str, Silence] = {}
+        self.network_down_since: datetime | None = None
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.background: set[asyncio.Task[Any]] = set()
+        self._memory_ids = itertools.count(10**15)  # incident ids while the store is unavailable
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Work nobody waits for (audit rows, KPI lines); a stop gives it the shutdown grace."""
+        task = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _db(self, call: Callable[[IncidentStore], Awaitable[T]]) -> T | None:
+        return await self.guard(call)
+
+    # -- after a restart --------------------------------------------------------------------------
+    async def reattach(self) -> None:
+        """Re-attach open incidents to their messages and reload silences."""
+        for incident in await self._db(lambda s: s.open_incidents()) or []:
+            state = self.states.get(incident.env)
+            if state is None or state.alert is not None:
+                continue
+            state.alert = OpenAlert(
+                opened_at=incident.opened_at,
+                verdict=Verdict(incident.verdict)
+                if incident.verdict in Verdict.__members__.values()
+                else Verdict.UNEXPECTED,
+                handle=handle_from(incident),
+                payload=incident.alert_payload or {},
+                incident_id=incident.id,
+                stored=True,
+                trigger=incident.trigger,
+                acknowledged_by=incident.acknowledged_by,
+                last_reminder_at=incident.last_reminder_at,
+                held=incident.silenced,
+                flapping=incident.flapping,
+                restored=True,
+            )
+            state.unhealthy_since = incident.opened_at
+            log.info("re-attached open incident #%s of %s", incident.id, incident.env)
+        for silence in await self._db(lambda s: s.active_silences()) or []:
+            if silence.env in self.states:
+                self.silences[silence.env] = silence
+
+    async def delivered(self, row: Any, result: dict[str, Any] | None) -> None:
+        """A CRITICAL landed later (in the background, or replayed): remember its message, to edit it later."""
+        incident_id = row.meta.get("incident_id")
+        if row.kind == "post" and incident_id and result and handle_columns(result):
+            await self._db(lambda s: s.update_incident(int(incident_id), **handle_columns(result)))
+            for state in self.states.values():
+                if state.alert is not None and state.alert.incident_id == incident_id:
+                    state.alert.handle = result
+
+    # -- reloads and the audit log ----------------------------------------------------------------
+    async def auto_recovered(self, state: EnvState, report: EnvReport, result: RecoveryResult) -> None:
+        """An outage the monitor fixed by itself: one line, and an incident in the log (no CRITICAL)."""
+        status, code = first_signal(report)
+        opened = state.unhealthy_since or report.checked_at
+        incident = await self._db(
+            lambda s: s.open_incident(
+                state.name, opened_at=opened, verdict=str(report.verdict), status=status, code=code, trigger=MONITOR
+            )
+        )
+        if incident is not None:
+            await self._db(lambda s: s.add_action(incident.id, "auto", "notify", f"outcome {result.outcome}"))
+            await self._db(
+                lambda s: s.update_incident(incident.id, resolved_at=result.finished_at, resolution=AUTO_RECOVERED)
+            )
+        line = build_info_line(
+            state.name,
+            f"🔧 Auto-recovered: {report.verdict} fixed by a schema reload, healthy "
+            f"{result.time_to_healthy_ms:.0f} ms after the NOTIFY.",
+        )
+        await self.sink.post_line(state.name, line)
+
+    def record_reload(self, result: RecoveryResult, *, audited: bool = False) -> None:
+        """`audited`: the caller wrote the audit row itself (at the start, completed at the end)."""
+        state = self.states[result.env]
+        if result.notify_sent or result.outcome is not Outcome.ALREADY_HEALTHY:
+            state.last_reload = ReloadRecord(
+                result.actor, result.outcome, result.finished_at, result.time_to_healthy_ms, result.reason, result.kpis
+            )
+        breached = breaches(result.kpis)
+        if breached:  # the runbook's KPIs: a warning, not a CRITICAL
+            text = f"⚠️ {result.env.upper()} reload KPI above its alert threshold: " + "; ".join(
+                k.line().removeprefix("⚠️ ") for k in breached
+            )
+            self.spawn(self.sink.post_line(result.env, build_info_line(result.env, text)))
+        alert = state.alert
+        if alert is not None and result.outcome is Outcome.RECOVERED:
+            alert.resolution_hint = AUTO_RECOVERED if result.actor == "auto" else MANUAL_RELOAD
+        if result.actor != "auto" and not audited:
+            self.spawn(self._db(lambda s: s.audit(result.actor, "reload", result.env, str(result.outcome))))
+        if alert is not None and alert.stored and (result.notify_sent or result.actor != "auto"):
+            detail = f"outcome {result.outcome}" + (f": {result.reason}" if result.reason else "")
+            self.spawn(self._db(lambda s: s.add_action(alert.incident_id, result.actor, "reload", detail)))
+
+    def audit(self, actor: str, action: str, env: str, outcome: str) -> None:
+        """An audit entry, written in the background (the store is never in a command's way)."""
+        self.spawn(self._db(lambda s: s.audit(actor, action, env, outcome)))
+
+    async def audit_begin(self, actor: str, action: str, env: str) -> int | None:
+        """The intent of a changing action, before it runs; None when the store is unavailable."""
+        return await self._db(lambda s: s.audit_begin(actor, action, env))
+
+    async def audit_end(self, row_id: int | None, outcome: str, *, interrupted: bool = False) -> None:
+        if row_id is not None:
+            status = AUDIT_INTERRUPTED if interrupted else AUDIT_DONE
+            await self._db(lambda s: s.audit_end(row_id, outcome, status=status))
+
+    # -- opening, posting, resolving --------------------------------------------------------------
+    def hold_reason(self, name: str) -> str | None:
+        now = self.now()
+        window = active_window(self.targets[name].config.maintenance, now)
+        return hold_reason(self.silences.get(name), window, self.network_down_since, now)
+
+    async def open_alert(
+        self, name: str, report: EnvReport, result: RecoveryResult | None, *, diagnosis: Diagnosis | None = None
+    ) -> bool:
+        """Open the incident and post the CRITICAL alert, unless one is already open (no repeats)."""
+        state = self.states[name]
+        if state.alert is not None:
+            return False
+        target = self.targets[name]
+        since = state.unhealthy_since or report.checked_at
+        payload = build_critical_alert(
+            name,
+            target.config,
+            report,
+            result=result,
+            since=since,
+            alert_role_id=self.settings.discord.alert_mention_id,
+            diagnosis=diagnosis,
+        )
+        found = diagnosis or (result.diagnosis if result is not None else None)
+        # Marked open before any await: a concurrent check must not post a second one.
+        alert = OpenAlert(
+            since,
+            report.verdict,
+            None,
+            payload,
+            restart_url=restart_link(target),
+            trigger=RELOAD if result is not None and result.actor != "auto" else MONITOR,
+            restart_asked=restart_asked(
+                after_recovery=result is not None, verdict=report.verdict, cause_found=bool(found and found.findings)
+            ),
+        )
+        state.alert = alert
+        state.unhealthy_since = since
+        await self._open_incident(state, report, "escalated" if result is not None else "opened")
+        await self._post_unless_held(state)
+        return True
+
+    async def flapping(self, state: EnvState, now: datetime) -> None:
+        """Too many flips: the open alert becomes the flapping alert, or one is opened."""
+        assert state.flaps is not None
+        flips = state.flaps.count(now)
+        window = self.settings.incidents.flap_window_s
+        payload = inc.flapping_alert(state.name, flips, window, now, self.settings.discord.alert_mention_id)
+        alert = state.alert
+        if alert is not None:
+            alert.flapping = True
+            alert.payload = payload
+            await self._update(alert, flapping=True, alert_payload=payload)
+            await self._action(alert, "monitor", "flapping", f"{flips} flips")
+            if alert.handle:
+                await self.sink.edit_alert(
+                    state.name, alert.handle, payload, restart_url=alert.restart_url, incident_id=alert.incident_id
+                )
+            return
+        report = state.last_report
+        assert report is not None
+        alert = OpenAlert(now, report.verdict, None, payload, restart_url=restart_link(self.targets[state.name]))
+        alert.flapping = True
+        state.alert = alert
+        await self._open_incident(state, report, "flapping")
+        await self._post_unless_held(state, say_why=False)
+
+    async def _post_unless_held(self, state: EnvState, *, say_why: bool = True) -> None:
+        alert = state.alert
+        assert alert is not None
+        hold = self.hold_reason(state.name)
+        if hold is None:
+            await self._post(state)
+            return
+        alert.held = True
+        await self._update(alert, silenced=True)
+        if say_why:
+            await self._action(alert, "monitor", "held", hold)
+
+    async def _open_incident(self, state: EnvState, report: EnvReport, kind: str) -> None:
+        alert = state.alert
+        assert alert is not None
+        status, code = first_signal(report)
+        # A `pgrst-ops fix` run on this machine may have opened the incident already: take it over.
+        opened = await self._db(lambda s: s.open_incidents()) or []
+        adopted = next((i for i in opened if i.env == state.name and i.trigger == CLI and not i.message_id), None)
+        if adopted is not None:
+            alert.opened_at, alert.trigger = min(alert.opened_at, adopted.opened_at), CLI
+        incident = adopted or await self._db(
+            lambda s: s.open_incident(
+                state.name,
+                opened_at=alert.opened_at,
+                verdict=str(report.verdict),
+                status=status,
+                code=code,
+                trigger=alert.trigger,
+            )
+        )
+        if incident is None:  # the store is down: an in-memory id keeps the buttons working until a restart
+            alert.incident_id = next(self._memory_ids)
+            return
+        alert.incident_id, alert.stored = incident.id, True
+        await self._update(alert, alert_payload=alert.payload, flapping=alert.flapping)
+        await self._action(alert, "monitor", kind, report.explanation)
+
+    async def _update(self, alert: OpenAlert, **fields: Any) -> None:
+        if alert.stored:
+            await self._db(lambda s: s.update_incident(alert.incident_id, **fields))
+
+    async def _action(self, alert: OpenAlert, actor: str, kind: str, detail: str = "") -> None:
+        if alert.stored:
+            await self._db(lambda s: s.add_action(alert.incident_id, actor, kind, detail))
+
+    async def _post(self, state: EnvState) -> None:
+        alert = state.alert
+        assert alert is not None
+        alert.handle = await self.sink.post_alert(
+            state.name, alert.payload, restart_url=alert.restart_url, incident_id=alert.incident_id or None
+        )
+        if alert.handle:
+            await self._update(alert, **handle_columns(alert.handle))
+
+    async def resolve(self, state: EnvState, resolution: str) -> None:
+        """Close the incident: edit the alert to resolved (no buttons) and post exactly one resolved line."""
+        alert = state.alert
+        if alert is None:
+            return
+        state.alert = None
+        resolved_at = datetime.now(UTC)
+        state.unhealthy_since = None
+        await self._update(alert, resolved_at=resolved_at, resolution=resolution, silenced=False)
+        await self._action(alert, "monitor", "resolved", resolution)
+        if not alert.payload.get("embeds"):
+            return
+        resolved, line = build_resolved_alert(state.name, alert.payload, alert.opened_at, resolved_at)
+        resolved = inc.resolution_note(resolved, resolution)
+        line["content"] = line["content"].rstrip(".") + f" ({RESOLUTION_TEXT.get(resolution, resolution)})."
+        if alert.handle:
+            await self.sink.resolve_alert(state.name, alert.handle, resolved)
+        if not alert.held:  # an alert nobody saw (silenced) needs no "resolved" line
+            await self.sink.post_line(state.name, line)
+
+    # -- holds: the bot's own network, silences, maintenance; reminders ---------------------------
+    async def network(self, report: EnvReport) -> None:
+        if len(self.states) < 2:
+            return
+        if self.network_down_since is None:
+            states = list(self.states.values())
+            if unreachable_everywhere([s.last_report for s in states]):
+                since = min(s.unhealthy_since or report.checked_at for s in states)
+                self.network_down_since = since
+                await self.sink.post_line(
+                    "*", inc.network_lost_line(list(self.states), since, self.settings.discord.alert_mention_id)
+                )
+        elif not unreachable(report):
+            since, self.network_down_since = self.network_down_since, None
+            await self.sink.post_line("*", inc.network_back_line(since, self.now()))
+
+    async def housekeeping(self, state: EnvState) -> None:
+        """After each check: silence expiry, maintenance start/end, held alerts, reminders."""
+        name, now, alert = state.name, self.now(), state.alert
+        still_down = state.last_report is not None and not state.last_report.healthy
+        silence = self.silences.get(name)
+        window = active_window(self.targets[name].config.maintenance, now)
+        due = chores(
+            state,
+            silence=silence,
+            window=window,
+            network_down_since=self.network_down_since,
+            reminder_interval_s=self.settings.incidents.reminder_interval_s,
+            now=now,
+        )
+        if due.silence_expired and silence is not None:
+            del self.silences[name]
+            await self._db(lambda s: s.end_silence(name))
+            await self.sink.post_line(name, inc.silence_expired_line(name, silence.reason, silence.actor, still_down))
+        if due.maintenance_started and window is not None:
+            state.in_maintenance = True
+            await self.sink.post_line(name, inc.maintenance_line(name, window))
+        elif due.maintenance_ended:
+            state.in_maintenance = False
+            await self.sink.post_line(name, inc.maintenance_over_line(name, still_down))
+        if alert is None:
+            return
+        if due.release_held:
+            alert.held = False
+            await self._update(alert, silenced=False)
+            await self._action(alert, "monitor", "released", "hold ended; alert posted")
+            await self._post(state)
+        elif due.remind:
+            alert.last_reminder_at = now
+            await self._update(alert, last_reminder_at=now)
+            await self._action(alert, "monitor", "reminder", "")
+            verdict = str(state.verdict or alert.verdict)
+            await self.sink.post_line(
+                name, inc.reminder_line(name, alert.opened_at, now, verdict), reply_to=alert.handle
+            )
+
+    # -- people's actions (buttons and commands) --------------------------------------------------
+    def find(self, incident_id: int) -> EnvState | None:
+        for state in self.states.values():
+            if state.alert is not None and state.alert.incident_id == incident_id:
+                return state
+        return None
+
+    async def acknowledge(self, incident_id: int, actor: str) -> str:
+        """Record who took the incident, stop reminders, show it on the alert. Returns the reply for the user."""
+        state = self.find(incident_id)
+        if state is None or state.alert is None:
+            return f"Incident #{incident_id} is already resolved (or unknown): nothing to acknowledge."
+        alert = state.alert
+        if alert.acknowledged_by:
+            return f"Incident #{incident_id} was already acknowledged by {alert.acknowledged_by}."
+        at = self.now()
+        alert.acknowledged_by = actor
+        alert.payload = inc.acknowledged_payload(alert.payload, actor, at)
+        await self._update(alert, acknowledged_by=actor, acknowledged_at=at, alert_payload=alert.payload)
+        await self._action(alert, actor, "ack")
+        await self._db(lambda s: s.audit(actor, "acknowledge", state.name, f"incident #{incident_id}"))
+        if alert.handle:
+            await self.sink.edit_alert(
+                state.name, alert.handle, alert.payload, restart_url=alert.restart_url, incident_id=incident_id
+            )
+        return f"👀 You acknowledged incident #{incident_id} ({state.name.upper()}). Reminders stopped."
+
+    async def silence(self, env: str, duration_s: float, reason: str, actor: str) -> Silence:
+        until = self.now() + timedelta(seconds=duration_s)
+        silence = Silence(env, until, reason, actor, self.now())
+        self.silences[env] = silence
+        await self._db(lambda s: s.add_silence(env, until, reason, actor))
+        await self._db(
+            lambda s: s.audit(actor, "silence", env, f"until {until.isoformat(timespec='seconds')}: {reason}")
+        )
+        alert = self.states[env].alert
+        if alert is not None:
+            await self._action(alert, actor, "silence", reason)
+        await self.sink.post_line(env, inc.silenced_line(env, until, reason, actor))
+        return silence
+
+    async def unsilence(self, env: str, actor: str) -> bool:
+        """End a silence (the caller runs housekeeping next, under the environment's lock)."""
+        if self.silences.pop(env, None) is None:
+            return False
+        await self._db(lambda s: s.end_silence(env))
+        await self._db(lambda s: s.audit(actor, "unsilence", env, "ok"))
+        still_down = self.states[env].alert is not None
+        await self.sink.post_line(env, inc.unsilenced_line(env, actor, still_down))
+        return True
