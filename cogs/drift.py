@@ -7,16 +7,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.bot import PgrstOpsBot
-from bot.chat.checks import configured_guild, env_autocomplete, find_target, services, unknown_env
+from bot.chat.checks import configured_guild, find_target, per_environment, services, unknown_env
 from bot.messages.embeds import drift_embed
 
 
 class Drift(commands.Cog):
     @app_commands.command(name="drift", description="Compare the database with what PostgREST serves")
     @app_commands.describe(env="Environment to compare")
-    @app_commands.autocomplete(env=env_autocomplete)
-    @app_commands.guild_only()
-    @configured_guild
+    @per_environment(configured_guild)
     async def drift(self, interaction: discord.Interaction, env: str) -> None:
         if find_target(interaction, env) is None:
             await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)

@@ -12,10 +12,10 @@ from discord.ext import commands
 from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import (
     configured_guild,
-    env_autocomplete,
     find_target,
     in_configured_guild,
     passes,
+    per_environment,
     services,
     unknown_env,
 )
@@ -73,9 +73,7 @@ class RecheckButton(
 class Health(commands.Cog):
     @app_commands.command(name="health", description="Probe PostgREST now: all environments, or one")
     @app_commands.describe(env="Environment to probe (default: all)")
-    @app_commands.autocomplete(env=env_autocomplete)
-    @app_commands.guild_only()
-    @configured_guild
+    @per_environment(configured_guild)
     async def health(self, interaction: discord.Interaction, env: str | None = None) -> None:
         if env is not None and find_target(interaction, env) is None:
             await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)

@@ -15,12 +15,12 @@ from discord.ext import commands
 from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import (
     configured_guild,
-    env_autocomplete,
     find_target,
     has_ops_role,
     may_reload,
     ops_only,
     passes,
+    per_environment,
     services,
     unknown_env,
 )
@@ -82,9 +82,7 @@ class AlertButton(IncidentButton):
 class Incidents(commands.Cog):
     @app_commands.command(name="incidents", description="Recent incidents: duration, resolution, MTTR per environment")
     @app_commands.describe(env="Only this environment (default: all)", limit="How many (default 10, at most 25)")
-    @app_commands.autocomplete(env=env_autocomplete)
-    @app_commands.guild_only()
-    @configured_guild
+    @per_environment(configured_guild)
     async def incidents(
         self, interaction: discord.Interaction, env: str | None = None, limit: app_commands.Range[int, 1, 25] = 10
     ) -> None:
@@ -106,9 +104,7 @@ class Incidents(commands.Cog):
 
     @app_commands.command(name="silence", description="Hold alerts for an environment (probes go on)")
     @app_commands.describe(env="Environment", duration="e.g. 30m, 2h, 1h30m", reason="Why (shown to everyone)")
-    @app_commands.autocomplete(env=env_autocomplete)
-    @app_commands.guild_only()
-    @ops_only
+    @per_environment(ops_only)
     async def silence(
         self,
         interaction: discord.Interaction,
@@ -134,9 +130,7 @@ class Incidents(commands.Cog):
 
     @app_commands.command(name="unsilence", description="End a silence: alerts for the environment are live again")
     @app_commands.describe(env="Environment")
-    @app_commands.autocomplete(env=env_autocomplete)
-    @app_commands.guild_only()
-    @ops_only
+    @per_environment(ops_only)
     async def unsilence(self, interaction: discord.Interaction, env: str) -> None:
         if await refused(interaction, env):
             return

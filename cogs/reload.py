@@ -12,7 +12,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.bot import PgrstOpsBot
-from bot.chat.checks import env_autocomplete, find_target, may_reload, passes, reload_allowed, services, unknown_env
+from bot.chat.checks import (
+    find_target,
+    may_reload,
+    passes,
+    per_environment,
+    reload_allowed,
+    services,
+    unknown_env,
+)
 from bot.messages.embeds import reload_embed
 from bot.messages.replies import step_line
 from bot.ops.facade import Action, Interrupted, RecoveryStep, StepKind
@@ -60,9 +68,7 @@ class Reload(commands.Cog):
         env="Environment to reload",
         force="Send the NOTIFY even if the pre-flight check says it would break the cache or not be heard",
     )
-    @app_commands.autocomplete(env=env_autocomplete)
-    @app_commands.guild_only()
-    @reload_allowed
+    @per_environment(reload_allowed)
     async def reload(self, interaction: discord.Interaction, env: str, force: bool = False) -> None:
         target = find_target(interaction, env)
         if target is None:

@@ -11,7 +11,7 @@ in the configured guilds: never in DMs, never in another server.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -116,3 +116,12 @@ def find_target(interaction: discord.Interaction, env: str) -> Target | None:
 def unknown_env(interaction: discord.Interaction, env: str) -> str:
     known = ", ".join(sorted(services(interaction).targets))
     return f"❓ Unknown environment `{env[:50]}`. Configured: {known}."
+
+
+def per_environment(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A guild-only command with an `env` option autocompleted from the config, behind `check`."""
+
+    def decorate(command: Any) -> Any:
+        return app_commands.autocomplete(env=env_autocomplete)(app_commands.guild_only()(check(command)))
+
+    return decorate

@@ -12,7 +12,8 @@ import aiohttp
 import discord
 
 from bot.chat.views import alert_view, message_kwargs
-from bot.delivery.outbox import EDIT, POST, DeliveryError, Outbox, StoreGuard
+from bot.delivery.outbox import EDIT, DeliveryError, Outbox, StoreGuard
+from bot.delivery.sink import OutboxSink
 from bot.delivery.webhook import WebhookFallback, WebhookTransport
 
 log = logging.getLogger("pgrst_ops")
@@ -116,7 +117,7 @@ class DiscordTransport:
         return target
 
 
-class DiscordSink:
+class DiscordSink(OutboxSink):
     """Every message goes through the durable outbox, then to the ops channel (webhook as the fallback)."""
 
     def __init__(
@@ -125,31 +126,6 @@ class DiscordSink:
         self.transport = DiscordTransport(bot, channel_id, webhook)
         fallback = WebhookTransport(webhook) if webhook.url is not None else None  # when the channel keeps failing
         self.outbox = Outbox(guard, self.transport, timeout_s=timeout_s, fallback=fallback)
-
-    async def post_alert(
-        self, env: str, payload: dict[str, Any], *, restart_url: str | None, incident_id: int | None = None
-    ) -> Any:
-        meta = {"alert": True, "incident_id": incident_id, "restart_url": restart_url}
-        return await self.outbox.send(env, POST, payload, meta)
-
-    async def edit_alert(
-        self,
-        env: str,
-        handle: Any,
-        payload: dict[str, Any],
-        *,
-        restart_url: str | None = None,
-        incident_id: int | None = None,
-    ) -> None:
-        meta = {"target": handle, "alert": True, "incident_id": incident_id, "restart_url": restart_url}
-        await self.outbox.send(env, EDIT, payload, meta)
-
-    async def resolve_alert(self, env: str, handle: Any, payload: dict[str, Any]) -> None:
-        if handle:
-            await self.outbox.send(env, EDIT, payload, {"target": handle, "alert": False})
-
-    async def post_line(self, env: str, payload: dict[str, Any], *, reply_to: Any = None) -> None:
-        await self.outbox.send(env, POST, payload, {"reply_to": reply_to} if reply_to else {})
 
     def status_change(self, env: str, old: str | None, new: str, explanation: str) -> None:
         log.info("%s: %s -> %s (%s)", env, old, new, explanation)

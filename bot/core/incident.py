@@ -123,6 +123,8 @@ class Next(StrEnum):
 
 @dataclass(frozen=True)
 class Policy:
+    """The monitor's thresholds (config `monitor`): failing checks before acting, good ones before resolving."""
+
     failure_threshold: int
     success_threshold: int
 
@@ -242,3 +244,14 @@ def chores(
         release_held=release,
         remind=remind,
     )
+
+
+def reattached(incident: Incident) -> OpenAlert:
+    """An incident still open after a restart, as the monitor tracks it again (its message, its state)."""
+    known = incident.verdict in Verdict.__members__.values()
+    alert = OpenAlert(incident.opened_at, Verdict(incident.verdict) if known else Verdict.UNEXPECTED, None, {})
+    alert.handle, alert.payload = handle_from(incident), incident.alert_payload or {}
+    alert.incident_id, alert.stored, alert.trigger = incident.id, True, incident.trigger
+    alert.acknowledged_by, alert.last_reminder_at = incident.acknowledged_by, incident.last_reminder_at
+    alert.held, alert.flapping, alert.restored = incident.silenced, incident.flapping, True
+    return alert

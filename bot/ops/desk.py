@@ -24,8 +24,8 @@ from bot.core.incident import (
     chores,
     first_signal,
     handle_columns,
-    handle_from,
     hold_reason,
+    reattached,
     restart_asked,
     unreachable_everywhere,
 )
@@ -34,7 +34,6 @@ from bot.core.kpi import breaches
 from bot.core.records import AUDIT_DONE, AUDIT_INTERRUPTED, Silence
 from bot.core.recovery import Outcome, RecoveryResult
 from bot.core.report import EnvReport, unreachable
-from bot.core.verdicts import Verdict
 from bot.delivery.outbox import StoreGuard
 from bot.delivery.sink import AlertSink
 from bot.messages import incidents as inc
@@ -51,7 +50,9 @@ def restart_link(target: Target) -> str | None:
     return str(restart) if restart else None
 
 
-class IncidentDesk:
+class IncidentLog:
+    """The desk's state and its store side: incident rows, actions, reloads, the audit log."""
+
     def __init__(
         self,
         settings: Settings,
@@ -80,6 +81,14 @@ class IncidentDesk:
     async def _db(self, call: Callable[[IncidentStore], Awaitable[T]]) -> T | None:
         return await self.guard(call)
 
+    async def _update(self, alert: OpenAlert, **fields: Any) -> None:
+        if alert.stored:
+            await self._db(lambda s: s.update_incident(alert.incident_id, **fields))
+
+    async def _action(self, alert: OpenAlert, actor: str, kind: str, detail: str = "") -> None:
+        if alert.stored:
+            await self._db(lambda s: s.add_action(alert.incident_id, actor, kind, detail))
+
     # -- after a restart --------------------------------------------------------------------------
     async def reattach(self) -> None:
         """Re-attach open incidents to their messages and reload silences."""
@@ -87,22 +96,7 @@ class IncidentDesk:
             state = self.states.get(incident.env)
             if state is None or state.alert is not None:
                 continue
-            state.alert = OpenAlert(
-                opened_at=incident.opened_at,
-                verdict=Verdict(incident.verdict)
-                if incident.verdict in Verdict.__members__.values()
-                else Verdict.UNEXPECTED,
-                handle=handle_from(incident),
-                payload=incident.alert_payload or {},
-                incident_id=incident.id,
-                stored=True,
-                trigger=incident.trigger,
-                acknowledged_by=incident.acknowledged_by,
-                last_reminder_at=incident.last_reminder_at,
-                held=incident.silenced,
-                flapping=incident.flapping,
-                restored=True,
-            )
+            state.alert = reattached(incident)
             state.unhealthy_since = incident.opened_at
             log.info("re-attached open incident #%s of %s", incident.id, incident.env)
         for silence in await self._db(lambda s: s.active_silences()) or []:
@@ -174,6 +168,10 @@ class IncidentDesk:
         if row_id is not None:
             status = AUDIT_INTERRUPTED if interrupted else AUDIT_DONE
             await self._db(lambda s: s.audit_end(row_id, outcome, status=status))
+
+
+class IncidentDesk(IncidentLog):
+    """Opens, posts, holds, reminds, acknowledges, silences and resolves: the incident's whole lifecycle."""
 
     # -- opening, posting, resolving --------------------------------------------------------------
     def hold_reason(self, name: str) -> str | None:
@@ -280,14 +278,6 @@ class IncidentDesk:
         alert.incident_id, alert.stored = incident.id, True
         await self._update(alert, alert_payload=alert.payload, flapping=alert.flapping)
         await self._action(alert, "monitor", kind, report.explanation)
-
-    async def _update(self, alert: OpenAlert, **fields: Any) -> None:
-        if alert.stored:
-            await self._db(lambda s: s.update_incident(alert.incident_id, **fields))
-
-    async def _action(self, alert: OpenAlert, actor: str, kind: str, detail: str = "") -> None:
-        if alert.stored:
-            await self._db(lambda s: s.add_action(alert.incident_id, actor, kind, detail))
 
     async def _post(self, state: EnvState) -> None:
         alert = state.alert

@@ -11,10 +11,8 @@ import asyncio
 import os
 import time
 
-from bot.config import Settings, Target
+from bot.config import Target
 from bot.core.drift import DriftReport
-from bot.delivery.outbox import StoreGuard
-from bot.delivery.sink import AlertSink
 from bot.messages.alert import build_info_line
 from bot.ops.desk import IncidentDesk
 from bot.ops.drift import check_drift
@@ -32,21 +30,9 @@ class DriftWatch:
         self.operator = operator
         self._notices: dict[str, str] = {}
 
-    @property
-    def settings(self) -> Settings:
-        return self.desk.settings
-
-    @property
-    def sink(self) -> AlertSink:
-        return self.desk.sink
-
-    @property
-    def guard(self) -> StoreGuard:
-        return self.desk.guard
-
     async def slow_check(self, name: str) -> DriftReport:
         """Compare catalog and API; a stale drift (objects that exist) takes the recovery path."""
-        target, state, rec = self.desk.targets[name], self.desk.states[name], self.settings.recovery
+        target, state, rec = self.desk.targets[name], self.desk.states[name], self.desk.settings.recovery
         if target.config.schema_version is not None:
             state.schema_version = await check_target_schema_version(
                 target, os.environ, connect_timeout=rec.db_connect_timeout_s, command_timeout=rec.db_command_timeout_s
@@ -65,14 +51,14 @@ class DriftWatch:
         return drift
 
     async def _check_drift(self, target: Target) -> DriftReport:
-        rec = self.settings.recovery
+        rec = self.desk.settings.recovery
         return await check_drift(
             self.prober.client,
             target,
-            max_body_bytes=self.settings.monitor.drift_max_body_bytes,
+            max_body_bytes=self.desk.settings.monitor.drift_max_body_bytes,
             connect_timeout=rec.db_connect_timeout_s,
             command_timeout=rec.db_command_timeout_s,
-            memory=self.guard,
+            memory=self.desk.guard,
         )
 
     async def _notice(self, name: str, text: str) -> None:
@@ -80,7 +66,7 @@ class DriftWatch:
         if self._notices.get(name) == text:
             return
         self._notices[name] = text
-        await self.sink.post_line(name, build_info_line(name, text))
+        await self.desk.sink.post_line(name, build_info_line(name, text))
 
     async def _drift_recovery(self, target: Target, drift: DriftReport) -> None:
         """Objects exist but PostgREST does not serve them: reload (auto_recover), re-check, else warn."""
@@ -94,7 +80,7 @@ class DriftWatch:
         self.desk.record_reload(result)
         after = drift
         if result.notify_sent:
-            deadline = time.monotonic() + self.settings.recovery.deadline_s
+            deadline = time.monotonic() + self.desk.settings.recovery.deadline_s
             while time.monotonic() < deadline:
                 await asyncio.sleep(RECHECK_EVERY_S)
                 after = await self._check_drift(target)
