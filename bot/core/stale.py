@@ -29,7 +29,7 @@ _42703_PATTERN = re.compile(r'column (?:"?[\w$]+"?\.)?"?([\w$]+)"? does not exis
 @dataclass(frozen=True)
 class ObjectState:
     exists: bool  # as an object PostgREST serves, in that schema
-    usable: bool  # by one of the API roles (the rule of bot/privileges.py)
+    usable: bool  # by one of the API roles (the rule of bot/postgres/privileges.py)
     where: str  # the qualified name, as the config writes it
     schema_usable: bool = True  # USAGE on the schema for one of the API roles
     whole: bool = True  # a table privilege, not only column grants

@@ -82,7 +82,7 @@ SCHEMA_CATALOGS = (
 
 
 # -- catalog lookups ------------------------------------------------------------------------------
-# One schema, one name, the API roles as parameters; usability by the one rule (bot/privileges.py).
+# One schema, one name, the API roles as parameters; usability by the one rule (bot/postgres/privileges.py).
 _TABLE_SQL = f"""
 with {api_roles_cte("$3")}
 select bool_or({RELATION_USABLE}) as usable, bool_or({SCHEMA_USAGE}) as schema_usable,
@@ -149,7 +149,7 @@ async def _refine_check(
     """Look the object behind a stale-looking check up in the catalog, in its own schema, and say which it is."""
     env = target.config
     if check.code == "PGRST200" and isinstance(stale.probe, ProbeTable):
-        # An embed in the probe's select: the foreign keys decide (bot/relationships.py).
+        # An embed in the probe's select: the foreign keys decide (bot/postgres/relationships.py).
         embed = await refine_embed(conn, target, check, stale.probe)
         if embed is not None:
             finding = Finding(embed.cause, embed.title, embed.evidence, embed.fix)
