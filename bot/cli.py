@@ -28,8 +28,6 @@ from bot.config import (
     read_optional_secret,
     resolve_targets,
 )
-from bot.core.incident import first_signal
-from bot.core.incidents import CLI, MANUAL_RELOAD
 from bot.core.recovery import Outcome, RecoveryResult
 from bot.core.schema_version import SchemaVersionReport
 from bot.delivery.outbox import StoreGuard
@@ -38,12 +36,13 @@ from bot.messages.alert import build_critical_alert
 from bot.messages.cli_text import print_outcome, render_drift, render_report, step_printer, version_line
 from bot.ops.check import check_environments
 from bot.ops.drift import check_drift
+from bot.ops.incident_log import record_incident
 from bot.ops.recovery import RecoveryOperator
 from bot.postgres.schema_version import check_target_schema_version
 from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client
 from bot.redact import install_log_filter, scrub
-from bot.store import MEMORY, StoreError, open_store
+from bot.store import MEMORY, open_store
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 
@@ -203,42 +202,6 @@ async def run_fix(
         if incident:
             out.write(f"\n  Incident log: {incident}\n")
     return EXIT_OK if result.ok else EXIT_UNHEALTHY
-
-
-async def record_incident(settings: Settings, result: RecoveryResult) -> str | None:
-    """Write the run to the bot's incident log (trigger `cli`) when that store exists on this machine.
-
-    A CI runner without the bot's store gets no stray database file: nothing is created here.
-    """
-    path = settings.incidents.store_path
-    if path == MEMORY or not await asyncio.to_thread(os.path.exists, path):
-        return None
-    store = await open_store(path)
-    if store is None:
-        return f"not recorded: the incident store {path} cannot be opened (see the log)"
-    try:
-        await store.audit(result.actor, "fix", result.env, str(result.outcome))
-        if result.outcome is Outcome.ALREADY_HEALTHY:
-            return "audit entry written (already healthy: no incident)"
-        status, code = first_signal(result.report_before)
-        incident = await store.open_incident(
-            result.env,
-            opened_at=result.started_at,
-            verdict=str(result.verdict_before),
-            status=status,
-            code=code,
-            trigger=CLI,
-        )
-        detail = f"outcome {result.outcome}" + (f": {result.reason}" if result.reason else "")
-        await store.add_action(incident.id, result.actor, "reload" if result.notify_sent else "escalated", detail)
-        if result.outcome is Outcome.RECOVERED:
-            await store.update_incident(incident.id, resolved_at=result.finished_at, resolution=MANUAL_RELOAD)
-            return f"incident #{incident.id} recorded (resolved: {MANUAL_RELOAD})"
-        return f"incident #{incident.id} opened; the bot's monitor takes it over and resolves it"
-    except StoreError as err:
-        return f"not recorded: {err}"
-    finally:
-        await store.close()
 
 
 async def _send_alert(client: httpx.AsyncClient, settings: Settings, target: Target, result: RecoveryResult) -> str:
