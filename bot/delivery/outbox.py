@@ -242,6 +242,11 @@ class Outbox:
         except Exception:  # never lose the drainer silently: the periodic flush retries what is left
             log.exception("outbox delivery for %s failed", env)
 
+    async def settle(self) -> None:
+        """Wait until every environment's drainer is done (what is left waits for the periodic flush)."""
+        while running := self.in_flight():
+            await asyncio.gather(*running, return_exceptions=True)
+
     def in_flight(self) -> set[asyncio.Task[None]]:
         """The running drainers (a stop gives them its grace, then cuts them short: rows stay stored)."""
         return {t for t in self._drainers.values() if not t.done()}

@@ -1,0 +1,100 @@
+"""The outbox's rules without a store or Discord: backoff, fallback, order per environment, folding edits."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bot.delivery.outbox import (
+    EDIT,
+    FALLBACK_AFTER_S,
+    MAX_RETRY_S,
+    POST,
+    Outbox,
+    StoreGuard,
+    landed,
+    pending_handle,
+    pending_nonce,
+    retry_delay,
+    use_fallback,
+)
+
+
+@pytest.mark.parametrize(
+    ("failures", "delay"), [(1, 5), (2, 10), (3, 20), (4, 40), (5, MAX_RETRY_S), (50, MAX_RETRY_S)]
+)
+def test_retry_delay_doubles_from_5_s_to_a_cap(failures: int, delay: float) -> None:
+    assert retry_delay(failures) == delay
+
+
+@pytest.mark.parametrize(("retry_after", "delay"), [(30, 30), (1, 5), (10_000, MAX_RETRY_S)])
+def test_retry_delay_honours_retry_after_within_the_cap(retry_after: float, delay: float) -> None:
+    assert retry_delay(1, retry_after) == delay
+
+
+@pytest.mark.parametrize(
+    ("kind", "failing_since", "now", "expected"),
+    [
+        (POST, None, 1000, False),  # the channel is not failing
+        (POST, 0, FALLBACK_AFTER_S - 1, False),  # not failing long enough
+        (POST, 0, FALLBACK_AFTER_S, True),
+        (EDIT, 0, 10 * FALLBACK_AFTER_S, False),  # the webhook cannot edit a channel message
+    ],
+)
+def test_only_posts_fall_back_and_only_after_two_minutes(
+    kind: str, failing_since: float | None, now: float, expected: bool
+) -> None:
+    assert use_fallback(kind, failing_since, now) is expected
+
+
+def test_a_pending_handle_names_its_nonce_and_has_not_landed() -> None:
+    handle = pending_handle("abc")
+    assert pending_nonce(handle) == "abc" and not landed(handle)
+    assert landed({"message_id": 1}) and landed({"webhook_message_id": "2"}) and not landed({"skipped": "x"})
+
+
+class Gate:
+    """A transport that records what it is given and answers only when opened."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.sent: list[tuple[str, str, Any]] = []
+        self._ids = iter(range(1, 1000))
+
+    async def deliver(self, env: str, kind: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str) -> Any:
+        await self.open.wait()
+        self.sent.append((env, kind, payload["content"]))
+        return {"channel_id": 9, "message_id": next(self._ids)}
+
+
+async def test_in_background_mode_send_returns_at_once_and_rows_go_out_in_order() -> None:
+    gate = Gate()
+    outbox = Outbox(StoreGuard(None), gate)
+    outbox.background = True
+    landed_rows: list[str] = []
+
+    async def on_delivered(row: Any, result: Any) -> None:
+        landed_rows.append(row.payload["content"])
+
+    outbox.on_delivered = on_delivered
+    first = await outbox.send("prod", POST, {"content": "one"})
+    await outbox.send("prod", POST, {"content": "two"})
+    assert pending_nonce(first) and gate.sent == []  # nothing waited for the transport
+    gate.open.set()
+    await outbox.settle()
+    assert gate.sent == [("prod", POST, "one"), ("prod", POST, "two")]
+    assert landed_rows == ["one", "two"]
+
+
+async def test_an_edit_of_a_queued_post_changes_that_post() -> None:
+    gate = Gate()
+    outbox = Outbox(StoreGuard(None), gate)
+    outbox.background = True
+    await outbox.send("prod", POST, {"content": "line"})  # in flight, held at the gate
+    alert = await outbox.send("prod", POST, {"content": "CRITICAL"})
+    assert await outbox.send("prod", EDIT, {"content": "CRITICAL, acknowledged"}, {"target": alert}) is None
+    gate.open.set()
+    await outbox.settle()
+    assert [content for _, _, content in gate.sent] == ["line", "CRITICAL, acknowledged"]
