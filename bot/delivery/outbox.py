@@ -283,7 +283,8 @@ class Outbox:
                 break
             if not await self._try(item, tries):
                 break
-            queue.pop(0)
+            if item in queue:  # an edit may have superseded it while it waited between tries
+                queue.remove(item)
             if landed(item.result):
                 delivered += 1
                 if item is not own and self.on_delivered is not None:
@@ -294,21 +295,33 @@ class Outbox:
         return delivered
 
     async def _try(self, item: _Queued, tries: int) -> bool:
-        """Deliver one row: True when it is finished (landed, skipped or given up), False to try again later."""
+        """Deliver one row: True when it is finished (landed, skipped, superseded or given up), False: later.
+
+        The row is in flight only while a request is out: an edit arriving then queues behind it. At any other
+        moment an edit folds into it, and its final edit supersedes it (checked before every request).
+        """
+        try:
+            return await self._attempts(item, tries)
+        finally:
+            item.in_flight = False
+
+    async def _attempts(self, item: _Queued, tries: int) -> bool:
         row = item.row
         for attempt in range(1, tries + 1):
+            if item.finished:  # superseded by its final edit while it waited
+                return True
             meta = await self._resolve_handles(row.meta)
             if meta is None:
                 await self._finish(item, {"skipped": "the message to edit was never delivered"})
                 return True
             if row.id:
                 await self.guard(lambda s: s.outbox_attempt(row.id))
+            if item.finished:  # superseded during the store writes above
+                return True
             row.attempts += 1
-            item.in_flight = True  # only while a request is out: between tries an edit still folds into it
-            try:
-                result, error = await self._deliver(self.transport, row, meta)
-            finally:
-                item.in_flight = False
+            item.in_flight = True
+            result, error = await self._deliver(self.transport, row, meta)
+            item.in_flight = False
             now = self.clock()
             if error is None:
                 if self._channel_failing_since is not None:
@@ -320,10 +333,8 @@ class Outbox:
                 if not error.timed_out and self.fallback is not None:
                     if use_fallback(row.kind, self._channel_failing_since, now):
                         item.in_flight = True
-                        try:
-                            result, error = await self._via_fallback(self.fallback, row, meta, error)
-                        finally:
-                            item.in_flight = False
+                        result, error = await self._via_fallback(self.fallback, row, meta, error)
+                        item.in_flight = False
             if error is None:
                 await self._finish(item, result or {})
                 return True

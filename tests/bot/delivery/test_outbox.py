@@ -12,6 +12,7 @@ from bot.delivery.outbox import (
     FALLBACK_AFTER_S,
     MAX_RETRY_S,
     POST,
+    DeliveryError,
     Outbox,
     StoreGuard,
     landed,
@@ -98,3 +99,38 @@ async def test_an_edit_of_a_queued_post_changes_that_post() -> None:
     gate.open.set()
     await outbox.settle()
     assert [content for _, _, content in gate.sent] == ["line", "CRITICAL, acknowledged"]
+
+
+class RefusesFirst:
+    """A transport whose first send fails as Discord's 503 does, then takes every message."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+        self.sent: list[str] = []
+
+    async def deliver(self, env: str, kind: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str) -> Any:
+        self.tries += 1
+        if self.tries == 1:
+            raise DeliveryError("HTTP 503", transient=True)
+        self.sent.append(payload["content"])
+        return {"channel_id": 9, "message_id": self.tries}
+
+
+async def test_an_alert_resolved_while_its_post_waits_between_tries_is_never_posted() -> None:
+    transport = RefusesFirst()
+    waiting, release = asyncio.Event(), asyncio.Event()
+
+    async def sleep(_: float) -> None:  # the pause between tries, held until the edit has come
+        waiting.set()
+        await release.wait()
+
+    outbox = Outbox(StoreGuard(None), transport, sleep=sleep)
+    alert = await outbox.send("prod", POST, {"content": "CRITICAL"}, {"alert": True})
+    async with asyncio.timeout(5):
+        await waiting.wait()  # the first try failed: the post waits for its second
+    await outbox.send("prod", EDIT, {"content": "RESOLVED"}, {"target": alert, "alert": False})
+    await outbox.send("prod", POST, {"content": "resolved line"})
+    release.set()
+    async with asyncio.timeout(5):
+        await outbox.settle()
+    assert transport.sent == ["resolved line"]  # the superseded CRITICAL is not sent after its pause
