@@ -203,16 +203,19 @@ async def test_monitor_alerts_once_and_resolves_once(fake, make_stack):
         await monitor.check("prod")
         stack.postgrest.stop()
         await monitor.check("prod")  # 1 failure: below the threshold
+        await bot.sink.outbox.settle()  # delivery runs in its own task: wait until it has nothing left
         assert not fake.channel_messages(fake.ops_channel_id)
         await monitor.check("prod")  # 2 failures: alert
         await monitor.check("prod")  # still down: no repeat
         await monitor.check("prod")
+        await bot.sink.outbox.settle()
         posts = fake.channel_messages(fake.ops_channel_id)
         assert len(posts) == 1 and "postgrest_down" in posts[0].embed_text()
         stack.postgrest.start()
         await monitor.check("prod")
         await fake.wait_for(lambda: len(fake.channel_messages(fake.ops_channel_id)) == 2)
         await monitor.check("prod")
+        await bot.sink.outbox.settle()
         posts = fake.channel_messages(fake.ops_channel_id)
     assert len(posts) == 2
     alert, line = posts

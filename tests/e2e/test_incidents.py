@@ -139,7 +139,7 @@ async def test_silence_holds_alerts_and_its_expiry_is_announced(fake, make_stack
         stack.postgrest.stop()
         for _ in range(3):
             await monitor.check("prod")  # probes go on ...
-        await asyncio.sleep(0.2)
+        await bot.sink.outbox.settle()  # everything handed over has been delivered
         assert not criticals(fake) and monitor.states["prod"].alert.held  # ... alerts are held
 
         status = await fake.invoke_slash("status", user_id=fake.user_ids["carol"])
@@ -236,7 +236,7 @@ async def test_when_every_environment_is_unreachable_the_bot_says_it_may_have_lo
         for _ in range(3):
             await monitor.check("dev")
             await monitor.check("prod")
-        await asyncio.sleep(0.2)
+        await bot.sink.outbox.settle()  # everything handed over has been delivered
         assert not criticals(fake)
         (lost,) = ops(fake)
         a.postgrest.start()
