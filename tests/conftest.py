@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from bot.config import Settings, Target, parse_settings, resolve_targets
-from tests.support.pgstack import PgCluster, PostgrestServer
+from tests.support.pgstack import STEADY_PGRST002, PgCluster, PostgrestServer
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -92,6 +92,7 @@ def make_stack(pg_cluster: PgCluster) -> Iterator[Any]:
         channel_enabled: bool = True,
         monitor_user: str = "ops",
         extra_env: dict[str, str] | None = None,
+        steady_pgrst002: bool = False,  # for tests that break the cache with a 1 ms statement_timeout
         **server_options: Any,  # e.g. application_name (see PostgrestServer)
     ) -> Stack:
         suffix = uuid.uuid4().hex[:8]
@@ -102,7 +103,11 @@ def make_stack(pg_cluster: PgCluster) -> Iterator[Any]:
             pg_cluster,
             channel=channel,
             channel_enabled=channel_enabled,
-            extra_env={"PGRST_DB_URI": pg_cluster.dsn("authenticator", dbname=db), **(extra_env or {})},
+            extra_env={
+                "PGRST_DB_URI": pg_cluster.dsn("authenticator", dbname=db),
+                **(STEADY_PGRST002 if steady_pgrst002 else {}),
+                **(extra_env or {}),
+            },
             **server_options,
         )
         stack = Stack(pg_cluster, db, channel, server)

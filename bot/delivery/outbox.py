@@ -308,6 +308,8 @@ class Outbox:
     async def _attempts(self, item: _Queued, tries: int) -> bool:
         row = item.row
         for attempt in range(1, tries + 1):
+            if row.kind == POST:
+                await self._absorb_queued_edits(item)
             if item.finished:  # superseded by its final edit while it waited
                 return True
             meta = await self._resolve_handles(row.meta)
@@ -415,22 +417,51 @@ class Outbox:
         post = next((i for i in queue if i.row.nonce == nonce and i.row.kind == POST), None)
         if nonce is None or post is None or post.in_flight:
             return False
+        await self._apply_edit(env, post, payload, meta, queued_before=len(queue))
+        return True
+
+    async def _apply_edit(
+        self, env: str, post: _Queued, payload: dict[str, Any], meta: dict[str, Any], *, queued_before: int
+    ) -> None:
+        """Change the undelivered post to what the edit says.
+
+        A final edit drops the post and the rows queued before the edit that refer to it (reminders, edits);
+        rows queued after it (the resolved line) still go out.
+        """
+        nonce = post.row.nonce
+        queue = self._queues.get(env, [])
         if meta.get("alert") is False:
             superseded = [post] + [
                 i
-                for i in queue
+                for i in queue[:queued_before]
                 if nonce in (pending_nonce(i.row.meta.get("target")), pending_nonce(i.row.meta.get("reply_to")))
             ]
             for item in superseded:
-                queue.remove(item)
+                if item in queue:
+                    queue.remove(item)
                 await self._finish(item, {"superseded": "resolved before it could be delivered"})
             log.info("%s: an undelivered alert was resolved meanwhile; only its resolved line goes out", env)
-            return True
+            return
         post.row.payload = payload
         post.row.meta = {**post.row.meta, **{k: v for k, v in meta.items() if k != "target"}}
         if post.row.id:
             await self.guard(lambda s: s.outbox_update(post.row.id, post.row.payload, post.row.meta))
-        return True
+
+    async def _absorb_queued_edits(self, post: _Queued) -> None:
+        """Edits that arrived while the post was out (and it did not land) change it before its next try.
+
+        Otherwise the message would appear first as it was, then be edited: the channel would show a
+        CRITICAL with an active Acknowledge button for a moment after it had been acknowledged.
+        """
+        env, nonce = post.row.env, post.row.nonce
+        queue = self._queues.get(env, [])
+        for edit in [i for i in queue if i.row.kind == EDIT and pending_nonce(i.row.meta.get("target")) == nonce]:
+            if post.finished:
+                return
+            position = queue.index(edit)
+            queue.remove(edit)
+            await self._finish(edit, {"superseded": "folded into its post before that was delivered"})
+            await self._apply_edit(env, post, edit.row.payload, edit.row.meta, queued_before=position)
 
     async def _finish(self, item: _Queued, result: dict[str, Any]) -> None:
         item.finished, item.result = True, result

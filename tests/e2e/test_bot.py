@@ -172,9 +172,9 @@ async def test_protected_reload_without_confirmation_times_out_and_sends_nothing
 
 
 async def test_reload_that_cannot_help_escalates_and_posts_the_critical_alert(fake, make_stack):
-    stack = make_stack()
+    stack = make_stack(steady_pgrst002=True)
     bad_statement_timeout(stack)
-    await asyncio.sleep(0.5)
+    await stack.wait_for_code("PGRST002")
     async with running_bot(fake, {"prod": stack.env_config()}, stack.env_vars):
         record = await fake.invoke_slash("reload", user_id=fake.user_ids["alice"], options={"env": "prod"})
         alert = await fake.wait_for_message(fake.ops_channel_id, lambda m: "CRITICAL" in m.embed_text(), 15)
@@ -286,7 +286,7 @@ async def test_health_names_the_cause_of_an_unhealthy_environment_and_its_fix(fa
 
 
 async def test_reload_refused_by_preflight_then_forced_with_confirmation(fake, make_stack):
-    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
+    stack = make_stack(steady_pgrst002=True, extra_env={"PGRST_DB_POOL": "1"})
     stack.sql(STALE_TABLE)
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     alice = fake.user_ids["alice"]

@@ -81,7 +81,7 @@ async def test_drift_without_auto_recover_says_what_to_reload_and_status_shows_v
 
 
 async def test_fixing_the_named_cause_resolves_without_claiming_a_restart(fake, make_stack):
-    stack = make_stack()
+    stack = make_stack(steady_pgrst002=True)
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     stack.notify()
     await stack.wait_for_code("PGRST002")

@@ -29,6 +29,7 @@ from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings, targets_for, write_config
 from tests.support.pgstack import (
+    STEADY_PGRST002,
     NotifyCounter,
     PgCluster,
     PostgrestServer,
@@ -199,6 +200,9 @@ async def test_ddl_under_replica_role_skips_the_trigger_stays_stale_and_fix_reco
 
 
 async def test_authenticator_statement_timeout_of_1ms_is_pgrst002_with_the_cause_and_no_notify(supabase, tmp_path):
+    supabase.postgrest.stop()
+    supabase.postgrest.extra_env.update(STEADY_PGRST002)  # PGRST002, not an exited PostgREST, on a busy machine
+    supabase.postgrest.start()
     await ready(supabase)
     supabase.sql(f"ALTER ROLE authenticator IN DATABASE {supabase.db} SET statement_timeout = '1ms'")
     supabase.sql("COMMENT ON TABLE public.profiles IS 'who is who'")  # a migration: the trigger reloads

@@ -134,3 +134,53 @@ async def test_an_alert_resolved_while_its_post_waits_between_tries_is_never_pos
     async with asyncio.timeout(5):
         await outbox.settle()
     assert transport.sent == ["resolved line"]  # the superseded CRITICAL is not sent after its pause
+
+
+class RefusesFirstWhenOpened:
+    """Holds the first send at a gate, then refuses it as Discord's 503 does; later sends land at once."""
+
+    def __init__(self) -> None:
+        self.out = asyncio.Event()  # the first send is out
+        self.open = asyncio.Event()
+        self.sent: list[tuple[str, str]] = []
+        self.tries = 0
+
+    async def deliver(self, env: str, kind: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str) -> Any:
+        self.tries += 1
+        if self.tries == 1:
+            self.out.set()
+            await self.open.wait()
+            raise DeliveryError("HTTP 503", transient=True)
+        self.sent.append((kind, payload["content"]))
+        return {"channel_id": 9, "message_id": self.tries}
+
+
+async def _alert_refused_while_edited(*edits: tuple[str, dict[str, Any], dict[str, Any]]) -> RefusesFirstWhenOpened:
+    transport = RefusesFirstWhenOpened()
+
+    async def no_pause(_: float) -> None:
+        return None
+
+    outbox = Outbox(StoreGuard(None), transport, sleep=no_pause)
+    alert = await outbox.send("prod", POST, {"content": "CRITICAL"}, {"alert": True})
+    async with asyncio.timeout(5):
+        await transport.out.wait()  # the post is out: an edit now cannot change it and queues behind it
+    for kind, payload, meta in edits:
+        await outbox.send("prod", kind, payload, {k: (alert if v == "alert" else v) for k, v in meta.items()})
+    transport.open.set()  # ... and the post is refused
+    async with asyncio.timeout(5):
+        await outbox.settle()
+    return transport
+
+
+async def test_an_edit_that_came_while_its_post_was_out_and_refused_goes_out_with_the_post() -> None:
+    transport = await _alert_refused_while_edited((EDIT, {"content": "CRITICAL, acknowledged"}, {"target": "alert"}))
+    assert transport.sent == [(POST, "CRITICAL, acknowledged")]  # one message, never shown unacknowledged
+
+
+async def test_a_final_edit_that_came_while_its_post_was_out_leaves_only_the_resolved_line() -> None:
+    transport = await _alert_refused_while_edited(
+        (EDIT, {"content": "RESOLVED"}, {"target": "alert", "alert": False}),
+        (POST, {"content": "resolved line"}, {"reply_to": "alert"}),
+    )
+    assert transport.sent == [(POST, "resolved line")]

@@ -273,7 +273,7 @@ async def test_stopped_postgrest_is_unknown(make_stack):
 
 
 async def test_schema_cache_unavailable_pgrst002_is_unknown(make_stack):
-    stack = make_stack()
+    stack = make_stack(steady_pgrst002=True)
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     stack.notify()
     await stack.wait_for_code("PGRST002")

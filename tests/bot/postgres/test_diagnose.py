@@ -119,7 +119,7 @@ async def test_pending_tiny_statement_timeout_is_found_before_it_breaks_anything
 
 
 async def test_applied_tiny_statement_timeout_is_named_as_the_cause_of_pgrst002(make_stack):
-    stack = make_stack()
+    stack = make_stack(steady_pgrst002=True)
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     stack.notify()
     await stack.wait_for_code("PGRST002")

@@ -94,10 +94,10 @@ async def test_function_with_arguments_is_found_without_running_it_and_columns_i
 
 
 async def test_pgrst002_is_schema_cache_unavailable(make_stack):
-    stack = make_stack()
+    stack = make_stack(steady_pgrst002=True)
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     stack.notify()  # the reload applies the setting: the reload itself is the outage
-    await asyncio.sleep(0.5)
+    await stack.wait_for_code("PGRST002")
     report = await probe_one(stack.env_config())
     assert report.verdict is Verdict.SCHEMA_CACHE_UNAVAILABLE, report.explanation
     data = next(c for c in report.checks if c.name == "data:judgments")
