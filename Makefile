@@ -10,7 +10,7 @@ CONFIG ?= $(if $(wildcard config.yaml),config.yaml,config.example.yaml)
 # The example's prod needs real secrets; on the example, monitor its keyless dev environment.
 RUN_ARGS ?= $(if $(wildcard config.yaml),,--env dev)
 
-.PHONY: setup run test lint bench demo clean postgres-check
+.PHONY: setup run test lint bench demo preview clean postgres-check
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench: setup
 # A local PostgreSQL + PostgREST sandbox and the console monitor: break the cache, watch it recover.
 demo: setup
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m scripts.demo
+
+# Every message kind from the real builders, on one page that looks like a Discord channel.
+preview: $(BIN)/.installed
+	$(BIN)/python -m scripts.preview build/preview.html
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,7 @@ from bot.chat.views import alert_view, message_kwargs
 from bot.delivery.outbox import EDIT, DeliveryError, Outbox, StoreGuard
 from bot.delivery.sink import OutboxSink
 from bot.delivery.webhook import WebhookFallback, WebhookTransport
+from bot.messages.alert import alert_buttons
 
 log = logging.getLogger("pgrst_ops")
 
@@ -80,7 +81,11 @@ class DiscordTransport:
         try:
             channel = await self._channel()
             kwargs = message_kwargs(payload)
-            view = alert_view(meta.get("incident_id"), meta.get("restart_url")) if meta.get("alert") else None
+            view = (
+                alert_view(meta.get("incident_id"), meta.get("restart_url"), alert_buttons(payload))
+                if meta.get("alert")
+                else None
+            )
             if view is not None:
                 kwargs["view"] = view
             reply = meta.get("reply_to")
@@ -112,7 +117,11 @@ class DiscordTransport:
             return None
         channel = await self._channel(int(target["channel_id"]))
         assert isinstance(channel, discord.TextChannel | discord.Thread)
-        view = alert_view(meta.get("incident_id"), meta.get("restart_url")) if meta.get("alert") else None
+        view = (
+            alert_view(meta.get("incident_id"), meta.get("restart_url"), alert_buttons(payload))
+            if meta.get("alert")
+            else None
+        )
         await channel.get_partial_message(int(target["message_id"])).edit(**message_kwargs(payload), view=view)
         return target
 

@@ -11,8 +11,10 @@ from typing import Any
 
 import discord
 
+from bot.messages.alert import AlertButtons
+
 # Buttons on the CRITICAL alert; cogs.incidents handles them (DynamicItem: they work after a restart).
-INCIDENT_BUTTONS = (("ack", "Acknowledge", "👀"), ("silence", "Silence 1h", "🔕"), ("retry", "Retry reload", "🔄"))
+INCIDENT_BUTTONS = (("ack", "Acknowledge"), ("silence", "Silence 1h"), ("retry", "Retry reload"))
 # Alerts already posted carry this id: it must never change.
 INCIDENT_ID = re.compile(r"pgrst:incident:(?P<action>ack|silence|retry):(?P<id>[0-9]{1,18})")
 
@@ -27,14 +29,15 @@ class IncidentButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=IN
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(template=kwargs.pop("template", INCIDENT_ID), **kwargs)
 
-    def __init__(self, action: str, incident_id: int) -> None:
-        faces = {a: (label, emoji) for a, label, emoji in INCIDENT_BUTTONS}
-        if action not in faces:
+    def __init__(self, action: str, incident_id: int, *, done: bool = False) -> None:
+        """`done`: an Acknowledge already pressed, shown disabled as "Acknowledged"."""
+        labels = dict(INCIDENT_BUTTONS)
+        if action not in labels:
             raise ValueError(f"no alert button for {action!r}")
-        label, emoji = faces[action]
+        label = "Acknowledged" if done else labels[action]
         style = discord.ButtonStyle.primary if action == "ack" else discord.ButtonStyle.secondary
         custom_id = f"pgrst:incident:{action}:{incident_id}"
-        super().__init__(discord.ui.Button(style=style, label=label, emoji=emoji, custom_id=custom_id))
+        super().__init__(discord.ui.Button(style=style, label=label, custom_id=custom_id, disabled=done))
         self.action = action
         self.incident_id = incident_id
 
@@ -73,12 +76,18 @@ def link_view(label: str, url: str | None) -> discord.ui.View | None:
     return view
 
 
-def alert_view(incident_id: int | None, restart_url: str | None) -> discord.ui.View | None:
-    """Acknowledge / Silence 1h / Retry reload (custom ids carry the incident) and the restart link."""
+def alert_view(
+    incident_id: int | None, restart_url: str | None, buttons: AlertButtons | None = None
+) -> discord.ui.View | None:
+    """The alert's buttons as the payload says (Acknowledge disabled once taken, Retry reload only where a reload
+    can help), then the one restart link."""
+    buttons = buttons or AlertButtons()
     view = discord.ui.View(timeout=None)
     if incident_id:
-        for action, _, _ in INCIDENT_BUTTONS:
-            view.add_item(IncidentButton(action, incident_id))
+        view.add_item(IncidentButton("ack", incident_id, done=buttons.acknowledged))
+        view.add_item(IncidentButton("silence", incident_id))
+        if buttons.retry:
+            view.add_item(IncidentButton("retry", incident_id))
     if restart_url:
         view.add_item(discord.ui.Button(style=discord.ButtonStyle.link, label="Restart project", url=restart_url))
     if not view.children:

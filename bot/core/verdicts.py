@@ -22,13 +22,14 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class VerdictInfo:
-    emoji: str
+    emoji: str  # a status mark only: ✅ healthy, ⚠️ a reload fixes it, ❌ anything else
     colour: int  # Discord embed colour
     severity: int  # the worst check decides the environment's verdict
     summary: str
     next_step: str
     reload_helps: bool
     why_no_reload: str = ""
+    words: str = ""  # what is wrong, in a few words (alert titles)
 
 
 VERDICT_INFO: dict[Verdict, VerdictInfo] = {
@@ -39,6 +40,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "PostgREST answers and its schema cache serves the probed objects.",
         "Nothing to do.",
         reload_helps=False,
+        words="healthy",
     ),
     Verdict.STALE_SCHEMA_CACHE: VerdictInfo(
         "⚠️",
@@ -47,9 +49,10 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "PostgREST's schema cache is older than the database (objects created or changed since the last reload).",
         "Send a schema reload: `/reload` or `pgrst-ops fix --env <env>` (NOTIFY fixes this).",
         reload_helps=True,
+        words="schema cache is stale",
     ),
     Verdict.MISSING_IN_DATABASE: VerdictInfo(
-        "🧩",
+        "❌",
         0xE67E22,
         2,
         "Missing in the database: the object the API was asked for does not exist (migration not applied or "
@@ -57,9 +60,10 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "Apply the migration that creates it (or fix the name in the app / probe config); a reload cannot help.",
         reload_helps=False,
         why_no_reload="the object does not exist in the database, so a fresh cache would not have it either",
+        words="an object is missing in the database",
     ),
     Verdict.NOT_GRANTED: VerdictInfo(
-        "🔒",
+        "❌",
         0xE67E22,
         2,
         "The object exists but the API roles have no grant on it (Supabase no longer auto-grants new tables): "
@@ -67,27 +71,30 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "GRANT the needed privileges to the API roles (anon, authenticated), then reload.",
         reload_helps=False,
         why_no_reload="the API roles may not use the object; a reload alone does not grant it",
+        words="the API roles lack a grant",
     ),
     Verdict.UNEXPECTED: VerdictInfo(
-        "❓",
+        "❌",
         0xE67E22,
         3,
         "The API answered in a way PostgREST does not (gateway error page, non-JSON, unknown error or huge body).",
         "Open the URL yourself and read the gateway and PostgREST logs; check rest_url in the config.",
         reload_helps=False,
         why_no_reload="the answer does not come from a stale schema cache",
+        words="unexpected answers",
     ),
     Verdict.AUTH_REJECTED: VerdictInfo(
-        "🔑",
+        "❌",
         0xE67E22,
         4,
         "The API key we sent was rejected, so the checks could not see the data.",
         "Fix the API key secret the config names (rotated or expired key); this is not a schema cache problem.",
         reload_helps=False,
         why_no_reload="the API key is rejected; the schema cache is not the problem",
+        words="the API key is rejected",
     ),
     Verdict.SCHEMA_CACHE_UNAVAILABLE: VerdictInfo(
-        "🔥",
+        "❌",
         0xE74C3C,
         5,
         "PostgREST cannot load its schema cache (PGRST002): its schema query fails on every attempt.",
@@ -97,18 +104,20 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "if it does not.",
         reload_helps=False,
         why_no_reload="NOTIFY cannot fix PGRST002: PostgREST already retries the schema load in a loop",
+        words="schema cache cannot load",
     ),
     Verdict.DATABASE_UNREACHABLE: VerdictInfo(
-        "🔥",
+        "❌",
         0xE74C3C,
         6,
         "PostgREST is up but cannot reach PostgreSQL (down, restarting, paused or out of connections).",
         "Check the database: is it up, paused, or at its connection limit? Restart the project if it stays down.",
         reload_helps=False,
         why_no_reload="PostgREST's listener is down with its database connection, so a NOTIFY is not heard",
+        words="PostgREST cannot reach the database",
     ),
     Verdict.TIMEOUT: VerdictInfo(
-        "⏱️",
+        "❌",
         0xE74C3C,
         7,
         "No answer within the timeout: the project may be paused, overloaded, or the network path broken.",
@@ -116,15 +125,17 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "unreachable.",
         reload_helps=False,
         why_no_reload="the API does not answer at all; a reload cannot make it answer",
+        words="no answer in time",
     ),
     Verdict.POSTGREST_DOWN: VerdictInfo(
-        "💀",
+        "❌",
         0x992D22,
         8,
         "Connection refused: the PostgREST process is not running.",
         "Restart PostgREST (self-hosted) or the project from the dashboard.",
         reload_helps=False,
         why_no_reload="PostgREST is not running, so nothing listens for the NOTIFY",
+        words="PostgREST is not running",
     ),
 }
 

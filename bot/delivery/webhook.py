@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from bot.delivery.outbox import EDIT, DeliveryError
 from bot.httpread import CappedAnswer, send_capped
+from bot.messages.alert import outgoing
 from bot.redact import register, scrub, scrub_payload
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ async def post_webhook(
     """POST with ?wait=true so Discord confirms (or PATCH a message it sent); retry 429, 5xx, timeouts."""
     raw = url.get_secret_value()
     register(raw)  # the URL and its token part are scrubbed from every log line and message from now on
-    payload = scrub_payload(payload)
+    payload = scrub_payload(outgoing(payload))
     base, _, query = raw.partition("?")
     if edit_message_id is not None:
         method, target = "PATCH", f"{base.rstrip('/')}/messages/{edit_message_id}" + (f"?{query}" if query else "")

@@ -6,11 +6,13 @@ Pure: the bot and a plain webhook post use the same payload. The role ping goes 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bot.config import EnvironmentConfig
-from bot.core.diagnosis import Diagnosis
+from bot.core.diagnosis import Diagnosis, Finding
+from bot.core.incidents import RESOLUTION_TEXT
 from bot.core.recovery import RecoveryResult
 from bot.core.report import CheckResult, EnvReport
 from bot.core.verdicts import info
@@ -26,7 +28,16 @@ EMBED_TOTAL_MAX = 6000
 CONTENT_MAX = 2000
 
 CRITICAL_COLOUR = 0xE74C3C
+# What an on-call engineer reads in one glance on a phone: the whole CRITICAL stays within these.
+ALERT_FIELDS_MAX = 8
+ALERT_CHARS_MAX = 1800
+FAILING_CHECKS_SHOWN = 5
 
+# Facts about an alert that its later edits need (acknowledged, resolved, its buttons); kept in the stored
+# payload, never sent (`outgoing` drops them; discord.py's send arguments never include them).
+FACTS = "pgrst_ops"
+
+# The runbook's steps when no cause is known (the CLI's escalation prints them in full).
 RECOVERY_STEPS = (
     "Open the dashboard restart page (link above) → Restart project",
     "Wait for the restart to complete (about 2-3 minutes)",
@@ -38,10 +49,42 @@ TROUBLESHOOTING_STEPS = (
     "Read the PostgREST / API logs for the failing schema query",
     "If a restart does not help, contact support with the checks below",
 )
+RESTART_STEP = "Restart the project (Restart project button below); it takes about 2-3 minutes"
+CHECK_AGAIN_STEP = "Check again: `/health {env}` or `pgrst-ops check --env {env}`"
+
+
+@dataclass(frozen=True)
+class AlertButtons:
+    """The alert's own buttons: Acknowledge (disabled once taken), Silence 1h, and Retry reload where it helps."""
+
+    retry: bool = True
+    acknowledged: bool = False
+
+
+def facts(payload: dict[str, Any]) -> dict[str, Any]:
+    return dict(payload.get(FACTS) or {})
+
+
+def alert_buttons(payload: dict[str, Any]) -> AlertButtons:
+    """What the alert's buttons are now (an alert stored before the facts existed gets all three)."""
+    known = facts(payload)
+    return AlertButtons(retry=bool(known.get("retry", True)), acknowledged=bool(known.get("acknowledged_by")))
+
+
+def outgoing(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as Discord takes it (webhook JSON, console text): without the alert's private facts."""
+    return {k: v for k, v in payload.items() if k != FACTS}
 
 
 def truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """At most `limit` characters; a longer text is cut at a word boundary (never mid-word) and ends in "…"."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:(") + "…"
 
 
 def check_line(check: CheckResult) -> str:
@@ -50,6 +93,25 @@ def check_line(check: CheckResult) -> str:
     code = f" {check.code}" if check.code else ""
     mark = "✅" if check.ok else "❌"
     return f"{mark} {check.label}: `{status}{code}` · {check.latency_ms:.0f} ms"
+
+
+def failing_checks(checks: tuple[CheckResult, ...], shown: int = FAILING_CHECKS_SHOWN) -> str:
+    """The failing checks (at most `shown`), then how many pass: the passing ones say nothing at 3 a.m."""
+    failing = [c for c in checks if not c.ok]
+    lines = [check_line(c) for c in failing[:shown]]
+    if len(failing) > shown:
+        lines.append(f"… and {len(failing) - shown} more failing")
+    passing = len(checks) - len(failing)
+    if passing:
+        lines.append(f"✅ {passing} other check{'s pass' if passing != 1 else ' passes'}")
+    return "\n".join(lines) or "no checks ran"
+
+
+def no_cause_steps(next_step: str) -> tuple[str, ...]:
+    """The verdict's next step, the restart (once: the verdict's own step may already say it), a re-check."""
+    if "restart" in next_step.lower():
+        return (next_step.replace("{", "{{").replace("}", "}}") + " (button below)", CHECK_AGAIN_STEP)
+    return (next_step.replace("{", "{{").replace("}", "}}"), RESTART_STEP, CHECK_AGAIN_STEP)
 
 
 def numbered_steps(steps: tuple[str, ...], env: str) -> str:
@@ -73,17 +135,63 @@ def fit_embed(embed: dict[str, Any]) -> dict[str, Any]:
     ]
     if "footer" in embed:
         embed["footer"] = {**embed["footer"], "text": truncate(embed["footer"]["text"], FOOTER_MAX)}
-
-    def total(fs: list[dict[str, Any]]) -> int:
-        size = len(embed.get("title", "")) + len(embed.get("description", ""))
-        size += len(embed.get("footer", {}).get("text", ""))
-        return size + sum(len(f["name"]) + len(f["value"]) for f in fs)
-
-    while fields and total(fields) > EMBED_TOTAL_MAX:
+    while fields and embed_chars({**embed, "fields": fields}) > EMBED_TOTAL_MAX:
         fields.pop()
     if fields or "fields" in embed:
         embed["fields"] = fields
     return embed
+
+
+def embed_chars(embed: dict[str, Any]) -> int:
+    """The characters Discord counts against an embed's 6000 limit."""
+    size = len(embed.get("title", "")) + len(embed.get("description", ""))
+    size += len(embed.get("footer", {}).get("text", ""))
+    return size + sum(len(f["name"]) + len(f["value"]) for f in embed.get("fields", []))
+
+
+def payload_chars(payload: dict[str, Any]) -> int:
+    """Everything a reader reads: the content line and every embed."""
+    return len(payload.get("content") or "") + sum(embed_chars(e) for e in payload.get("embeds", []))
+
+
+def fit_budget(embed: dict[str, Any], budget: int) -> dict[str, Any]:
+    """Shorten the longest parts (field values, then the description) until the embed is within `budget`."""
+    embed = {**embed, "fields": [dict(f) for f in embed.get("fields", [])]}
+    while embed_chars(embed) > budget:
+        over = embed_chars(embed) - budget
+        parts = [(len(f["value"]), i) for i, f in enumerate(embed["fields"])]
+        parts.append((len(embed.get("description", "")), -1))
+        longest, index = max(parts)
+        if longest <= 80:
+            break  # nothing left worth shortening; Discord's own limits still hold
+        keep = max(80, longest - over)
+        if index < 0:
+            embed["description"] = truncate(embed["description"], keep)
+        else:
+            embed["fields"][index]["value"] = truncate(embed["fields"][index]["value"], keep)
+    return embed
+
+
+def reload_can_help(report: EnvReport, result: RecoveryResult | None, diagnosis: Diagnosis | None) -> bool:
+    """Whether a Retry reload button makes sense: the verdict is one a reload fixes and nothing blocks it."""
+    if not info(report.verdict).reload_helps:
+        return False
+    if result is not None and result.refused_by_preflight:
+        return False
+    return not (diagnosis is not None and diagnosis.blockers)
+
+
+def _what_was_tried(result: RecoveryResult, cause: Finding | None) -> str:
+    tried = (
+        f"NOTIFY sent ({result.notify_ms:.0f} ms), {result.attempts} re-check{'s' if result.attempts != 1 else ''}"
+        if result.notify_ms is not None
+        else "no NOTIFY sent"
+    )
+    reason = (result.reason or "").split(". Cause: ")[0]  # the cause has its own field
+    why_not = info(result.verdict_after).why_no_reload
+    if (cause is not None and (cause.fix in reason or cause.evidence in reason)) or (why_not and why_not in reason):
+        reason = ""  # already said: in the cause's fields, or in the status line
+    return f"{tried}: {reason}" if reason else tried
 
 
 def build_critical_alert(
@@ -96,97 +204,68 @@ def build_critical_alert(
     alert_role_id: int | None = None,
     diagnosis: Diagnosis | None = None,
 ) -> dict[str, Any]:
-    """The CRITICAL message: what is wrong, since when, what was tried, and what to do next."""
+    """The CRITICAL message: what is wrong, since when, what was tried, and the one thing to do next."""
     diagnosis = diagnosis or (result.diagnosis if result else None)
     verdict = report.verdict
     meta = info(verdict)
     since = since or (result.started_at if result else report.checked_at)
-    status = "Automated recovery failed" if result and result.notify_sent else "Automated recovery cannot fix this"
-    if result and result.refused_by_preflight:
-        status = "Reload refused by the pre-flight check (it would not help or would make things worse)"
     cause = diagnosis.cause if diagnosis else None
-    action = (
-        "Fix the cause below; restart the project only if that does not help" if cause else "Manual project restart"
-    )
-    restart = str(env.restart_url) if env.restart_url else (str(env.dashboard_url) if env.dashboard_url else None)
-    lines = [
-        f"**Environment:** {env_name.upper()}",
-        f"**Status:** {status}",
-        f"**Action required:** {action}",
-        f"**Since:** <t:{int(since.timestamp())}:R> ({since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)",
-    ]
-    if restart:
-        lines.append(f"**Restart:** {restart}")
-    fields: list[dict[str, Any]] = [
-        {"name": "Verdict", "value": f"{meta.emoji} `{verdict}`", "inline": True},
-    ]
-    if report.server_version:
-        fields.append({"name": "Server", "value": report.server_version, "inline": True})
-    fields.append({"name": "Diagnosis", "value": report.explanation, "inline": False})
-    if cause is not None:
-        fields.append({"name": f"🩺 Cause: {cause.title}", "value": cause.evidence, "inline": False})
-        fields.append({"name": "🛠️ Fix", "value": cause.fix, "inline": False})
-        if diagnosis is not None and len(diagnosis.findings) > 1:
-            more = "\n".join(f"• {f.title}" for f in diagnosis.findings[1:4])
-            fields.append({"name": "Also found", "value": more, "inline": False})
-    elif diagnosis is not None and diagnosis.error:
-        fields.append({"name": "🩺 Cause", "value": f"unknown: {diagnosis.headline}", "inline": False})
     if result is not None and result.refused_by_preflight:
-        fields.append(
-            {
-                "name": "Force the reload anyway",
-                "value": f"`/reload {env_name} force:true` or `pgrst-ops fix --env {env_name} --force`",
-                "inline": False,
-            }
-        )
-    if result is not None:
-        tried = (
-            f"NOTIFY sent ({result.notify_ms:.0f} ms), {result.attempts} re-checks"
-            if result.notify_ms is not None
-            else "no NOTIFY sent"
-        )
-        fields.append({"name": "What was tried", "value": f"{tried}\nReason: {result.reason}", "inline": False})
-    if env.dashboard_url:
-        fields.append({"name": "Dashboard", "value": str(env.dashboard_url), "inline": False})
-    if cause is not None:
-        # A restart would not fix a named cause, and can make it worse (it applies a pending role setting).
-        fields.append({"name": "Next step", "value": cause.fix, "inline": False})
-        fields.append(
-            {
-                "name": "Only if the fix does not help",
-                "value": "Restart the project (link above), then run `/health` again",
-                "inline": False,
-            }
-        )
+        status = "Reload refused by the pre-flight check: it would not help, or would make things worse."
+    elif result is not None and result.notify_sent:
+        status = "Automated recovery failed: the reload did not fix it."
     else:
-        fields.append({"name": "Next step", "value": meta.next_step, "inline": False})
-        fields.append({"name": "Recovery steps", "value": numbered_steps(RECOVERY_STEPS, env_name), "inline": False})
-        fields.append(
-            {"name": "Troubleshooting", "value": numbered_steps(TROUBLESHOOTING_STEPS, env_name), "inline": False}
-        )
-    fields.append({"name": "Last checks", "value": "\n".join(check_line(c) for c in report.checks), "inline": False})
-    embed: dict[str, Any] = {
-        "title": "🔥 CRITICAL: PostgREST unhealthy",
-        "description": "\n".join(lines),
-        "color": CRITICAL_COLOUR,
-        "fields": fields,
-        "timestamp": report.checked_at.isoformat(),
-        "footer": {"text": f"pgrst-ops · {env_name}"},
-    }
-    if restart:
-        embed["url"] = restart
-    payload: dict[str, Any] = {"embeds": [fit_embed(embed)]}
+        status = f"Automated recovery cannot fix this: {meta.why_no_reload or 'a reload does not help'}."
+    stamp = int(since.timestamp())
+    description = "\n".join([status, f"Since <t:{stamp}:R> (<t:{stamp}:f>)", report.explanation])
+    fields: list[dict[str, Any]] = []
+    if cause is not None:
+        fields.append({"name": f"Cause: {cause.title}", "value": cause.evidence, "inline": False})
+        fallback = f"If that does not help: restart the project (button below), then `/health {env_name}`."
+        fields.append({"name": "Fix", "value": f"{cause.fix}\n{fallback}", "inline": False})
+        if diagnosis is not None and len(diagnosis.findings) > 1:
+            more = "\n".join(f"- {f.title}" for f in diagnosis.findings[1:4])
+            fields.append({"name": "Also found", "value": more, "inline": False})
+    else:
+        if diagnosis is not None and diagnosis.error:
+            fields.append({"name": "Cause", "value": f"unknown: {diagnosis.headline}", "inline": False})
+        steps = numbered_steps(no_cause_steps(meta.next_step.replace("<env>", env_name)), env_name)
+        fields.append({"name": "Next steps", "value": steps, "inline": False})
+    if result is not None and result.refused_by_preflight:
+        force = f"`/reload {env_name} force:true` or `pgrst-ops fix --env {env_name} --force`"
+        fields.append({"name": "Force the reload anyway", "value": force, "inline": False})
+    if result is not None:
+        fields.append({"name": "What was tried", "value": _what_was_tried(result, cause), "inline": False})
+    fields.append({"name": "Failing checks", "value": failing_checks(report.checks), "inline": False})
+    footer = f"pgrst-ops · {env_name}" + (f" · {report.server_version}" if report.server_version else "")
     headline = (
         f"PostgREST {env_name.upper()} is unhealthy ({verdict}): {cause.title}"
         if cause
         else f"PostgREST {env_name.upper()} is down: manual restart needed"
     )
+    payload: dict[str, Any] = {}
     if alert_role_id is not None:
         payload["content"] = truncate(f"<@&{alert_role_id}> {headline}", CONTENT_MAX)
         payload["allowed_mentions"] = {"parse": [], "roles": [str(alert_role_id)]}
     else:
         payload["content"] = truncate(headline, CONTENT_MAX)
         payload["allowed_mentions"] = {"parse": []}
+    embed: dict[str, Any] = {
+        "title": f"CRITICAL · {env_name.upper()}: {meta.words} ({verdict})",
+        "description": description,
+        "color": CRITICAL_COLOUR,
+        "fields": fields[:ALERT_FIELDS_MAX],
+        "timestamp": report.checked_at.isoformat(),
+        "footer": {"text": footer},
+    }
+    embed = fit_budget(fit_embed(embed), ALERT_CHARS_MAX - len(payload["content"]))
+    payload["embeds"] = [embed]
+    payload[FACTS] = {
+        "env": env_name,
+        "verdict": str(verdict),
+        "cause": cause.title if cause else meta.words,
+        "retry": reload_can_help(report, result, diagnosis),
+    }
     return payload
 
 
@@ -206,27 +285,39 @@ def format_duration(seconds: float) -> str:
 
 
 def build_resolved_alert(
-    env_name: str, alert_payload: dict[str, Any], started: datetime, resolved_at: datetime
+    env_name: str,
+    alert_payload: dict[str, Any],
+    started: datetime,
+    resolved_at: datetime,
+    *,
+    resolution: str,
+    acknowledged_by: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The CRITICAL alert edited to resolved, and the short "resolved after N min" line to post."""
+    """The alert edited to a short resolved card (no instructions, no buttons), and the one resolved line."""
     duration = format_duration((resolved_at - started).total_seconds())
-    original = alert_payload["embeds"][0]
+    known = facts(alert_payload)
+    how = RESOLUTION_TEXT.get(resolution, resolution)
+    lines = [
+        f"Down for {duration} (<t:{int(started.timestamp())}:t> → <t:{int(resolved_at.timestamp())}:t>)",
+        f"Resolution: {how}",
+    ]
+    if known.get("cause"):
+        lines.append(f"Cause: {known['cause']}")
+    acknowledged_by = acknowledged_by or known.get("acknowledged_by")
+    if acknowledged_by:
+        lines.append(f"Acknowledged by {acknowledged_by}")
+    original = (alert_payload.get("embeds") or [{}])[0]
     embed = {
-        **original,
-        "title": "✅ RESOLVED: PostgREST healthy again",
+        "title": f"✅ RESOLVED · {env_name.upper()}: PostgREST healthy again",
+        "description": "\n".join(lines),
         "color": RESOLVED_COLOUR,
-        "description": (
-            f"**Environment:** {env_name.upper()}\n**Down for:** {duration} "
-            f"(<t:{int(started.timestamp())}:t> → <t:{int(resolved_at.timestamp())}:t>)\n\n"
-            + original.get("description", "")
-        ),
+        "timestamp": resolved_at.isoformat(),
+        "footer": original.get("footer") or {"text": f"pgrst-ops · {env_name}"},
     }
-    edited: dict[str, Any] = {
-        "content": f"✅ PostgREST {env_name.upper()} resolved after {duration}",
-        "embeds": [fit_embed(embed)],
-        "allowed_mentions": {"parse": []},
-    }
-    line = build_info_line(env_name, f"✅ PostgREST {env_name.upper()} resolved after {duration}.")
+    # The content is emptied: the channel's one "resolved" line is the short line posted below.
+    edited: dict[str, Any] = {"content": "", "embeds": [fit_embed(embed)], "allowed_mentions": {"parse": []}}
+    edited[FACTS] = {**known, "resolution": resolution, "acknowledged_by": acknowledged_by}
+    line = build_info_line(env_name, f"✅ PostgREST {env_name.upper()} resolved after {duration} ({how}).")
     return edited, line
 
 

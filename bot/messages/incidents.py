@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.core.incidents import RESOLUTION_TEXT, ActiveWindow, mttr_by_env
+from bot.core.incidents import ActiveWindow, mttr_by_env
 from bot.core.records import Incident
-from bot.messages.alert import CONTENT_MAX, fit_embed, format_duration, truncate
+from bot.messages.alert import CONTENT_MAX, FACTS, facts, fit_embed, format_duration, truncate
 
 ACK_COLOUR = 0xE67E22
 FLAPPING_COLOUR = 0x9B59B6
@@ -28,37 +28,25 @@ def t(ts: datetime, style: str = "f") -> str:
 
 # -- payloads -----------------------------------------------------------------------------------------
 def acknowledged_payload(payload: dict[str, Any], actor: str, at: datetime) -> dict[str, Any]:
-    """The CRITICAL alert with "Acknowledged by …" on top; reminders stop."""
+    """The CRITICAL alert taken: "Acknowledged by X, T" in the embed, its Acknowledge button disabled, no ping."""
     edited = copy.deepcopy(payload)
-    note = f"👀 Acknowledged by {actor} {t(at, 'R')}. Reminders stopped."
-    edited["content"] = truncate(f"{note}\n{payload.get('content') or ''}", CONTENT_MAX)
+    edited["content"] = truncate(
+        f"Acknowledged by {actor} {t(at, 'R')}; reminders stopped.\n{payload.get('content') or ''}", CONTENT_MAX
+    )
     edited["allowed_mentions"] = {"parse": []}  # an edit must not ping the role again
     if edited.get("embeds"):
         embed = edited["embeds"][0]
         embed["color"] = ACK_COLOUR
-        fields = embed.get("fields", [])
-        embed["fields"] = [{"name": "Acknowledged", "value": f"by {actor} at {t(at)}", "inline": False}, *fields]
+        embed["description"] = f"Acknowledged by {actor}, {t(at)}\n{embed.get('description', '')}"
         edited["embeds"][0] = fit_embed(embed)
-    return edited
-
-
-def resolution_note(payload: dict[str, Any], resolution: str) -> dict[str, Any]:
-    """Add the resolution to a resolved alert payload (from escalation.build_resolved_alert)."""
-    edited = copy.deepcopy(payload)
-    text = RESOLUTION_TEXT.get(resolution, resolution)
-    edited["content"] = truncate(f"{edited.get('content') or ''} · {text}", CONTENT_MAX)
-    if edited.get("embeds"):
-        embed = edited["embeds"][0]
-        kept = [f for f in embed.get("fields", []) if f.get("name") != "Acknowledged"][:24]
-        embed["fields"] = [{"name": "Resolution", "value": f"`{resolution}`: {text}", "inline": False}, *kept]
-        edited["embeds"][0] = fit_embed(embed)
+    edited[FACTS] = {**facts(payload), "acknowledged_by": actor, "acknowledged_at": at.isoformat()}
     return edited
 
 
 def reminder_line(env: str, opened_at: datetime, at: datetime, verdict: str) -> dict[str, Any]:
     elapsed = format_duration((at - opened_at).total_seconds())
     return line(
-        f"⏰ Reminder: PostgREST {env.upper()} has been down for {elapsed} ({verdict}, since {t(opened_at, 't')}) "
+        f"Reminder: PostgREST {env.upper()} has been down for {elapsed} ({verdict}, since {t(opened_at, 't')}) "
         "and nobody has acknowledged it. Press **Acknowledge** on the alert to take it, or **Silence 1h**."
     )
 
@@ -66,7 +54,7 @@ def reminder_line(env: str, opened_at: datetime, at: datetime, verdict: str) -> 
 def flapping_alert(env: str, flips: int, window_s: float, at: datetime, alert_role_id: int | None) -> dict[str, Any]:
     window = format_duration(window_s)
     embed = {
-        "title": "🔁 FLAPPING: PostgREST keeps going up and down",
+        "title": f"⚠️ FLAPPING · {env.upper()}: PostgREST keeps going up and down",
         "description": (
             f"**Environment:** {env.upper()}\n**Flips:** {flips} in the last {window} (since {t(at, 't')})\n\n"
             "Alerts for each flip are suppressed; this alert stays open until the environment is stable "
@@ -89,6 +77,7 @@ def flapping_alert(env: str, flips: int, window_s: float, at: datetime, alert_ro
         "content": f"{mention}PostgREST {env.upper()} is flapping",
         "embeds": [fit_embed(embed)],
         "allowed_mentions": {"parse": [], "roles": [str(alert_role_id)] if alert_role_id is not None else []},
+        FACTS: {"env": env, "cause": f"flapping: {flips} flips in {window}", "retry": False},
     }
     return payload
 
@@ -111,38 +100,38 @@ def network_lost_line(envs: Sequence[str], since: datetime, alert_role_id: int |
 
 def network_back_line(since: datetime, at: datetime) -> dict[str, Any]:
     return line(
-        f"🌐 Network is back: an environment answers again after {format_duration((at - since).total_seconds())}. "
+        f"Network is back: an environment answers again after {format_duration((at - since).total_seconds())}. "
         "Environments still failing will alert as usual."
     )
 
 
 def silenced_line(env: str, until: datetime, reason: str, actor: str) -> dict[str, Any]:
     return line(
-        f"🔕 {env.upper()} silenced by {actor} until {t(until)} ({t(until, 'R')}): {reason}. "
+        f"{env.upper()} silenced by {actor} until {t(until)} ({t(until, 'R')}): {reason}. "
         f"Probes go on; alerts are held. `/unsilence {env}` ends it early."
     )
 
 
 def silence_expired_line(env: str, reason: str, actor: str, still_down: bool) -> dict[str, Any]:
     tail = "It is still unhealthy: the held alert follows." if still_down else "It is healthy; alerts are live again."
-    return line(f"🔔 Silence on {env.upper()} ended (set by {actor}: {reason}). {tail}")
+    return line(f"Silence on {env.upper()} ended (set by {actor}: {reason}). {tail}")
 
 
 def unsilenced_line(env: str, actor: str, still_down: bool) -> dict[str, Any]:
     tail = "It is still unhealthy: the held alert follows." if still_down else "Alerts are live again."
-    return line(f"🔔 {env.upper()} unsilenced by {actor}. {tail}")
+    return line(f"{env.upper()} unsilenced by {actor}. {tail}")
 
 
 def maintenance_line(env: str, window: ActiveWindow) -> dict[str, Any]:
     return line(
-        f"🛠️ {env.upper()} is in its maintenance window ({window.window.reason}) until {t(window.ends)}: "
+        f"{env.upper()} is in its maintenance window ({window.window.reason}) until {t(window.ends)}: "
         "probes go on, alerts are held."
     )
 
 
 def maintenance_over_line(env: str, still_down: bool) -> dict[str, Any]:
     tail = "It is still unhealthy: the held alert follows." if still_down else "It is healthy; alerts are live again."
-    return line(f"🛠️ Maintenance window of {env.upper()} is over. {tail}")
+    return line(f"Maintenance window of {env.upper()} is over. {tail}")
 
 
 def incident_line(incident: Incident, at: datetime) -> str:

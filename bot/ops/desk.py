@@ -24,7 +24,7 @@ from bot.core.incident import (
     restart_asked,
     unreachable_everywhere,
 )
-from bot.core.incidents import CLI, MONITOR, RELOAD, RESOLUTION_TEXT, active_window
+from bot.core.incidents import CLI, MONITOR, RELOAD, active_window
 from bot.core.records import Silence
 from bot.core.recovery import RecoveryResult
 from bot.core.report import EnvReport, unreachable
@@ -157,9 +157,14 @@ class IncidentDesk(IncidentLog):
         await self._action(alert, "monitor", "resolved", resolution)
         if not alert.payload.get("embeds"):
             return
-        resolved, line = build_resolved_alert(state.name, alert.payload, alert.opened_at, resolved_at)
-        resolved = inc.resolution_note(resolved, resolution)
-        line["content"] = line["content"].rstrip(".") + f" ({RESOLUTION_TEXT.get(resolution, resolution)})."
+        resolved, line = build_resolved_alert(
+            state.name,
+            alert.payload,
+            alert.opened_at,
+            resolved_at,
+            resolution=resolution,
+            acknowledged_by=alert.acknowledged_by,
+        )
         if alert.handle:
             await self.sink.resolve_alert(state.name, alert.handle, resolved)
         if not alert.held:  # an alert nobody saw (silenced) needs no "resolved" line

@@ -132,18 +132,18 @@ async def test_pgrst002_fix_escalates_posts_the_critical_alert_and_exits_1(make_
     assert len(recorder.posts) == 1 and recorder.posts[0]["query"] == {"wait": "true"}
     payload = recorder.posts[0]["json"]
     embed = payload["embeds"][0]
-    assert embed["title"].startswith("🔥 CRITICAL: PostgREST unhealthy")
-    assert "**Environment:** PROD" in embed["description"] and "Fix the cause below" in embed["description"]
+    assert embed["title"] == "CRITICAL · PROD: schema cache cannot load (schema_cache_unavailable)"
+    assert "pgrst_ops" not in payload  # the alert's private facts stay home
     assert "<@&424242424242424242>" in payload["content"] and payload["allowed_mentions"] == {
         "parse": [],
         "roles": ["424242424242424242"],
     }
     assert "statement_timeout too low for authenticator" in payload["content"]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
-    assert "schema_cache_unavailable" in fields["Verdict"] and "PGRST002" in fields["Last checks"]
+    assert "PGRST002" in fields["Failing checks"]
     # The alert carries the diagnosis: cause, evidence, fix.
-    assert "statement_timeout=1ms" in fields["🩺 Cause: statement_timeout too low for authenticator"]
-    assert f"ALTER ROLE authenticator IN DATABASE {stack.db} RESET statement_timeout" in fields["🛠️ Fix"]
+    assert "statement_timeout=1ms" in fields["Cause: statement_timeout too low for authenticator"]
+    assert f"ALTER ROLE authenticator IN DATABASE {stack.db} RESET statement_timeout" in fields["Fix"]
     assert "🩺 Cause: statement_timeout too low" in proc.stdout
     assert CANARY not in proc.stdout + proc.stderr
 

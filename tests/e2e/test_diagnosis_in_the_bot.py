@@ -17,8 +17,8 @@ async def test_monitor_alert_for_a_missing_table_names_the_migration_not_a_resta
         alert = await fake.wait_for_message(fake.ops_channel_id, lambda m: "CRITICAL" in m.embed_text(), 10)
     assert monitor.states["prod"].verdict == "missing_in_database"
     fields = {f["name"]: f["value"] for f in alert.embeds[0]["fields"]}
-    assert "public.orders does not exist" in fields["🩺 Cause: table missing in the database"]
-    assert "apply the migration" in fields["🛠️ Fix"]
+    assert "public.orders does not exist" in fields["Cause: table missing in the database"]
+    assert "apply the migration" in fields["Fix"] and fields["Fix"].count("restart") == 1  # only as the fallback
     assert "table missing in the database" in alert.content
 
 
@@ -90,7 +90,7 @@ async def test_fixing_the_named_cause_resolves_without_claiming_a_restart(fake, 
         await monitor.check("prod")
         await monitor.check("prod")
         alert = await fake.wait_for_message(fake.ops_channel_id, lambda m: "CRITICAL" in m.embed_text(), 10)
-        assert "Fix the cause below" in alert.embed_text() and "RESET statement_timeout" in alert.embed_text()
+        assert alert.embed_text().count("RESET statement_timeout") == 1  # the fix, once
         stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} RESET statement_timeout")
         await stack.wait_for_code("first judgment")
         await monitor.check("prod")

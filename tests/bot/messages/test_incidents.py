@@ -9,6 +9,7 @@ import pytest
 from bot.config import ConfigError, MaintenanceWindow
 from bot.core.incidents import FlapDetector, active_window, mttr_by_env, parse_duration
 from bot.core.records import Incident
+from bot.messages.alert import alert_buttons
 from bot.messages.incidents import acknowledged_payload, incidents_embed
 from tests.conftest import build_settings
 
@@ -92,13 +93,14 @@ def test_flap_detector_counts_flips_in_the_window():
 def test_acknowledged_alert_shows_who_and_never_pings_again():
     payload = {
         "content": "<@&1> PostgREST PROD is down",
-        "embeds": [{"title": "🔥 CRITICAL", "fields": [{"name": "Next step", "value": "x"}]}],
+        "embeds": [{"title": "CRITICAL", "description": "Since …", "fields": [{"name": "Fix", "value": "x"}]}],
         "allowed_mentions": {"parse": [], "roles": ["1"]},
     }
     edited = acknowledged_payload(payload, "Bob", datetime(2026, 1, 1, tzinfo=UTC))
-    assert edited["content"].startswith("👀 Acknowledged by Bob") and edited["allowed_mentions"] == {"parse": []}
-    assert edited["embeds"][0]["fields"][0]["name"] == "Acknowledged"
-    assert payload["embeds"][0]["fields"][0]["name"] == "Next step"  # the original is untouched
+    assert edited["content"].startswith("Acknowledged by Bob") and edited["allowed_mentions"] == {"parse": []}
+    assert edited["embeds"][0]["description"].startswith("Acknowledged by Bob, <t:1767225600:f>")
+    assert alert_buttons(edited).acknowledged and not alert_buttons(payload).acknowledged
+    assert payload["embeds"][0]["description"] == "Since …"  # the original is untouched
 
 
 def test_incidents_embed_lists_durations_resolutions_and_mttr():
