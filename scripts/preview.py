@@ -89,7 +89,9 @@ def alert_messages() -> Iterator[Shown]:
 
 def notice_messages() -> Iterator[Shown]:
     at = samples.AT
-    yield Shown("Network lost (instead of one CRITICAL per environment)", notices.network_lost_line(["prod", "dev"], at))
+    yield Shown(
+        "Network lost (instead of one CRITICAL per environment)", notices.network_lost_line(["prod", "dev"], at)
+    )
     yield Shown("Network back", notices.network_back_line(at, at + timedelta(minutes=4)))
     yield Shown("Silenced", notices.silenced_line("prod", at + timedelta(hours=1), "planned migration", "alice"))
     yield Shown("Silence over", notices.silence_expired_line("prod", "planned migration", "alice", still_down=False))
