@@ -128,8 +128,12 @@ def rel(ts: datetime | None) -> str:
     return f"<t:{int(ts.timestamp())}:R>" if ts else "never"
 
 
-def reason_without_cause(reason: str) -> str:
-    return reason.split(CAUSE_IN_REASON, 1)[0]
+def reason_without_cause(reason: str, findings: Sequence[Finding] = ()) -> str:
+    """A reason without the diagnosis appended to it, and the findings it quotes named by their title only."""
+    reason = reason.split(CAUSE_IN_REASON, 1)[0]
+    for finding in findings:
+        reason = reason.replace(finding.line(), finding.title)
+    return reason
 
 
 def cause_text(finding: Finding) -> str:
@@ -254,11 +258,12 @@ def health_embeds(
     checked = [r.checked_at for r in reports]
     embed: dict[str, Any] = {
         "title": title,
-        "description": description,
         "color": info(worst(r.verdict for r in reports)).colour,
         "fields": fields,
         "footer": {"text": HEALTH_FOOTER},
     }
+    if description:  # Discord refuses an empty one
+        embed["description"] = description
     if checked:
         embed["timestamp"] = max(checked).isoformat()
     return [fit_embed(embed)]

@@ -53,10 +53,7 @@ def reload_lines(steps: Sequence[RecoveryStep], result: RecoveryResult | None = 
     decision: tuple[int, str] | None = None  # the decision line's index and its reason
 
     def short(text: str) -> str:
-        text = reason_without_cause(text)
-        for full, title in titles.items():
-            text = text.replace(full, title)
-        return clip(text, LINE_MAX)
+        return clip(reason_without_cause(text, findings), LINE_MAX)
 
     for step in steps:
         if step.kind is StepKind.RECHECK and lines and lines[-1].startswith("re-check"):
@@ -83,6 +80,11 @@ def reload_lines(steps: Sequence[RecoveryStep], result: RecoveryResult | None = 
     return lines
 
 
+def step_line(step: RecoveryStep) -> str:
+    """One step on its own, as /reload shows it."""
+    return reload_lines([step])[0]
+
+
 def _diagnosis_line(
     step: RecoveryStep, result: RecoveryResult | None, final_cause: Finding | None, titles: dict[str, str]
 ) -> str:
@@ -92,7 +94,7 @@ def _diagnosis_line(
     shown = f"diagnosis: {verdict_words(verdict)}"
     title = titles.get(headline) or _cause_title(headline)
     if result is None or title is None:
-        return f"{shown}; {clip(headline, LINE_MAX)}"  # while running, the only place the cause is told
+        return f"{shown}; {clip(headline, 2 * LINE_MAX)}"  # while running, the only place the cause is told
     if final_cause is not None and final_cause.line() == headline:
         return f"{shown} (cause and fix below)"
     return f"{shown}; cause: {clip(title, 200)}"
@@ -148,8 +150,9 @@ def retry_outcome(env: str, result: RecoveryResult | str) -> str:
         return f"✅ Reload sent: {env.upper()} healthy after {result.time_to_healthy_ms:.0f} ms."
     if result.outcome is Outcome.ALREADY_HEALTHY:
         return f"✅ {env.upper()} is already healthy: no reload sent; the incident is resolved."
-    reason = reason_without_cause(result.reason or "")
-    fix = result.diagnosis.next_step if result.diagnosis else result.report_after.next_step
+    reason = reason_without_cause(result.reason or "", result.diagnosis.findings if result.diagnosis else ())
+    cause = escalation_cause(result)
+    fix = cause.fix if cause else result.report_after.next_step
     return clip(f"{FAILED} The reload did not fix {env.upper()}: {reason}. Fix: {fix}", 2000)
 
 

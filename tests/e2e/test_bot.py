@@ -129,6 +129,11 @@ async def test_reload_of_a_stale_cache_reports_time_to_healthy_and_an_audit_line
     embed = record.original.embeds[0]
     assert embed["title"].startswith("✅ DEV healthy after ") and embed["title"].endswith(" ms")
     assert "NOTIFY " in embed["description"] and "'reload schema' sent in" in embed["description"]
+    # live progress: the deferred response was edited as the steps happened, before the outcome
+    shown = [h["embeds"][0] for h in record.original.history if h.get("embeds")]
+    progress = [e for e in shown if e["title"] == "Reloading DEV schema cache…"]
+    assert progress and progress[0]["description"].startswith("probe: stale schema cache")
+    assert shown[-1]["title"] == embed["title"] and shown.index(progress[0]) < len(shown) - 1
     audit = next(f["value"] for f in embed["fields"] if f["name"] == "Audit")
     assert "Bob" in audit and "recovered" in audit and "dev" in audit
     assert not record.errors and state.last_reload is not None and state.last_reload.actor.startswith("Bob")
@@ -186,6 +191,8 @@ async def test_reload_that_cannot_help_escalates_and_posts_the_critical_alert(fa
     final = record.original.embeds[0]
     assert final["title"] == "❌ PROD escalated: schema cache cannot load (PGRST002)"
     assert final["description"].count("cannot help") == 1
+    text = "\n".join([final["description"], *(f["value"] for f in final["fields"])])
+    assert text.count("RESET statement_timeout") == 1 and text.count("statement_timeout=1ms") == 1  # once each
     assert [f["name"] for f in final["fields"]][-1] == "Audit"
     oncall = fake.role_ids["oncall"]
     assert alert.content.startswith(f"<@&{oncall}>")

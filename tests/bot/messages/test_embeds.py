@@ -14,7 +14,7 @@ from bot.core.recovery import StepKind
 from bot.core.report import CheckResult, summarise
 from bot.core.verdicts import Verdict
 from bot.messages.embeds import clip, embed_size, health_embeds, reload_embed, status_embed
-from bot.messages.replies import reload_lines, with_status_extras
+from bot.messages.replies import reload_lines, retry_outcome, with_status_extras
 from tests.bot.messages import realistic as x
 
 
@@ -234,3 +234,10 @@ def test_interrupted_reload_is_marked_as_a_warning():
     embed = reload_embed("prod", reload_lines(steps), result=None, actor="Alice", interrupted="interrupted by shutdown")
     assert embed["title"] == "⚠️ PROD reload interrupted by shutdown" and not decorative(embed)
     assert embed["fields"][0]["name"] == "Audit"
+
+
+@pytest.mark.parametrize("result", [x.escalated_reload(), x.refused_reload()], ids=["cannot-help", "refused"])
+def test_retry_reload_answer_gives_the_fix_once(result):
+    text = retry_outcome(result.env, result)
+    assert text.startswith(f"❌ The reload did not fix {result.env.upper()}: ")
+    assert text.count(x.ROLE_SETTING.fix) == 1 and x.ROLE_SETTING.evidence not in text
