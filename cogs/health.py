@@ -46,9 +46,7 @@ class RecheckButton(
 
     def __init__(self, env: str) -> None:
         super().__init__(
-            discord.ui.Button(
-                label="Re-check", emoji="🔄", style=discord.ButtonStyle.secondary, custom_id=f"pgrst:recheck:{env}"
-            )
+            discord.ui.Button(label="Re-check", style=discord.ButtonStyle.secondary, custom_id=f"pgrst:recheck:{env}")
         )
         self.env = env
 

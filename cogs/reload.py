@@ -22,8 +22,8 @@ from bot.chat.checks import (
     unknown_env,
 )
 from bot.messages.embeds import reload_embed
-from bot.messages.replies import step_line
-from bot.ops.facade import Action, Interrupted, RecoveryStep, StepKind
+from bot.messages.replies import reload_lines
+from bot.ops.facade import Action, Interrupted, RecoveryStep
 
 EDIT_EVERY_S = 0.5  # Discord rate-limits edits; progress need not be finer
 
@@ -99,7 +99,7 @@ class Reload(commands.Cog):
             view.stop()
             with contextlib.suppress(discord.HTTPException):
                 await interaction.edit_original_response(
-                    content=f"🛑 {action.interruption}: not confirmed. Nothing was sent.", view=None
+                    content=f"⚠️ {action.interruption}: not confirmed. Nothing was sent.", view=None
                 )
             return False
         if view.confirmed:
@@ -107,7 +107,7 @@ class Reload(commands.Cog):
         if timed_out:
             with contextlib.suppress(discord.HTTPException):
                 await interaction.edit_original_response(
-                    content=f"⌛ No confirmation within {timeout:g} s: cancelled. Nothing was sent.",
+                    content=f"No confirmation within {timeout:g} s: cancelled. Nothing was sent.",
                     view=None,
                 )
         return False
@@ -115,14 +115,11 @@ class Reload(commands.Cog):
     async def _run(self, interaction: discord.Interaction, env: str, force: bool, action: Action) -> None:
         ops = services(interaction)
         actor = f"{interaction.user.display_name} (/reload{' force' if force else ''})"
-        lines: list[str] = []
+        steps: list[RecoveryStep] = []
         dirty = asyncio.Event()
 
         def on_step(step: RecoveryStep) -> None:
-            if step.kind is StepKind.RECHECK and lines and lines[-1].startswith("⏳"):
-                lines[-1] = step_line(step)  # one line for the re-checks, updated in place
-            else:
-                lines.append(step_line(step))
+            steps.append(step)
             dirty.set()
 
         async def show_progress() -> None:
@@ -130,8 +127,8 @@ class Reload(commands.Cog):
                 await dirty.wait()
                 dirty.clear()
                 with contextlib.suppress(discord.HTTPException):
-                    embed = discord.Embed.from_dict(reload_embed(env, lines, result=None, actor=actor))
-                    await interaction.edit_original_response(embed=embed)
+                    embed = reload_embed(env, reload_lines(steps), result=None, actor=actor)
+                    await interaction.edit_original_response(embed=discord.Embed.from_dict(embed))
                 await asyncio.sleep(EDIT_EVERY_S)
 
         editor = asyncio.create_task(show_progress())
@@ -142,9 +139,10 @@ class Reload(commands.Cog):
             with contextlib.suppress(asyncio.CancelledError):
                 await editor
         if isinstance(result, Interrupted):  # the bot is stopping: say what was done (the audit says it too)
-            final = reload_embed(env, lines, result=None, actor=actor, interrupted=result.how)
+            final = reload_embed(env, reload_lines(steps), result=None, actor=actor, interrupted=result.how)
             await interaction.edit_original_response(embed=discord.Embed.from_dict(final), view=None)
             return
+        lines = reload_lines(steps, result)
         final_embed = discord.Embed.from_dict(reload_embed(env, lines, result=result, actor=actor))
         await interaction.edit_original_response(embed=final_embed, view=None)
         await ops.escalate(env, result)

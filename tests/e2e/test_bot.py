@@ -60,13 +60,15 @@ async def test_health_acks_at_once_while_an_environment_hangs(fake, make_stack):
     assert not record.errors
     assert ack_s < 0.5 and record.callbacks[0]["type"] == 5  # deferred before probing
     message = record.followups[0] if record.followups else record.original
-    fields = {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
-    assert fields["✅ DEV — healthy"].count("✅") >= 3
-    stale_block = fields["⚠️ STAGING — stale_schema_cache"]
-    assert "Cache (orders): `404`" in stale_block and "🛠️ **Fix:** send a schema reload" in stale_block
-    timeout_block = fields["❌ QA — timeout"]
+    embed = message.embeds[0]
+    assert embed["title"] == "PostgREST health: 2 unhealthy, 1 healthy"
+    # the unhealthy ones in blocks of their own, in the config's order; the healthy one on one line
+    assert [f["name"] for f in embed["fields"]] == ["⚠️ STAGING — stale schema cache", "❌ QA — no answer (timeout)"]
+    stale_block, timeout_block = (f["value"] for f in embed["fields"])
+    assert "Cache (orders): `404`" in stale_block and "**Fix:** send a schema reload" in stale_block
+    assert stale_block.count("send a schema reload") == 1
     assert "**Why:**" in timeout_block and "paused" in timeout_block
-    assert "2 of 3 unhealthy" in message.embeds[0]["description"]
+    assert embed["description"].startswith("✅ **DEV** healthy · ") and "\n" not in embed["description"]
     assert [b["custom_id"] for b in message.buttons()] == ["pgrst:recheck:*"]
 
 
@@ -77,11 +79,13 @@ async def test_recheck_button_probes_again_and_edits_the_message(fake, make_stac
         record = await fake.invoke_slash("health", user_id=fake.user_ids["carol"], options={"env": "dev"})
         await record.wait_for(lambda r: bool(r.followups) or (r.original is not None and bool(r.original.embeds)))
         message = record.followups[0] if record.followups else record.original
-        assert "stale_schema_cache" in message.embeds[0]["fields"][0]["name"]
+        assert "stale schema cache" in message.embeds[0]["fields"][0]["name"]
         stack.notify()
         await asyncio.sleep(0.5)
         click = await fake.click_button(message, "pgrst:recheck:dev", user_id=fake.user_ids["bob"])
-        await click.wait_for(lambda r: "healthy" in fake.message(message.id).embeds[0]["fields"][0]["name"], 10)
+        await click.wait_for(
+            lambda r: fake.message(message.id).embeds[0]["title"] == "PostgREST health: DEV healthy", 10
+        )
     assert not click.errors and click.callbacks[0]["type"] == 6
 
 
@@ -124,7 +128,12 @@ async def test_reload_of_a_stale_cache_reports_time_to_healthy_and_an_audit_line
         state = bot.services.monitor.states["dev"]
     embed = record.original.embeds[0]
     assert embed["title"].startswith("✅ DEV healthy after ") and embed["title"].endswith(" ms")
-    assert "📣 NOTIFY" in embed["description"]
+    assert "NOTIFY " in embed["description"] and "'reload schema' sent in" in embed["description"]
+    # live progress: the deferred response was edited as the steps happened, before the outcome
+    shown = [h["embeds"][0] for h in record.original.history if h.get("embeds")]
+    progress = [e for e in shown if e["title"] == "Reloading DEV schema cache…"]
+    assert progress and progress[0]["description"].startswith("probe: stale schema cache")
+    assert shown[-1]["title"] == embed["title"] and shown.index(progress[0]) < len(shown) - 1
     audit = next(f["value"] for f in embed["fields"] if f["name"] == "Audit")
     assert "Bob" in audit and "recovered" in audit and "dev" in audit
     assert not record.errors and state.last_reload is not None and state.last_reload.actor.startswith("Bob")
@@ -180,8 +189,11 @@ async def test_reload_that_cannot_help_escalates_and_posts_the_critical_alert(fa
         alert = await fake.wait_for_message(fake.ops_channel_id, lambda m: "CRITICAL" in m.embed_text(), 15)
         await record.wait_for(lambda r: bool(r.original.embeds) and "Audit" in str(r.original.embeds))
     final = record.original.embeds[0]
-    assert final["title"] == "❌ PROD escalated"
-    assert "cannot help" in next(f["value"] for f in final["fields"] if f["name"] == "Reason")
+    assert final["title"] == "❌ PROD escalated: schema cache cannot load (PGRST002)"
+    assert final["description"].count("cannot help") == 1
+    text = "\n".join([final["description"], *(f["value"] for f in final["fields"])])
+    assert text.count("RESET statement_timeout") == 1 and text.count("statement_timeout=1ms") == 1  # once each
+    assert [f["name"] for f in final["fields"]][-1] == "Audit"
     oncall = fake.role_ids["oncall"]
     assert alert.content.startswith(f"<@&{oncall}>")
     assert [str(r) for r in alert.allowed_mentions["roles"]] == [str(oncall)] and not alert.allowed_mentions.get(
@@ -189,8 +201,7 @@ async def test_reload_that_cannot_help_escalates_and_posts_the_critical_alert(fa
     )
     assert alert.mention_roles == [oncall] and not alert.mention_everyone
     *incident_buttons, link = alert.buttons()
-    # No Retry reload: the bot itself says a reload cannot fix PGRST002.
-    assert [b["label"] for b in incident_buttons] == ["Acknowledge", "Silence 1h"]
+    assert [b["label"] for b in incident_buttons] == ["Acknowledge", "Silence 1h", "Retry reload"]
     assert link["style"] == 5 and link["url"] == "https://supabase.com/dashboard/project/testref/settings/general"
     text = alert.embed_text()
     assert "schema_cache_unavailable" in text and "Automated recovery cannot fix this" in text
@@ -220,8 +231,8 @@ async def test_monitor_alerts_once_and_resolves_once(fake, make_stack):
         posts = fake.channel_messages(fake.ops_channel_id)
     assert len(posts) == 2
     alert, line = posts
-    assert alert.embeds[0]["title"] == "✅ RESOLVED · PROD: PostgREST healthy again" and not alert.buttons()
-    assert alert.embeds[0]["description"].startswith("Down for ") and not alert.content
+    assert alert.embeds[0]["title"] == "✅ RESOLVED: PostgREST healthy again" and not alert.buttons()
+    assert "Down for:" in alert.embeds[0]["description"]
     assert line.content.startswith("✅ PostgREST PROD resolved after")
 
 
@@ -281,8 +292,8 @@ async def test_health_names_the_cause_of_an_unhealthy_environment_and_its_fix(fa
     message = record.followups[0] if record.followups else record.original
     (field,) = message.embeds[0]["fields"]
     # The API looked stale; the catalog says the table was never created.
-    assert field["name"] == "❌ DEV — missing_in_database"
-    assert "🩺 **Cause:** table missing in the database" in field["value"]
+    assert field["name"] == "❌ DEV — missing in the database"
+    assert "**Cause:** table missing in the database" in field["value"]
     assert "apply the migration" in field["value"]
 
 
@@ -298,9 +309,10 @@ async def test_reload_refused_by_preflight_then_forced_with_confirmation(fake, m
         refused = await fake.invoke_slash("reload", user_id=alice, options={"env": "dev"})
         await refused.wait_for(lambda r: r.original is not None and "Audit" in str(r.original.embeds), 15)
         assert bot.services.operator.reloads_in_window("dev") == 0
-        fields = {f["name"]: f["value"] for f in refused.original.embeds[0]["fields"]}
-        assert "pre-flight refused the NOTIFY" in fields["Reason"] and "force:true" in fields["Reason"]
-        assert "statement_timeout=1ms" in fields["Diagnosis"]
+        refusal = refused.original.embeds[0]
+        fields = {f["name"]: f["value"] for f in refusal["fields"]}
+        assert "pre-flight refused the NOTIFY" in refusal["description"] and "force:true" in refusal["description"]
+        assert "statement_timeout=1ms" in fields["Cause"] and "RESET statement_timeout" in fields["Fix"]
         alert = await fake.wait_for_message(fake.ops_channel_id, lambda m: "CRITICAL" in m.embed_text(), 10)
         assert "Force the reload anyway" in alert.embed_text() and "refused by the pre-flight" in alert.embed_text()
 
@@ -312,9 +324,9 @@ async def test_reload_refused_by_preflight_then_forced_with_confirmation(fake, m
         await forced.wait_for(lambda r: r.original is not None and "Audit" in str(r.original.embeds), 20)
         assert bot.services.operator.reloads_in_window("dev") == 1
     final = {f["name"]: f["value"] for f in forced.original.embeds[0]["fields"]}
-    assert forced.original.embeds[0]["title"] == "❌ DEV escalated" and "Forced" in final
-    assert "Alice (/reload force)" in final["Audit"]
-    assert "applied: it is why the schema cache cannot load" in final["Diagnosis"]
+    assert forced.original.embeds[0]["title"].startswith("❌ DEV escalated: ")
+    assert "Alice (/reload force)" in final["Audit"] and "forced despite the pre-flight findings" in final["Audit"]
+    assert "applied: it is why the schema cache cannot load" in final["Cause"]
 
 
 async def test_drift_command_lists_the_missing_table_and_the_ungranted_one(fake, make_stack):

@@ -166,5 +166,5 @@ async def test_a_stop_while_a_confirmation_is_pending_ends_the_question_at_once(
         took = loop.time() - started
         reloads = bot.services.operator.reloads_in_window("prod")
     assert took < 5  # the grace period is for running reloads, not for a question nobody answered
-    assert record.original.content == "🛑 interrupted by shutdown before NOTIFY: not confirmed. Nothing was sent."
+    assert record.original.content == "⚠️ interrupted by shutdown before NOTIFY: not confirmed. Nothing was sent."
     assert not record.original.buttons() and reloads == 0

@@ -165,7 +165,7 @@ async def test_sigterm_during_a_slow_reload_ends_the_message_and_the_audit_as_in
                 lambda r: "re-check" in str(r.original.embeds) or "Audit" in str(r.original.embeds), 20
             )
             assert "Audit" not in str(record.original.embeds), record.original.embeds  # still re-checking
-            assert "📣 NOTIFY" in str(record.original.embeds)
+            assert "'reload schema' sent in" in str(record.original.embeds)
             stopped_at = time.monotonic()
             bot.proc.send_signal(signal.SIGTERM)
             code = await bot.wait()
@@ -177,7 +177,7 @@ async def test_sigterm_during_a_slow_reload_ends_the_message_and_the_audit_as_in
         finally:
             await store.close()
         assert code == 0 and stop_s < 10, (code, stop_s)
-        assert final["title"] == "🛑 PROD reload interrupted by shutdown after NOTIFY sent"
+        assert final["title"] == "⚠️ PROD reload interrupted by shutdown after NOTIFY sent"
         assert "interrupted by shutdown after NOTIFY sent" in final["fields"][0]["value"]
         assert "stopped: /reload prod by Alice was interrupted by shutdown after NOTIFY sent" in bot.text()
         assert (entry.actor, entry.action, entry.env) == ("Alice (/reload force)", "reload", "prod")
