@@ -17,9 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.core.incident import MonitorHealth
 from bot.core.incidents import AUTO_RECOVERED, RECOVERED_BY_ITSELF
+from bot.messages import embeds, replies
 from bot.messages import incidents as notices
 from bot.messages.alert import alert_buttons, build_critical_alert, build_resolved_alert, outgoing
+from scripts import command_samples
 from scripts import message_samples as samples
 
 ROLE_NAMES = {"77": "oncall-prod"}
@@ -99,9 +102,39 @@ def notice_messages() -> Iterator[Shown]:
     yield Shown("Maintenance over", notices.maintenance_over_line("prod", still_down=False))
 
 
+def embeds_message(embeds: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"embeds": embeds, "allowed_mentions": {"parse": []}}
+
+
+def command_messages() -> Iterator[Shown]:
+    c = command_samples
+    four = [c.pgrst002_report("prod"), c.healthy_report("staging"), c.healthy_report("dev"), c.healthy_report("qa")]
+    diagnosed = {"prod": c.pgrst002_diagnosis("prod")}
+    recheck = [("Re-check", "secondary", False)]
+    yield Shown("/health, 4 environments", embeds_message(embeds.health_embeds(four, diagnosed)), recheck)
+    many = [c.pgrst002_report("prod"), c.stale_report("dev")] + [c.healthy_report(f"shop-{i:02d}") for i in range(28)]
+    yield Shown("/health, 30 environments", embeds_message(embeds.health_embeds(many, diagnosed)), recheck)
+    states = [c.unhealthy_state("prod"), c.healthy_state("staging"), c.healthy_state("dev"), c.healthy_state("qa")]
+    status = embeds.status_embed(states, MonitorHealth(), monitor_alive=True, reloads_in_window={"prod": 1})
+    yield Shown("/status", embeds_message([status]))
+    for title, result in (
+        ("/reload that recovers", c.recovered_reload("dev")),
+        ("/reload refused by the pre-flight", c.refused_reload("dev")),
+        ("/reload that escalates", c.escalated_reload("prod")),
+    ):
+        lines = replies.reload_lines(result.steps, result)
+        yield Shown(title, embeds_message([embeds.reload_embed(result.env, lines, result=result, actor=result.actor)]))
+    running = c.recovered_reload("dev")
+    lines = replies.reload_lines(running.steps[:-2])
+    yield Shown(
+        "/reload while it runs", embeds_message([embeds.reload_embed("dev", lines, result=None, actor=running.actor)])
+    )
+
+
 SECTIONS: list[tuple[str, Callable[[], Iterator[Shown]]]] = [
     ("Alerts, from CRITICAL to resolved", alert_messages),
     ("Notices", notice_messages),
+    ("Commands", command_messages),
 ]
 
 

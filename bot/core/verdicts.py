@@ -29,7 +29,7 @@ class VerdictInfo:
     next_step: str
     reload_helps: bool
     why_no_reload: str = ""
-    words: str = ""  # what is wrong, in a few words (alert titles)
+    words: str = ""  # what is wrong, in a few words (alert titles, one line per environment)
 
 
 VERDICT_INFO: dict[Verdict, VerdictInfo] = {
@@ -49,7 +49,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "PostgREST's schema cache is older than the database (objects created or changed since the last reload).",
         "Send a schema reload: `/reload` or `pgrst-ops fix --env <env>` (NOTIFY fixes this).",
         reload_helps=True,
-        words="schema cache is stale",
+        words="stale schema cache",
     ),
     Verdict.MISSING_IN_DATABASE: VerdictInfo(
         "❌",
@@ -60,7 +60,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "Apply the migration that creates it (or fix the name in the app / probe config); a reload cannot help.",
         reload_helps=False,
         why_no_reload="the object does not exist in the database, so a fresh cache would not have it either",
-        words="an object is missing in the database",
+        words="missing in the database",
     ),
     Verdict.NOT_GRANTED: VerdictInfo(
         "❌",
@@ -71,7 +71,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "GRANT the needed privileges to the API roles (anon, authenticated), then reload.",
         reload_helps=False,
         why_no_reload="the API roles may not use the object; a reload alone does not grant it",
-        words="the API roles lack a grant",
+        words="not granted to the API roles",
     ),
     Verdict.UNEXPECTED: VerdictInfo(
         "❌",
@@ -81,7 +81,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "Open the URL yourself and read the gateway and PostgREST logs; check rest_url in the config.",
         reload_helps=False,
         why_no_reload="the answer does not come from a stale schema cache",
-        words="unexpected answers",
+        words="unexpected answer",
     ),
     Verdict.AUTH_REJECTED: VerdictInfo(
         "❌",
@@ -91,7 +91,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "Fix the API key secret the config names (rotated or expired key); this is not a schema cache problem.",
         reload_helps=False,
         why_no_reload="the API key is rejected; the schema cache is not the problem",
-        words="the API key is rejected",
+        words="API key rejected",
     ),
     Verdict.SCHEMA_CACHE_UNAVAILABLE: VerdictInfo(
         "❌",
@@ -104,7 +104,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "if it does not.",
         reload_helps=False,
         why_no_reload="NOTIFY cannot fix PGRST002: PostgREST already retries the schema load in a loop",
-        words="schema cache cannot load",
+        words="schema cache cannot load (PGRST002)",
     ),
     Verdict.DATABASE_UNREACHABLE: VerdictInfo(
         "❌",
@@ -114,7 +114,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "Check the database: is it up, paused, or at its connection limit? Restart the project if it stays down.",
         reload_helps=False,
         why_no_reload="PostgREST's listener is down with its database connection, so a NOTIFY is not heard",
-        words="PostgREST cannot reach the database",
+        words="database unreachable",
     ),
     Verdict.TIMEOUT: VerdictInfo(
         "❌",
@@ -125,7 +125,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "unreachable.",
         reload_helps=False,
         why_no_reload="the API does not answer at all; a reload cannot make it answer",
-        words="no answer in time",
+        words="no answer (timeout)",
     ),
     Verdict.POSTGREST_DOWN: VerdictInfo(
         "❌",
@@ -135,7 +135,7 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         "Restart PostgREST (self-hosted) or the project from the dashboard.",
         reload_helps=False,
         why_no_reload="PostgREST is not running, so nothing listens for the NOTIFY",
-        words="PostgREST is not running",
+        words="PostgREST down",
     ),
 }
 

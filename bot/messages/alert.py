@@ -6,6 +6,7 @@ Pure: the bot and a plain webhook post use the same payload. The role ping goes 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,17 +77,6 @@ def outgoing(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k != FACTS}
 
 
-def truncate(text: str, limit: int) -> str:
-    """At most `limit` characters; a longer text is cut at a word boundary (never mid-word) and ends in "…"."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = max(cut.rfind(" "), cut.rfind("\n"))
-    if space >= limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:(") + "…"
-
-
 def check_line(check: CheckResult) -> str:
     """One check for Discord: mark, label, `status code` (or what went wrong), latency."""
     status = str(check.status) if check.status is not None else check.detail
@@ -122,43 +112,36 @@ def fit_embed(embed: dict[str, Any]) -> dict[str, Any]:
     """Clip every part to Discord's limits, dropping trailing fields if the total would exceed 6000."""
     embed = dict(embed)
     if "title" in embed:
-        embed["title"] = truncate(embed["title"], TITLE_MAX)
+        embed["title"] = clip(embed["title"], TITLE_MAX)
     if "description" in embed:
-        embed["description"] = truncate(embed["description"], DESCRIPTION_MAX)
+        embed["description"] = clip(embed["description"], DESCRIPTION_MAX)
     fields = [
         {
             **f,
-            "name": truncate(f["name"], FIELD_NAME_MAX),
-            "value": truncate(f["value"] or "—", FIELD_VALUE_MAX),
+            "name": clip(f["name"], FIELD_NAME_MAX),
+            "value": clip(f["value"] or "—", FIELD_VALUE_MAX),
         }
         for f in embed.get("fields", [])[:FIELDS_MAX]
     ]
     if "footer" in embed:
-        embed["footer"] = {**embed["footer"], "text": truncate(embed["footer"]["text"], FOOTER_MAX)}
-    while fields and embed_chars({**embed, "fields": fields}) > EMBED_TOTAL_MAX:
+        embed["footer"] = {**embed["footer"], "text": clip(embed["footer"]["text"], FOOTER_MAX)}
+    while fields and embed_size({**embed, "fields": fields}) > EMBED_TOTAL_MAX:
         fields.pop()
     if fields or "fields" in embed:
         embed["fields"] = fields
     return embed
 
 
-def embed_chars(embed: dict[str, Any]) -> int:
-    """The characters Discord counts against an embed's 6000 limit."""
-    size = len(embed.get("title", "")) + len(embed.get("description", ""))
-    size += len(embed.get("footer", {}).get("text", ""))
-    return size + sum(len(f["name"]) + len(f["value"]) for f in embed.get("fields", []))
-
-
 def payload_chars(payload: dict[str, Any]) -> int:
     """Everything a reader reads: the content line and every embed."""
-    return len(payload.get("content") or "") + sum(embed_chars(e) for e in payload.get("embeds", []))
+    return len(payload.get("content") or "") + sum(embed_size(e) for e in payload.get("embeds", []))
 
 
 def fit_budget(embed: dict[str, Any], budget: int) -> dict[str, Any]:
     """Shorten the longest parts (field values, then the description) until the embed is within `budget`."""
     embed = {**embed, "fields": [dict(f) for f in embed.get("fields", [])]}
-    while embed_chars(embed) > budget:
-        over = embed_chars(embed) - budget
+    while embed_size(embed) > budget:
+        over = embed_size(embed) - budget
         parts = [(len(f["value"]), i) for i, f in enumerate(embed["fields"])]
         parts.append((len(embed.get("description", "")), -1))
         longest, index = max(parts)
@@ -166,9 +149,9 @@ def fit_budget(embed: dict[str, Any], budget: int) -> dict[str, Any]:
             break  # nothing left worth shortening; Discord's own limits still hold
         keep = max(80, longest - over)
         if index < 0:
-            embed["description"] = truncate(embed["description"], keep)
+            embed["description"] = clip(embed["description"], keep)
         else:
-            embed["fields"][index]["value"] = truncate(embed["fields"][index]["value"], keep)
+            embed["fields"][index]["value"] = clip(embed["fields"][index]["value"], keep)
     return embed
 
 
@@ -245,13 +228,13 @@ def build_critical_alert(
     )
     payload: dict[str, Any] = {}
     if alert_role_id is not None:
-        payload["content"] = truncate(f"<@&{alert_role_id}> {headline}", CONTENT_MAX)
+        payload["content"] = clip(f"<@&{alert_role_id}> {headline}", CONTENT_MAX)
         payload["allowed_mentions"] = {"parse": [], "roles": [str(alert_role_id)]}
     else:
-        payload["content"] = truncate(headline, CONTENT_MAX)
+        payload["content"] = clip(headline, CONTENT_MAX)
         payload["allowed_mentions"] = {"parse": []}
     embed: dict[str, Any] = {
-        "title": f"CRITICAL · {env_name.upper()}: {meta.words} ({verdict})",
+        "title": f"CRITICAL · {env_name.upper()}: {meta.words}",
         "description": description,
         "color": CRITICAL_COLOUR,
         "fields": fields[:ALERT_FIELDS_MAX],
@@ -322,4 +305,25 @@ def build_resolved_alert(
 
 
 def build_info_line(env_name: str, text: str) -> dict[str, Any]:
-    return {"content": truncate(text, CONTENT_MAX), "allowed_mentions": {"parse": []}}
+    return {"content": clip(text, CONTENT_MAX), "allowed_mentions": {"parse": []}}
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, cut at a word boundary and ended with "…" (an open code span closed)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(1, limit - 2)]
+    boundary = max(cut.rfind(" "), cut.rfind("\n"))
+    if boundary >= limit // 2:
+        cut = cut[:boundary]
+    cut = cut.rstrip(" \n,;:.(—-")
+    if cut.count("`") % 2:
+        cut += "`"
+    return cut + "…"
+
+
+def embed_size(embed: Mapping[str, Any]) -> int:
+    """The characters Discord counts towards its 6,000 per message."""
+    size = len(embed.get("title", "")) + len(embed.get("description", ""))
+    size += len(embed.get("footer", {}).get("text", "")) + len(embed.get("author", {}).get("name", ""))
+    return size + sum(len(f["name"]) + len(f["value"]) for f in embed.get("fields", []))

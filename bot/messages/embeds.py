@@ -23,6 +23,7 @@ from bot.messages.alert import (
     FIELD_NAME_MAX,
     FIELD_VALUE_MAX,
     FIELDS_MAX,
+    clip,
     fit_embed,
     format_duration,
 )
@@ -34,18 +35,6 @@ OK, FAILED, WARNING = "✅", "❌", "⚠️"
 MESSAGE_BUDGET = EMBED_TOTAL_MAX - 300
 LINE_MAX = 400  # one cause, fix or reason line: enough for an ALTER ROLE, short enough to read at a glance
 
-VERDICT_WORDS: dict[Verdict, str] = {
-    Verdict.HEALTHY: "healthy",
-    Verdict.STALE_SCHEMA_CACHE: "stale schema cache",
-    Verdict.MISSING_IN_DATABASE: "missing in the database",
-    Verdict.NOT_GRANTED: "not granted to the API roles",
-    Verdict.SCHEMA_CACHE_UNAVAILABLE: "schema cache cannot load (PGRST002)",
-    Verdict.DATABASE_UNREACHABLE: "database unreachable",
-    Verdict.POSTGREST_DOWN: "PostgREST down",
-    Verdict.TIMEOUT: "no answer (timeout)",
-    Verdict.AUTH_REJECTED: "API key rejected",
-    Verdict.UNEXPECTED: "unexpected answer",
-}
 
 # bot/core/recovery.py appends the diagnosis to a reason as ". Cause: <headline>". These messages show the
 # cause once on its own, so a reason is shown without it.
@@ -53,28 +42,12 @@ CAUSE_IN_REASON = ". Cause: "
 
 
 def verdict_words(verdict: Verdict) -> str:
-    return VERDICT_WORDS[verdict]
+    return info(verdict).words
 
 
 def mark(verdict: Verdict) -> str:
     """✅ healthy, ⚠️ a fault a reload fixes, ❌ anything else."""
-    if verdict is Verdict.HEALTHY:
-        return OK
-    return WARNING if info(verdict).reload_helps else FAILED
-
-
-def clip(text: str, limit: int) -> str:
-    """`text` in at most `limit` characters, cut at a word boundary and ended with "…" (an open code span closed)."""
-    if len(text) <= limit:
-        return text
-    cut = text[: max(1, limit - 2)]
-    boundary = max(cut.rfind(" "), cut.rfind("\n"))
-    if boundary >= limit // 2:
-        cut = cut[:boundary]
-    cut = cut.rstrip(" \n,;:.(—-")
-    if cut.count("`") % 2:
-        cut += "`"
-    return cut + "…"
+    return info(verdict).emoji
 
 
 def join_within(lines: Sequence[str], limit: int, more: str = "… and {n} more") -> str:
@@ -107,13 +80,6 @@ def names_within(names: Sequence[str], limit: int) -> str:
             return ", ".join(shown) + f" and {len(names) - i} more"
         shown.append(name)
     return ", ".join(shown)
-
-
-def embed_size(embed: Mapping[str, Any]) -> int:
-    """The characters Discord counts towards its 6,000 per message."""
-    size = len(embed.get("title", "")) + len(embed.get("description", ""))
-    size += len(embed.get("footer", {}).get("text", "")) + len(embed.get("author", {}).get("name", ""))
-    return size + sum(len(f["name"]) + len(f["value"]) for f in embed.get("fields", []))
 
 
 def field(name: str, value: str, *, inline: bool = False) -> dict[str, Any]:

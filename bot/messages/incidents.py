@@ -12,14 +12,14 @@ from typing import Any
 
 from bot.core.incidents import ActiveWindow, mttr_by_env
 from bot.core.records import Incident
-from bot.messages.alert import CONTENT_MAX, FACTS, facts, fit_embed, format_duration, truncate
+from bot.messages.alert import CONTENT_MAX, FACTS, clip, facts, fit_embed, format_duration
 
 ACK_COLOUR = 0xE67E22
 FLAPPING_COLOUR = 0x9B59B6
 
 
 def line(text: str) -> dict[str, Any]:
-    return {"content": truncate(text, CONTENT_MAX), "allowed_mentions": {"parse": []}}
+    return {"content": clip(text, CONTENT_MAX), "allowed_mentions": {"parse": []}}
 
 
 def t(ts: datetime, style: str = "f") -> str:
@@ -30,7 +30,7 @@ def t(ts: datetime, style: str = "f") -> str:
 def acknowledged_payload(payload: dict[str, Any], actor: str, at: datetime) -> dict[str, Any]:
     """The CRITICAL alert taken: "Acknowledged by X, T" in the embed, its Acknowledge button disabled, no ping."""
     edited = copy.deepcopy(payload)
-    edited["content"] = truncate(
+    edited["content"] = clip(
         f"Acknowledged by {actor} {t(at, 'R')}; reminders stopped.\n{payload.get('content') or ''}", CONTENT_MAX
     )
     edited["allowed_mentions"] = {"parse": []}  # an edit must not ping the role again
@@ -93,7 +93,7 @@ def network_lost_line(envs: Sequence[str], since: datetime, alert_role_id: int |
         return line(text)
     # Someone must look either way: ping once (this line replaces N CRITICAL pings).
     return {
-        "content": truncate(f"<@&{alert_role_id}> {text}", CONTENT_MAX),
+        "content": clip(f"<@&{alert_role_id}> {text}", CONTENT_MAX),
         "allowed_mentions": {"parse": [], "roles": [str(alert_role_id)]},
     }
 
@@ -171,7 +171,7 @@ def incidents_embed(
     return fit_embed(
         {
             "title": f"Incidents{' · ' + env.upper() if env else ''}",
-            "description": truncate("\n".join(lines), 4000),
+            "description": clip("\n".join(lines), 4000),
             "color": 0x3498DB,
             "fields": fields[:25],
             "footer": {"text": "pgrst-ops incident log · durations from opened to resolved"},

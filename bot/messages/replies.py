@@ -12,13 +12,12 @@ from typing import Any
 from bot.core.diagnosis import Finding
 from bot.core.records import AuditEntry
 from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind
-from bot.messages.alert import FIELDS_MAX, fit_embed, format_duration
+from bot.messages.alert import FIELDS_MAX, clip, fit_embed, format_duration
 from bot.messages.embeds import (
     FAILED,
     LINE_MAX,
     OK,
     WARNING,
-    clip,
     escalation_cause,
     join_within,
     reason_without_cause,

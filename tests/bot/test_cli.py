@@ -132,7 +132,7 @@ async def test_pgrst002_fix_escalates_posts_the_critical_alert_and_exits_1(make_
     assert len(recorder.posts) == 1 and recorder.posts[0]["query"] == {"wait": "true"}
     payload = recorder.posts[0]["json"]
     embed = payload["embeds"][0]
-    assert embed["title"] == "CRITICAL · PROD: schema cache cannot load (schema_cache_unavailable)"
+    assert embed["title"] == "CRITICAL · PROD: schema cache cannot load (PGRST002)"
     assert "pgrst_ops" not in payload  # the alert's private facts stay home
     assert "<@&424242424242424242>" in payload["content"] and payload["allowed_mentions"] == {
         "parse": [],

@@ -72,7 +72,7 @@ def test_alert_title_names_the_environment_and_what_is_wrong_and_pings_only_the_
     report = summarise("prod", [check(1)], datetime(2026, 1, 1, tzinfo=UTC), 12)
     payload = build_critical_alert("prod", settings.environments["prod"], report, alert_role_id=77)
     embed = payload["embeds"][0]
-    assert embed["title"] == "CRITICAL · PROD: schema cache cannot load (schema_cache_unavailable)"
+    assert embed["title"] == "CRITICAL · PROD: schema cache cannot load (PGRST002)"
     assert "url" not in embed  # the restart is offered once: the link button
     assert embed["description"].count("<t:1767225600:") == 2  # since: relative and absolute, once
     assert payload["allowed_mentions"] == {"parse": [], "roles": ["77"]}

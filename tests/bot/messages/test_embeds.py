@@ -13,9 +13,10 @@ from bot.core.incident import EnvState, MonitorHealth
 from bot.core.recovery import StepKind
 from bot.core.report import CheckResult, summarise
 from bot.core.verdicts import Verdict
-from bot.messages.embeds import clip, embed_size, health_embeds, reload_embed, status_embed
+from bot.messages.alert import clip, embed_size
+from bot.messages.embeds import health_embeds, reload_embed, status_embed
 from bot.messages.replies import reload_lines, retry_outcome, with_status_extras
-from tests.bot.messages import realistic as x
+from scripts import command_samples as x
 
 
 def check(kind: CheckKind, server: str | None, message: str | None = None) -> CheckResult:

@@ -1,5 +1,8 @@
 """Realistic inputs for the /health, /status and /reload builders: what a real probe, diagnosis and reload produce.
 
+Used by the builders' size tests (tests/bot/messages) and by the preview page (scripts/preview.py), like
+scripts/message_samples.py for the alerts.
+
 The texts are the ones bot/core writes (role-setting finding, PGRST002 details, step messages), so size limits
 measured on them hold for real messages. Pure data: no network, no Discord.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from bot.config import RecoveryConfig
 from bot.core.classify import CheckKind
 from bot.core.diagnosis import Diagnosis, Finding
 from bot.core.incident import EnvState, OpenAlert, ReloadRecord
@@ -23,7 +27,6 @@ from bot.core.recovery import (
 )
 from bot.core.report import CheckResult, EnvReport, summarise
 from bot.core.verdicts import Verdict
-from tests.conftest import build_settings
 
 NOW = datetime(2026, 12, 2, 1, 50, tzinfo=UTC)
 PGRST002 = "Could not query the database for the schema cache. Retrying."
@@ -159,8 +162,8 @@ def step(kind: StepKind, message: str, ms: float, report: EnvReport | None = Non
     return RecoveryStep(kind, message, ms, report)
 
 
-def recovery_config():  # type: ignore[no-untyped-def]
-    return build_settings({"prod": {"rest_url": "http://h"}}).recovery
+def recovery_config() -> RecoveryConfig:
+    return RecoveryConfig()
 
 
 def escalated_reload(env: str = "prod") -> RecoveryResult:
