@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.config import AlertRoute
 from bot.core.classify import CheckKind
 from bot.core.diagnosis import Diagnosis
 from bot.core.drift import DriftReport
@@ -14,6 +15,7 @@ from bot.core.recovery import Outcome, RecoveryResult
 from bot.core.report import EnvReport
 from bot.core.verdicts import Verdict, info, worst
 from bot.messages.alert import FIELDS_MAX, check_line, fit_embed, format_duration, truncate
+from bot.messages.routing import route_text
 
 NEUTRAL_COLOUR = 0x95A5A6
 
@@ -84,7 +86,12 @@ def health_embeds(
 
 
 def status_embed(
-    states: Sequence[EnvState], health: MonitorHealth, *, monitor_alive: bool, reloads_in_window: dict[str, int]
+    states: Sequence[EnvState],
+    health: MonitorHealth,
+    *,
+    monitor_alive: bool,
+    reloads_in_window: dict[str, int],
+    alert_routes: Mapping[str, AlertRoute] | None = None,
 ) -> dict[str, Any]:
     """From the monitor's memory, not a fresh probe: verdict, since when, last check, reload, alert."""
     known = [s.verdict for s in states if s.verdict is not None]
@@ -124,6 +131,7 @@ def status_embed(
             lines.append(f"reloads in the cap window: {reloads_in_window[s.name]}")
         if s.alert:
             lines.append(f"🚨 open alert since {rel(s.alert.opened_at)}")
+        lines += [route_text(alert_routes[s.name])] if alert_routes and s.name in alert_routes else []
         fields.append({"name": f"{info(s.verdict).emoji} {s.name.upper()} — {s.verdict}", "value": "\n".join(lines)})
     uptime = format_duration((datetime.now(UTC) - health.started_at).total_seconds())
     sweep = (
