@@ -83,7 +83,12 @@ def build_bot(
     parts = build_parts(settings, targets, http)
     channels = Channels()  # the sink needs the bot's channel lookup, the bot needs the monitor: bound below
     sink = DiscordSink(
-        channels, settings.discord.ops_channel_id, parts.webhook, parts.guard, settings.incidents.send_timeout_s
+        channels,
+        settings.discord.ops_channel_id,
+        parts.webhook,
+        parts.guard,
+        settings.incidents.send_timeout_s,
+        settings.own_alert_channels(),
     )
     ops = build_ops(parts, sink, autostart_monitor=autostart_monitor)
     bot = PgrstOpsBot(ops, sink, cogs=cogs, **options)

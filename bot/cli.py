@@ -215,7 +215,7 @@ async def _send_alert(client: httpx.AsyncClient, settings: Settings, target: Tar
         target.config,
         result.report_after,
         result=result,
-        alert_role_id=settings.discord.alert_mention_id,
+        alert_role_id=settings.alert_route(target.name).mention_id,
     )
     sent = await post_webhook(client, url, payload)
     return "sent" if sent.ok else f"failed: {sent.detail}"

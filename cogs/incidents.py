@@ -99,7 +99,7 @@ class Incidents(commands.Cog):
         if log is None:
             await interaction.followup.send(replies.store_failed(ops.guard.error))
             return
-        embed = incidents_embed(log.recent, log.month, env, log.now)
+        embed = incidents_embed(log.recent, log.month, env, log.now, ops.settings.alert_routes())
         await interaction.followup.send(embed=discord.Embed.from_dict(embed))
 
     @app_commands.command(name="silence", description="Hold alerts for an environment (probes go on)")

@@ -17,9 +17,14 @@ class Status(commands.Cog):
     @app_commands.guild_only()
     @configured_guild
     async def status(self, interaction: discord.Interaction) -> None:
-        status = await services(interaction).status()
+        ops = services(interaction)
+        status = await ops.status()
         embed = status_embed(
-            status.states, status.health, monitor_alive=status.alive, reloads_in_window=status.reloads_in_window
+            status.states,
+            status.health,
+            monitor_alive=status.alive,
+            reloads_in_window=status.reloads_in_window,
+            alert_routes=ops.settings.alert_routes(),
         )
         embed = with_status_extras(embed, status.open_incidents, status.interrupted)
         await interaction.response.send_message(embed=discord.Embed.from_dict(embed))

@@ -1,4 +1,5 @@
-"""The Discord bot: the client class, its setup_hook (roles, cogs, command sync, store, restore) and its stop.
+"""The Discord bot: the client class, its setup_hook (roles and alert channels, cogs, command sync, store,
+restore) and its stop.
 
 May import discord, bot.chat, bot.ops and bot.config; it builds nothing the composition root (bot.app) gives it.
 """
@@ -16,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.checks import NOT_HERE, Refusal
-from bot.config import ConfigError
+from bot.config import NO_PING, ConfigError
 from bot.core.access import GuildRole, RoleIds, resolve_roles
 from bot.delivery.sink import AlertSink
 from bot.ops.facade import Ops
@@ -79,15 +80,50 @@ class PgrstOpsBot(commands.Bot):
                 ) from None
             guild_roles[guild_id] = [GuildRole(role.id, role.name) for role in guild.roles]
         alert_guild_id: int | None = None
-        if settings.discord.alert_role_id is not None and settings.discord.ops_channel_id is not None:
+        pings = settings.discord.alert_role_id is not None or any(
+            env.alert_role not in (None, NO_PING) for env in settings.environments.values()
+        )
+        if pings and settings.discord.ops_channel_id is not None:  # a name resolves in that channel's guild
             with contextlib.suppress(discord.HTTPException):
                 channel = await self.fetch_channel(settings.discord.ops_channel_id)
                 alert_guild_id = getattr(getattr(channel, "guild", None), "id", None)
-        roles = resolve_roles(settings, guild_roles, alert_guild_id)
-        # The alert mention needs the id: the rest of the app reads it from the settings.
+        env_channel_guilds = await self._alert_channel_guilds()
+        roles = resolve_roles(settings, guild_roles, alert_guild_id, env_channel_guilds)
+        # The alert mentions need the ids: the rest of the app reads them from the settings.
         discord_cfg = settings.discord.model_copy(update={"alert_role_id": roles.alert})
-        self.services.adopt_settings(settings.model_copy(update={"discord": discord_cfg}))
+        environments = {
+            name: env.model_copy(update={"alert_role": roles.env_alert[name] or NO_PING})
+            if name in roles.env_alert
+            else env
+            for name, env in settings.environments.items()
+        }
+        self.services.adopt_settings(settings.model_copy(update={"discord": discord_cfg, "environments": environments}))
         return roles
+
+    async def _alert_channel_guilds(self) -> dict[str, int]:
+        """The guild of each environment's own alert channel, which must be a text channel the bot sees in a
+        configured guild (alerts never go to another server); ConfigError naming the key."""
+        settings = self.services.settings
+        guilds: dict[int, int] = {}  # channel id -> guild id, each channel fetched once
+        found: dict[str, int] = {}
+        for name, channel_id in settings.own_alert_channels().items():
+            key = f"environments.{name}.alert_channel_id"
+            if channel_id not in guilds:
+                try:
+                    channel = await self.fetch_channel(channel_id)
+                except (discord.NotFound, discord.Forbidden):
+                    raise ConfigError(
+                        f"{key}: the bot cannot see channel {channel_id} (a wrong id, or no View Channel there)"
+                    ) from None
+                if not isinstance(channel, discord.TextChannel | discord.Thread):
+                    raise ConfigError(f"{key}: channel {channel_id} is not a text channel")
+                if channel.guild.id not in settings.discord.guild_ids:
+                    raise ConfigError(
+                        f"{key}: channel {channel_id} is in guild {channel.guild.id}, which is not in discord.guild_ids"
+                    )
+                guilds[channel_id] = channel.guild.id
+            found[name] = guilds[channel_id]
+        return found
 
     async def on_ready(self) -> None:
         monitor = self.services.monitor

@@ -1,4 +1,5 @@
-"""Discord delivery: the transport that sends outbox rows to the ops channel (webhook as the fallback), and the sink.
+"""Discord delivery: the transport that sends outbox rows to each environment's alert channel (its own, else the
+ops channel; webhook as the fallback), and the sink.
 
 May import discord, bot.chat.views and bot.delivery.
 """
@@ -6,6 +7,7 @@ May import discord, bot.chat.views and bot.delivery.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -46,12 +48,31 @@ def _transient(err: discord.HTTPException) -> DeliveryError | None:
 
 
 class DiscordTransport:
-    """Sends outbox rows to the ops channel (with the row's nonce: Discord drops a repeat), else the webhook."""
+    """Sends outbox rows to their channel (with the row's nonce: Discord drops a repeat), else the webhook.
 
-    def __init__(self, bot: Channels, channel_id: int | None, webhook: WebhookFallback) -> None:
+    A post goes to the channel its row names (a line for several environments), else beside the message it
+    replies to, else to its environment's own alert channel, else to the ops channel; an edit to its message.
+    """
+
+    def __init__(
+        self,
+        bot: Channels,
+        channel_id: int | None,
+        webhook: WebhookFallback,
+        env_channels: Mapping[str, int] | None = None,
+    ) -> None:
         self.bot = bot
         self.channel_id = channel_id
         self.webhook = webhook
+        self.env_channels = dict(env_channels or {})
+
+    def post_channel(self, env: str, meta: dict[str, Any]) -> int | None:
+        reply = meta.get("reply_to")
+        if meta.get("channel_id"):
+            return int(meta["channel_id"])
+        if isinstance(reply, dict) and reply.get("channel_id"):
+            return int(reply["channel_id"])
+        return self.env_channels.get(env, self.channel_id)
 
     async def _channel(self, channel_id: int | None = None) -> discord.abc.Messageable:
         channel_id = channel_id or self.channel_id
@@ -79,7 +100,7 @@ class DiscordTransport:
 
     async def _post(self, env: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str) -> dict[str, Any]:
         try:
-            channel = await self._channel()
+            channel = await self._channel(self.post_channel(env, meta))
             kwargs = message_kwargs(payload)
             view = (
                 alert_view(meta.get("incident_id"), meta.get("restart_url"), alert_buttons(payload))
@@ -127,12 +148,18 @@ class DiscordTransport:
 
 
 class DiscordSink(OutboxSink):
-    """Every message goes through the durable outbox, then to the ops channel (webhook as the fallback)."""
+    """Every message goes through the durable outbox, then to its alert channel (webhook as the fallback)."""
 
     def __init__(
-        self, bot: Channels, channel_id: int | None, webhook: WebhookFallback, guard: StoreGuard, timeout_s: float
+        self,
+        bot: Channels,
+        channel_id: int | None,
+        webhook: WebhookFallback,
+        guard: StoreGuard,
+        timeout_s: float,
+        env_channels: Mapping[str, int] | None = None,
     ) -> None:
-        self.transport = DiscordTransport(bot, channel_id, webhook)
+        self.transport = DiscordTransport(bot, channel_id, webhook, env_channels)
         fallback = WebhookTransport(webhook) if webhook.url is not None else None  # when the channel keeps failing
         self.outbox = Outbox(guard, self.transport, timeout_s=timeout_s, fallback=fallback)
 

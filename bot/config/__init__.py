@@ -15,10 +15,11 @@ from bot.config.environment import (
     Timeouts,
 )
 from bot.config.errors import ConfigError
-from bot.config.fields import off_or_an_interval
+from bot.config.fields import NO_PING, off_or_an_interval
 from bot.config.loading import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, default_config_path, load_settings, parse_settings
 from bot.config.secrets import EnvSecrets, SecretRef, read_optional_secret, resolve_secrets
 from bot.config.settings import (
+    AlertRoute,
     DiscordConfig,
     IncidentsConfig,
     MonitorConfig,
@@ -31,7 +32,9 @@ from bot.config.settings import (
 __all__ = [
     "CONFIG_PATH_ENV",
     "DEFAULT_CONFIG_PATH",
+    "NO_PING",
     "WEEKDAYS",
+    "AlertRoute",
     "ConfigError",
     "DiscordConfig",
     "EnvSecrets",

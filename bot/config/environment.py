@@ -1,5 +1,5 @@
 """One environment's configuration: its URLs, probe tables and functions (`[schema.]name` notation), timeouts,
-KPI thresholds, the schema-version guard, maintenance windows and its secret references.
+KPI thresholds, the schema-version guard, maintenance windows, where its alerts go and its secret references.
 
 Imports pydantic, bot.core.identifiers, and the config's fields and secrets.
 """
@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
-from bot.config.fields import Number, RoleRef, StrictModel
+from bot.config.fields import AlertRoleRef, Number, RoleRef, Snowflake, StrictModel
 from bot.config.secrets import SecretRef
 from bot.core.identifiers import check_identifier, display_part, parse_qualified
 
@@ -172,6 +172,10 @@ class EnvironmentConfig(StrictModel):
     protected: bool = False
     auto_recover: bool = True
     reload_role: RoleRef | None = None  # who may /reload this environment (default: discord.ops_role)
+    # Where this environment's alerts and lines go, and whom they ping (default: discord.ops_channel_id and
+    # discord.alert_role_id); alert_role `none` pings nobody.
+    alert_channel_id: Snowflake | None = None
+    alert_role: AlertRoleRef | None = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
     api_key: SecretRef | None = None
     database_dsn: SecretRef | None = None
@@ -187,6 +191,13 @@ class EnvironmentConfig(StrictModel):
     @classmethod
     def _identifiers(cls, value: list[str]) -> list[str]:
         return [check_identifier(name) for name in value]
+
+    @field_validator("alert_role", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:  # only a value written in the file gets here: `alert_role: null` or an empty value
+            raise ValueError("empty: write none for no ping, or leave the key out to ping discord.alert_role_id")
+        return value
 
     @field_validator("authenticator_role")
     @classmethod

@@ -1,5 +1,6 @@
 """The building blocks of the config models: the strict base model (unknown keys refused, frozen), YAML-only
-numbers, Discord ids and role references, and the "0 = off, else at least 1 second" interval rule.
+numbers, Discord ids and role references (an alert role may also be `none`: no ping), and the "0 = off, else
+at least 1 second" interval rule.
 
 Imports pydantic only.
 """
@@ -54,6 +55,18 @@ Snowflake = Annotated[int, BeforeValidator(_snowflake)]
 
 # A role id, or a role name that the bot resolves to exactly one id in each configured guild at start.
 RoleRef = Annotated[int | str, BeforeValidator(_role_ref)]
+
+# An environment's alert_role may also say "ping nobody" (distinct from leaving the key out: the global role).
+NO_PING = "none"
+
+
+def _alert_role_ref(value: Any) -> int | str:
+    if value is False or (isinstance(value, str) and value.strip().lower() == NO_PING):
+        return NO_PING  # a role really named "none" is given by its id
+    return _role_ref(value)
+
+
+AlertRoleRef = Annotated[int | str, BeforeValidator(_alert_role_ref)]
 
 
 def off_or_an_interval(value: float) -> float:

@@ -1,5 +1,6 @@
 """The whole configuration (Settings): the environments, recovery, Discord, monitor and incident-store sections;
-and Target, an environment with its secrets resolved, built by resolve_targets.
+AlertRoute, where one environment's alerts go (its own channel and role, else the global ones); and Target,
+an environment with its secrets resolved, built by resolve_targets.
 
 Imports pydantic and the config's errors, fields, secrets and environment modules.
 """
@@ -14,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from bot.config.environment import EnvironmentConfig, KpiThresholds
 from bot.config.errors import ConfigError, shown_value
-from bot.config.fields import DAY_S, Count, Number, RoleRef, Snowflake, StrictModel, off_or_an_interval
+from bot.config.fields import DAY_S, NO_PING, Count, Number, RoleRef, Snowflake, StrictModel, off_or_an_interval
 from bot.config.secrets import EnvSecrets, SecretRef, resolve_secrets
 
 # Not starting with '-': `--env -h` would be read as an option, so such an environment could never be selected.
@@ -113,6 +114,19 @@ class IncidentsConfig(StrictModel):
         return self
 
 
+@dataclass(frozen=True)
+class AlertRoute:
+    """Where an environment's alerts, reminders and lines go, and whom its alerts ping."""
+
+    channel_id: int | None  # None: no channel configured (console, or the webhook only)
+    role: int | str | None  # None: no ping; a name until the bot resolved it to an id at start
+
+    @property
+    def mention_id(self) -> int | None:
+        """The role to ping, once it is an id (the bot resolves names at start; the CLI cannot)."""
+        return self.role if isinstance(self.role, int) else None
+
+
 class Settings(StrictModel):
     environments: dict[str, EnvironmentConfig]
     recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
@@ -133,6 +147,23 @@ class Settings(StrictModel):
                     "not starting with '-'"
                 )
         return value
+
+    def alert_route(self, env: str) -> AlertRoute:
+        """The environment's own alert_channel_id / alert_role where it sets them, else the global ones."""
+        own = self.environments.get(env)
+        channel = own.alert_channel_id if own is not None else None
+        role = own.alert_role if own is not None else None
+        return AlertRoute(
+            channel if channel is not None else self.discord.ops_channel_id,
+            self.discord.alert_role_id if role is None else (None if role == NO_PING else role),
+        )
+
+    def alert_routes(self) -> dict[str, AlertRoute]:
+        return {name: self.alert_route(name) for name in self.environments}
+
+    def own_alert_channels(self) -> dict[str, int]:
+        """The environments that name their own alert channel (the others use discord.ops_channel_id)."""
+        return {n: e.alert_channel_id for n, e in self.environments.items() if e.alert_channel_id is not None}
 
     def select(self, names: list[str] | None) -> dict[str, EnvironmentConfig]:
         """The environments asked for (all when none), or ConfigError naming the unknown one."""

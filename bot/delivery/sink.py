@@ -32,8 +32,13 @@ class AlertSink(Protocol):
     async def resolve_alert(self, env: str, handle: Any, payload: dict[str, Any]) -> None:
         """Turn the alert into its resolved form and remove its buttons."""
 
-    async def post_line(self, env: str, payload: dict[str, Any], *, reply_to: Any = None) -> None:
-        """Post a short notice (auto-recovered, resolved, reminder as a reply to the alert)."""
+    async def post_line(
+        self, env: str, payload: dict[str, Any], *, reply_to: Any = None, channel_id: int | None = None
+    ) -> None:
+        """Post a short notice (auto-recovered, resolved, reminder as a reply to the alert).
+
+        It goes to the environment's alert channel; `channel_id` names another (a line about several).
+        """
 
     def status_change(self, env: str, old: str | None, new: str, explanation: str) -> None:
         """A verdict changed (console mode prints it; the bot logs it)."""
@@ -69,6 +74,11 @@ class OutboxSink:
         if handle:  # the final edit: a post not delivered yet is dropped, its resolved line goes out instead
             await self.outbox.send(env, EDIT, payload, {"target": handle, "alert": False})
 
-    async def post_line(self, env: str, payload: dict[str, Any], *, reply_to: Any = None) -> None:
+    async def post_line(
+        self, env: str, payload: dict[str, Any], *, reply_to: Any = None, channel_id: int | None = None
+    ) -> None:
         self.shown("INFO", env, payload)
-        await self.outbox.send(env, POST, payload, {"reply_to": reply_to} if reply_to else {})
+        meta: dict[str, Any] = {"reply_to": reply_to} if reply_to else {}
+        if channel_id is not None:
+            meta["channel_id"] = channel_id
+        await self.outbox.send(env, POST, payload, meta)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.config import AlertRoute
 from bot.core.classify import CheckKind
 from bot.core.diagnosis import Diagnosis, Finding
 from bot.core.drift import DriftReport
@@ -27,6 +28,7 @@ from bot.messages.alert import (
     fit_embed,
     format_duration,
 )
+from bot.messages.routing import route_text
 
 NEUTRAL_COLOUR = 0x95A5A6
 OK, FAILED, WARNING = "✅", "❌", "⚠️"
@@ -269,11 +271,12 @@ def status_block(state: EnvState, reloads_in_window: int = 0) -> list[str]:
     return lines
 
 
-def _status_field(state: EnvState, reloads_in_window: int) -> dict[str, Any]:
+def _status_field(state: EnvState, reloads_in_window: int, route: AlertRoute | None = None) -> dict[str, Any]:
+    where = [route_text(route)] if route is not None else []
     if state.verdict is None or state.last_report is None:
-        return field(f"{state.name.upper()} — not checked yet", "the first check has not run yet")
+        return field(f"{state.name.upper()} — not checked yet", "\n".join(["the first check has not run yet", *where]))
     name = f"{mark(state.verdict)} {state.name.upper()} — {verdict_words(state.verdict)}"
-    return field(name, join_within(status_block(state, reloads_in_window), FIELD_VALUE_MAX))
+    return field(name, join_within([*where, *status_block(state, reloads_in_window)], FIELD_VALUE_MAX))
 
 
 def _quiet(state: EnvState) -> bool:
@@ -293,7 +296,12 @@ STATUS_FIELDS_MAX = FIELDS_MAX - 2
 
 
 def status_embed(
-    states: Sequence[EnvState], health: MonitorHealth, *, monitor_alive: bool, reloads_in_window: dict[str, int]
+    states: Sequence[EnvState],
+    health: MonitorHealth,
+    *,
+    monitor_alive: bool,
+    reloads_in_window: dict[str, int],
+    alert_routes: Mapping[str, AlertRoute] | None = None,
 ) -> dict[str, Any]:
     """From the monitor's memory, not a fresh probe: one block per environment, in the config's order.
 
@@ -309,7 +317,8 @@ def status_embed(
     )
     footer = "from the monitor's last checks; /health probes now"
     budget = MESSAGE_BUDGET - STATUS_EXTRAS_ROOM - len(bot_line) - len(footer) - 40
-    fields = [_status_field(s, reloads_in_window.get(s.name, 0)) for s in states]
+    routes = alert_routes or {}
+    fields = [_status_field(s, reloads_in_window.get(s.name, 0), routes.get(s.name)) for s in states]
     if len(fields) > STATUS_FIELDS_MAX or sum(map(field_size, fields)) > budget:
         fields = _compacted(states, fields, budget)
     known = [s.verdict for s in states if s.verdict is not None]

@@ -6,13 +6,15 @@ The monitor owns the lifecycle (open, act, resolve); this module holds the rules
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.config import AlertRoute
 from bot.core.incidents import ActiveWindow, mttr_by_env
 from bot.core.records import Incident
 from bot.messages.alert import CONTENT_MAX, FACTS, clip, facts, fit_embed, format_duration
+from bot.messages.routing import route_text
 
 ACK_COLOUR = 0xE67E22
 FLAPPING_COLOUR = 0x9B59B6
@@ -85,7 +87,8 @@ def flapping_alert(env: str, flips: int, window_s: float, at: datetime, alert_ro
 def network_lost_line(envs: Sequence[str], since: datetime, alert_role_id: int | None = None) -> dict[str, Any]:
     text = (
         f"🌐 Every environment ({', '.join(e.upper() for e in envs)}) fails with timeouts or connection errors "
-        f"since {t(since, 't')}: **the bot itself may have lost its network**, rather than {len(envs)} outages. "
+        f"since {t(since, 't')}: **the bot itself may have lost its network**, rather than "
+        f"{len(envs)} outage{'s' if len(envs) != 1 else ''}. "
         "Check the bot host's network, DNS and proxy (if they are fine, every project really is down: check the "
         "dashboards). Per-environment alerts are held until one answers."
     )
@@ -153,9 +156,14 @@ def incident_line(incident: Incident, at: datetime) -> str:
 
 
 def incidents_embed(
-    incidents: Sequence[Incident], last_30d: Sequence[Incident], env: str | None, at: datetime
+    incidents: Sequence[Incident],
+    last_30d: Sequence[Incident],
+    env: str | None,
+    at: datetime,
+    alert_routes: Mapping[str, AlertRoute] | None = None,
 ) -> dict[str, Any]:
     lines = [incident_line(i, at) for i in incidents] or ["No incidents recorded."]
+    lines += [f"**{n.upper()}** {route_text(r)}" for n, r in (alert_routes or {}).items() if env in (None, n)]
     mttr = mttr_by_env(last_30d)
     fields = [
         {

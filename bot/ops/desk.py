@@ -30,6 +30,7 @@ from bot.core.recovery import RecoveryResult
 from bot.core.report import EnvReport, unreachable
 from bot.messages import incidents as inc
 from bot.messages.alert import build_critical_alert, build_resolved_alert
+from bot.messages.routing import with_pings
 from bot.ops.incident_log import IncidentLog, open_incident_row
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class IncidentDesk(IncidentLog):
             report,
             result=result,
             since=since,
-            alert_role_id=self.settings.discord.alert_mention_id,
+            alert_role_id=self.settings.alert_route(name).mention_id,
             diagnosis=diagnosis,
         )
         found = diagnosis or (result.diagnosis if result is not None else None)
@@ -86,7 +87,7 @@ class IncidentDesk(IncidentLog):
         assert state.flaps is not None
         flips = state.flaps.count(now)
         window = self.settings.incidents.flap_window_s
-        payload = inc.flapping_alert(state.name, flips, window, now, self.settings.discord.alert_mention_id)
+        payload = inc.flapping_alert(state.name, flips, window, now, self.settings.alert_route(state.name).mention_id)
         alert = state.alert
         if alert is not None:
             alert.flapping = True
@@ -179,12 +180,20 @@ class IncidentDesk(IncidentLog):
             if unreachable_everywhere([s.last_report for s in states]):
                 since = min(s.unhealthy_since or report.checked_at for s in states)
                 self.network_down_since = since
-                await self.sink.post_line(
-                    "*", inc.network_lost_line(list(self.states), since, self.settings.discord.alert_mention_id)
-                )
+                for channel_id, envs in self._envs_by_channel().items():  # once per channel, its envs, its pings
+                    pings = [r for e in envs if (r := self.settings.alert_route(e).mention_id) is not None]
+                    line = with_pings(inc.network_lost_line(envs, since), pings)
+                    await self.sink.post_line("*", line, channel_id=channel_id)
         elif not unreachable(report):
             since, self.network_down_since = self.network_down_since, None
-            await self.sink.post_line("*", inc.network_back_line(since, self.now()))
+            for channel_id in self._envs_by_channel():
+                await self.sink.post_line("*", inc.network_back_line(since, self.now()), channel_id=channel_id)
+
+    def _envs_by_channel(self) -> dict[int | None, list[str]]:
+        by_channel: dict[int | None, list[str]] = {}
+        for name in self.states:
+            by_channel.setdefault(self.settings.alert_route(name).channel_id, []).append(name)
+        return by_channel
 
     async def housekeeping(self, state: EnvState) -> None:
         """After each check: silence expiry, maintenance start/end, held alerts, reminders."""

@@ -299,8 +299,9 @@ class FakeDiscord:
         self._add_role("ops", 0, position=1)
         self._add_role("ops-prod", 0, position=2)
         self._add_role("oncall", 0, position=3, mentionable=True)
+        self._add_role("oncall-prod", 0, position=4, mentionable=True)  # a second alert role (per-env routing)
         self._bot_role_id = self._add_role(
-            self.bot_name, 0, position=4, managed=True, tags={"bot_id": str(self.bot_user_id)}
+            self.bot_name, 0, position=5, managed=True, tags={"bot_id": str(self.bot_user_id)}
         )
 
         # channels
@@ -308,6 +309,9 @@ class FakeDiscord:
         self.category_id = self._add_channel("Ops", ctype=4)
         self.ops_channel_id: int = self._add_channel("ops-alerts", parent_id=self.category_id, topic="alerts")
         self.other_channel_id: int = self._add_channel("general")
+        # per-environment alert channels (environments.<env>.alert_channel_id)
+        self.prod_channel_id: int = self._add_channel("ops-prod", parent_id=self.category_id, topic="prod alerts")
+        self.dev_channel_id: int = self._add_channel("dev-alerts", parent_id=self.category_id, topic="dev alerts")
         self.channel_ids: dict[str, int] = {c["name"]: cid for cid, c in self._channels.items()}
 
         # members

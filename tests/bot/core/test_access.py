@@ -85,3 +85,48 @@ def test_the_bot_needs_guild_ids_but_the_config_alone_does_not():
         ).discord.alert_mention_id
         is None
     )
+
+
+ONCALL_PROD_A = 300000000000000009
+
+
+def routed(**prod):
+    envs = {"dev": {"rest_url": "http://dev", "alert_role": "none"}, "prod": {"rest_url": "http://prod", **prod}}
+    return build_settings(envs, discord={"guild_ids": [GUILD_A], "alert_role_id": "oncall"})
+
+
+ROLES_A = {GUILD_A: [*ROLES[GUILD_A], GuildRole(ONCALL_PROD_A, "oncall-prod")]}
+
+
+def test_an_environment_alert_role_resolves_in_its_channel_guild_and_none_pings_nobody():
+    roles = resolve_roles(routed(alert_role="oncall-prod"), ROLES_A, alert_guild_id=GUILD_A)
+    assert roles.alert == ONCALL_A
+    assert roles.env_alert == {"dev": None, "prod": ONCALL_PROD_A}
+    # an environment with only its own channel pings the global role, as an id of that channel's guild
+    roles = resolve_roles(routed(), ROLES_A, GUILD_A, env_channel_guilds={"prod": GUILD_A})
+    assert roles.env_alert == {"dev": None, "prod": ONCALL_A}
+
+
+def test_a_look_alike_alert_role_name_stops_the_start_naming_the_environment_key():
+    look_alike = {GUILD_A: [*ROLES_A[GUILD_A], GuildRole(999999999999999999, "oncall-prod")]}
+    with pytest.raises(ConfigError) as err:
+        resolve_roles(routed(alert_role="oncall-prod"), look_alike, GUILD_A)
+    assert str(err.value) == (
+        f"environments.prod.alert_role: 2 roles are named 'oncall-prod' in guild {GUILD_A} "
+        f"({ONCALL_PROD_A}, 999999999999999999); use the id"
+    )
+    with pytest.raises(ConfigError, match=r"^environments\.prod\.alert_role: no role named 'oncall-night'"):
+        resolve_roles(routed(alert_role="oncall-night"), ROLES_A, GUILD_A)
+
+
+def test_an_alert_role_of_another_server_than_the_alert_channel_is_refused():
+    settings = build_settings(
+        {"prod": {"rest_url": "http://prod", "alert_role": ONCALL_B}}, discord={"guild_ids": [GUILD_A, GUILD_B]}
+    )
+    with pytest.raises(ConfigError) as err:
+        resolve_roles(settings, ROLES, GUILD_A, env_channel_guilds={"prod": GUILD_A})
+    assert str(err.value).startswith(
+        f"environments.prod.alert_role: role {ONCALL_B} is not in guild {GUILD_A}, where the alert channel of prod is"
+    )
+    # the same id where the channel is in its server is fine
+    assert resolve_roles(settings, ROLES, GUILD_A, env_channel_guilds={"prod": GUILD_B}).env_alert == {"prod": ONCALL_B}
