@@ -33,7 +33,7 @@ class Refusal(app_commands.CheckFailure):
 
 NOT_IN_DMS = "⛔ pgrst-ops answers only in its server, not in direct messages."
 NOT_HERE = "⛔ pgrst-ops does not answer in this server."
-STOPPING = "⏳ pgrst-ops is shutting down; try again in a minute."
+STOPPING = "pgrst-ops is shutting down; try again in a minute."
 
 
 def in_configured_guild(interaction: discord.Interaction) -> bool:
@@ -51,7 +51,7 @@ def in_configured_guild(interaction: discord.Interaction) -> bool:
 def role_ids(interaction: discord.Interaction) -> RoleIds:
     roles = services(interaction).roles
     if roles is None:  # resolved in setup_hook, before any interaction can arrive; fail closed regardless
-        raise Refusal("⏳ pgrst-ops is starting; try again in a moment.")
+        raise Refusal("pgrst-ops is starting; try again in a moment.")
     return roles
 
 
@@ -115,7 +115,7 @@ def find_target(interaction: discord.Interaction, env: str) -> Target | None:
 
 def unknown_env(interaction: discord.Interaction, env: str) -> str:
     known = ", ".join(sorted(services(interaction).targets))
-    return f"❓ Unknown environment `{env[:50]}`. Configured: {known}."
+    return f"⚠️ Unknown environment `{env[:50]}`. Configured: {known}."
 
 
 def per_environment(check: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -220,7 +220,7 @@ def build_critical_alert(
     if result is not None:
         fields.append({"name": "What was tried", "value": _what_was_tried(result, cause), "inline": False})
     fields.append({"name": "Failing checks", "value": failing_checks(report.checks), "inline": False})
-    footer = f"pgrst-ops · {env_name}" + (f" · {report.server_version}" if report.server_version else "")
+    footer = f"pgrst-ops · {env_name} · {verdict}" + (f" · {report.server_version}" if report.server_version else "")
     headline = (
         f"PostgREST {env_name.upper()} is unhealthy ({verdict}): {cause.title}"
         if cause

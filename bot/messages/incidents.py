@@ -86,7 +86,7 @@ def flapping_alert(env: str, flips: int, window_s: float, at: datetime, alert_ro
 
 def network_lost_line(envs: Sequence[str], since: datetime, alert_role_id: int | None = None) -> dict[str, Any]:
     text = (
-        f"🌐 Every environment ({', '.join(e.upper() for e in envs)}) fails with timeouts or connection errors "
+        f"Every environment ({', '.join(e.upper() for e in envs)}) fails with timeouts or connection errors "
         f"since {t(since, 't')}: **the bot itself may have lost its network**, rather than "
         f"{len(envs)} outage{'s' if len(envs) != 1 else ''}. "
         "Check the bot host's network, DNS and proxy (if they are fine, every project really is down: check the "
@@ -145,7 +145,7 @@ def incident_line(incident: Incident, at: datetime) -> str:
     if incident.resolved_at is not None:
         tail = f"✅ {incident.resolution or 'resolved'} after {format_duration(incident.duration_s or 0)}"
     else:
-        tail = f"🚨 open for {format_duration((at - incident.opened_at).total_seconds())}"
+        tail = f"❌ open for {format_duration((at - incident.opened_at).total_seconds())}"
         if incident.silenced:
             tail += " (held)"
     if incident.flapping:

@@ -201,7 +201,8 @@ async def test_reload_that_cannot_help_escalates_and_posts_the_critical_alert(fa
     )
     assert alert.mention_roles == [oncall] and not alert.mention_everyone
     *incident_buttons, link = alert.buttons()
-    assert [b["label"] for b in incident_buttons] == ["Acknowledge", "Silence 1h", "Retry reload"]
+    # No Retry reload: the bot itself says a reload cannot fix PGRST002.
+    assert [b["label"] for b in incident_buttons] == ["Acknowledge", "Silence 1h"]
     assert link["style"] == 5 and link["url"] == "https://supabase.com/dashboard/project/testref/settings/general"
     text = alert.embed_text()
     assert "schema_cache_unavailable" in text and "Automated recovery cannot fix this" in text
@@ -231,8 +232,8 @@ async def test_monitor_alerts_once_and_resolves_once(fake, make_stack):
         posts = fake.channel_messages(fake.ops_channel_id)
     assert len(posts) == 2
     alert, line = posts
-    assert alert.embeds[0]["title"] == "✅ RESOLVED: PostgREST healthy again" and not alert.buttons()
-    assert "Down for:" in alert.embeds[0]["description"]
+    assert alert.embeds[0]["title"] == "✅ RESOLVED · PROD: PostgREST healthy again" and not alert.buttons()
+    assert alert.embeds[0]["description"].startswith("Down for ") and not alert.content
     assert line.content.startswith("✅ PostgREST PROD resolved after")
 
 
