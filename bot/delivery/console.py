@@ -23,9 +23,10 @@ TEXT, JSON = "text", "json"
 
 
 def wants_colour(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set to anything (https://no-color.org)."""
+    """Colour only on a terminal, and never when NO_COLOR is set to anything (https://no-color.org) or the
+    terminal says it has none (TERM=dumb)."""
     environ = os.environ if environ is None else environ
-    if environ.get("NO_COLOR"):
+    if environ.get("NO_COLOR") or environ.get("TERM") == "dumb":
         return False
     isatty = getattr(stream, "isatty", None)
     try:

@@ -42,7 +42,8 @@ def _mark(ok: bool) -> str:
     return "✅" if ok else "❌"
 
 
-def render_diagnosis(diagnosis: Diagnosis) -> list[str]:
+def render_diagnosis(diagnosis: Diagnosis, *, main_fix: bool = True) -> list[str]:
+    """Each finding with its fix; `main_fix=False` leaves the main cause's fix to the caller (said once)."""
     if diagnosis.error:
         return [f"  Cause: unknown ({diagnosis.error})"]
     if not diagnosis.findings:
@@ -50,7 +51,8 @@ def render_diagnosis(diagnosis: Diagnosis) -> list[str]:
     lines = []
     for i, finding in enumerate(diagnosis.findings):
         lines.append(f"  {'Cause' if i == 0 else 'Also'}: {plain(finding.title)}: {plain(finding.evidence)}")
-        lines.append(f"     Fix: {plain(finding.fix)}")
+        if i or main_fix:
+            lines.append(f"     Fix: {plain(finding.fix)}")
     return lines
 
 
@@ -147,15 +149,16 @@ def print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_sta
         return
     _section(out, "❌ AUTOMATED RECOVERY FAILED")
     env = target.config
-    out.write(f"\n  Verdict: {result.verdict_after}\n  Reason:  {result.reason}\n")
+    out.write(f"\n  Verdict: {result.verdict_after}\n  Reason:  {plain(result.reason or '')}\n")
     out.write(f"  Diagnosis: {plain(result.report_after.explanation)}\n")
-    if result.diagnosis is not None:
-        out.write("\n".join(render_diagnosis(result.diagnosis)) + "\n")
-    if result.refused_by_preflight:
-        out.write(f"  Force it anyway: pgrst-ops fix --env {target.name} --force\n")
     diagnosis = result.diagnosis
     cause = diagnosis.cause if diagnosis else None
-    out.write(f"  Next: {plain(cause.fix if cause else result.report_after.next_step)}\n")
+    if diagnosis is not None:  # the main fix is the ACTION REQUIRED below: said once
+        out.write("\n".join(render_diagnosis(diagnosis, main_fix=cause is None)) + "\n")
+    if result.refused_by_preflight:
+        out.write(f"  Force it anyway: pgrst-ops fix --env {target.name} --force\n")
+    if cause is None:
+        out.write(f"  Next: {plain(result.report_after.next_step)}\n")
     link = env.restart_url or env.dashboard_url
     if cause is not None:
         # A restart does not fix a named cause and can make it worse (it applies pending role settings).
