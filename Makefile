@@ -53,7 +53,8 @@ bench: setup
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.diagnose_bench
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.gzip_bomb
 
-# A local PostgreSQL + PostgREST sandbox and the console monitor: break the cache, watch it recover.
+# A local PostgreSQL + PostgREST sandbox and the console monitor: break the cache, watch it recover. Its incidents
+# go to a throwaway store in a temporary directory, never the pgrst-ops.db that `make run` uses.
 demo: setup
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m scripts.demo
 

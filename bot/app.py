@@ -17,20 +17,21 @@ from typing import Any, TextIO
 
 import httpx
 
-from bot import __version__
 from bot.chat.bot import COGS, PgrstOpsBot, run_bot
 from bot.chat.sink import Channels, DiscordSink
+from bot.cli import package_version
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
-from bot.delivery.console import ConsoleSink
+from bot.delivery.console import TEXT, ConsoleSink
 from bot.delivery.outbox import StoreGuard
 from bot.delivery.sink import AlertSink
 from bot.delivery.webhook import RateLimiter, WebhookFallback
+from bot.logs import LOG_FORMATS, setup_logging
+from bot.messages.console_text import schedule_line, start_line
 from bot.ops.facade import Ops
 from bot.ops.monitor import Monitor
 from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client
-from bot.redact import install_log_filter
 
 log = logging.getLogger("pgrst_ops")
 
@@ -65,9 +66,16 @@ def build_ops(parts: Parts, sink: AlertSink, *, autostart_monitor: bool = True) 
     )
 
 
-def build_console(settings: Settings, targets: list[Target], http: httpx.AsyncClient, out: TextIO | None = None) -> Ops:
+def build_console(
+    settings: Settings,
+    targets: list[Target],
+    http: httpx.AsyncClient,
+    out: TextIO | None = None,
+    *,
+    log_format: str = TEXT,
+) -> Ops:
     parts = build_parts(settings, targets, http)
-    return build_ops(parts, ConsoleSink(parts.webhook, out, guard=parts.guard))
+    return build_ops(parts, ConsoleSink(parts.webhook, out, guard=parts.guard, log_format=log_format))
 
 
 def build_bot(
@@ -97,27 +105,44 @@ def build_bot(
 
 
 async def run_console(ops: Ops, stop: asyncio.Event) -> None:
+    """The first check of every environment at once (each verdict printed as it comes), what happens next, then
+    the loops until `stop`."""
     await ops.open_store()
     monitor = ops.monitor
-    await monitor.restore()
-    print(
-        f"pgrst-ops {__version__}: no Discord token, console mode. Monitoring {', '.join(ops.targets)} "
-        f"every {ops.settings.monitor.interval_s:g} s (Ctrl-C to stop).",
-        flush=True,
-    )
-    monitor.start()
+    sink = monitor.sink
+    assert isinstance(sink, ConsoleSink)
+    mon = ops.settings.monitor
+    envs = list(ops.targets)
+    stopped = asyncio.create_task(stop.wait())
     try:
-        await stop.wait()
+        version = package_version()
+        sink.say("start", start_line(version, envs, mon.interval_s), version=version, environments=envs)
+        await monitor.restore()
+        first = asyncio.create_task(monitor.check_all())
+        await asyncio.wait({first, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not first.done():  # Ctrl-C during the first check: stop without waiting for a hung environment
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            return
+        sink.say(
+            "schedule",
+            schedule_line(mon.failure_threshold, mon.interval_s),
+            failure_threshold=mon.failure_threshold,
+            next_check_s=mon.interval_s,
+        )
+        monitor.start(checked=True)
+        await stopped
     finally:
+        stopped.cancel()
         await monitor.stop()
         await ops.close_store()
 
 
-async def run(settings: Settings, targets: list[Target], stop: asyncio.Event) -> int:
+async def run(settings: Settings, targets: list[Target], stop: asyncio.Event, *, log_format: str = TEXT) -> int:
     async with make_http_client(t.config for t in targets) as http:
         token = read_optional_secret(settings.discord.token)
         if token is None:
-            await run_console(build_console(settings, targets, http), stop)
+            await run_console(build_console(settings, targets, http, log_format=log_format), stop)
             return 0
         settings.discord.require_guilds()
         return await run_bot(build_bot(settings, targets, http), token.get_secret_value(), stop)
@@ -129,22 +154,44 @@ def config_error(exc: ConfigError) -> int:
     return 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="pgrst-ops Discord bot / console monitor")
+BOT_EPILOG = """\
+Without a Discord token (discord.token, e.g. $DISCORD_TOKEN) this is the console monitor: verdicts and alerts on
+stdout, the log on stderr; both plain text, or both JSON lines with --log-format json. Colour only on a
+terminal, never with NO_COLOR set.
+
+exit codes:
+  0  stopped by SIGTERM or SIGINT (Ctrl-C), cleanly
+  1  the Discord connection ended with an error
+  2  usage or configuration error (one line on stderr naming the key), or Discord rejected the token
+
+examples:
+  python -m bot --config config.yaml --env dev   # monitor dev (console mode without a token)
+  python -m bot --log-format json | jq .         # one JSON object per line, for a log shipper
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="pgrst-ops Discord bot, or the console monitor when no Discord token is set.",
+        epilog=BOT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pgrst-ops {package_version()}")
     parser.add_argument("--config", help="config file (default: $PGRST_OPS_CONFIG, else ./config.yaml)")
     parser.add_argument(
         "--env", action="append", metavar="NAME", help="environment to monitor (repeatable; default: all)"
     )
-    parser.add_argument("--verbose", "-v", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, default="text", help="text (default) or JSON lines, on both streams"
     )
-    install_log_filter()  # no secret in any log line, whoever logs it
-    logging.getLogger("discord").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug log lines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO, sys.stderr)
     try:
         settings = load_settings(args.config)
         targets = resolve_targets(settings, args.env)
@@ -162,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
         try:
-            return await run(settings, targets, stop)
+            return await run(settings, targets, stop, log_format=args.log_format)
         except ConfigError as exc:
             return config_error(exc)
 

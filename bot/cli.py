@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import logging
 import os
@@ -46,9 +47,36 @@ from bot.store import MEMORY, open_store
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 
+CLI_EPILOG = """\
+exit codes:
+  0  healthy / recovered / in sync
+  1  unhealthy / escalated / drift found
+  2  usage or configuration error (one line on stderr, or {"error", "key"} with --json)
+
+examples:
+  pgrst-ops check --json > health.json             # after a migration in CI: fail the job unless all are healthy
+  pgrst-ops fix --env prod --retries 10 --delay 1  # reload the cache if that can help, else escalate
+"""
+
+
+def package_version() -> str:
+    """The installed package's version (pyproject.toml), the one --version and the start line show."""
+    try:
+        return importlib.metadata.version("pgrst-ops")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        from bot import __version__
+
+        return __version__
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pgrst-ops", description="Probe and recover PostgREST schema caches (Supabase REST).")
+    parser = _Parser(
+        prog="pgrst-ops",
+        description="Probe and recover PostgREST schema caches (Supabase REST).",
+        epilog=CLI_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pgrst-ops {package_version()}")
     parser.add_argument("--config", help="config file (default: $PGRST_OPS_CONFIG, else ./config.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="probe environments; exit 0 only if all are healthy")

@@ -38,18 +38,6 @@ FAILING_CHECKS_SHOWN = 5
 # payload, never sent (`outgoing` drops them; discord.py's send arguments never include them).
 FACTS = "pgrst_ops"
 
-# The runbook's steps when no cause is known (the CLI's escalation prints them in full).
-RECOVERY_STEPS = (
-    "Open the dashboard restart page (link above) → Restart project",
-    "Wait for the restart to complete (about 2-3 minutes)",
-    "Run the health check again: `/health` or `pgrst-ops check --env {env}`",
-)
-TROUBLESHOOTING_STEPS = (
-    "Dashboard → Database: is the project paused, or at its connection limit?",
-    "Check for recent migrations or role changes (ALTER ROLE authenticator SET …)",
-    "Read the PostgREST / API logs for the failing schema query",
-    "If a restart does not help, contact support with the checks below",
-)
 RESTART_STEP = "Restart the project (Restart project button below); it takes about 2-3 minutes"
 CHECK_AGAIN_STEP = "Check again: `/health {env}` or `pgrst-ops check --env {env}`"
 

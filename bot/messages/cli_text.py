@@ -1,6 +1,7 @@
 """The CLI's text: reports, diagnoses, the schema-version line, recovery steps as they happen and the outcome.
 
 Pure text builders over bot.core types (and Target for the links); they write to a given stream, nothing else.
+Plain text: the fixes' Markdown (`code`) is removed, and the only marks are ✅ ❌ ⚠️.
 """
 
 from __future__ import annotations
@@ -16,24 +17,39 @@ from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, S
 from bot.core.report import EnvReport
 from bot.core.schema_version import SchemaVersionReport
 from bot.core.verdicts import info
-from bot.messages.alert import RECOVERY_STEPS, TROUBLESHOOTING_STEPS, numbered_steps
+from bot.messages.alert import numbered_steps
+from bot.messages.console_text import plain
 
 RULE = "─" * 70
+# The CLI's own wording (the terminal has the URL printed above, and no Discord commands to point at).
+RECOVERY_STEPS = (
+    "Open the restart page (Dashboard URL above) → Restart project",
+    "Wait for the restart to complete (about 2-3 minutes)",
+    "Run the health check again: pgrst-ops check --env {env}",
+)
+TROUBLESHOOTING_STEPS = (
+    "Dashboard → Database: is the project paused, or at its connection limit?",
+    "Check for recent migrations or role changes (ALTER ROLE authenticator SET …)",
+    "Read the PostgREST / API logs for the failing schema query",
+    "If a restart does not help, contact support with the output of pgrst-ops check --verbose",
+)
 
 
 def _mark(ok: bool) -> str:
     return "✅" if ok else "❌"
 
 
-def render_diagnosis(diagnosis: Diagnosis) -> list[str]:
+def render_diagnosis(diagnosis: Diagnosis, *, main_fix: bool = True) -> list[str]:
+    """Each finding with its fix; `main_fix=False` leaves the main cause's fix to the caller (said once)."""
     if diagnosis.error:
-        return [f"  🩺 Cause: unknown ({diagnosis.error})"]
+        return [f"  Cause: unknown ({diagnosis.error})"]
     if not diagnosis.findings:
-        return ["  🩺 Cause: none found in the database"]
+        return ["  Cause: none found in the database"]
     lines = []
     for i, finding in enumerate(diagnosis.findings):
-        lines.append(f"  🩺 {'Cause' if i == 0 else 'Also'}: {finding.title}: {finding.evidence}")
-        lines.append(f"     Fix: {finding.fix}")
+        lines.append(f"  {'Cause' if i == 0 else 'Also'}: {plain(finding.title)}: {plain(finding.evidence)}")
+        if i or main_fix:
+            lines.append(f"     Fix: {plain(finding.fix)}")
     return lines
 
 
@@ -58,16 +74,16 @@ def render_report(report: EnvReport, *, verbose: bool = False, diagnosis: Diagno
                 extra.append(f"Retry-After {check.retry_after}")
             lines.append(f"  {'':<{width}}  {' · '.join(extra)}")
     if not report.healthy or verbose:
-        lines.append(f"  → {report.explanation}")
+        lines.append(f"  → {plain(report.explanation)}")
         if diagnosis is not None:
             lines += render_diagnosis(diagnosis)
         next_step = diagnosis.next_step if diagnosis is not None else report.next_step
-        lines.append(f"  → Next: {next_step}")
+        lines.append(f"  → Next: {plain(next_step)}")
     return "\n".join(lines)
 
 
 def version_line(version: SchemaVersionReport) -> str:
-    mark = {"compatible": "✅", "unknown": "❓"}.get(str(version.status), "❌")
+    mark = {"compatible": "✅", "unknown": "⚠️"}.get(str(version.status), "❌")
     return f"  Schema version: {mark} {version.status}: {version.message}"
 
 
@@ -96,20 +112,20 @@ def step_printer(out: TextIO, verbose: bool) -> StepListener:
                 )
                 out.write(f"  ⚠️  Detected {step.report.verdict}. {action}\n")
         elif step.kind is StepKind.LISTENER:
-            out.write(f"  👂 {step.message}\n")
+            out.write(f"  Listener: {plain(step.message)}\n")
         elif step.kind is StepKind.DIAGNOSIS:
-            out.write(f"  {step.message}\n")
+            out.write(f"  {plain(step.message)}\n")
         elif step.kind is StepKind.NOTIFY:
-            out.write(f"  ✅ {step.message}\n")
+            out.write(f"  ✅ {plain(step.message)}\n")
         elif step.kind is StepKind.RECHECK:
             if not rechecks_started:
                 _section(out, "STEP 4: Re-check until healthy")
                 rechecks_started = True
             ok = step.report is not None and step.report.healthy
             if ok or verbose or step.message.startswith("re-check 1 "):
-                out.write(f"  {step.message} {'✅ Healthy' if ok else '⏳ Still unhealthy'}\n")
+                out.write(f"  {step.message} {'✅ Healthy' if ok else '❌ Still unhealthy'}\n")
         elif step.kind is StepKind.DECISION:
-            out.write(f"  {step.message}\n")
+            out.write(f"  {plain(step.message)}\n")
         out.flush()
 
     return on_step
@@ -130,22 +146,23 @@ def print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_sta
         return
     _section(out, "❌ AUTOMATED RECOVERY FAILED")
     env = target.config
-    out.write(f"\n  Verdict: {result.verdict_after}\n  Reason:  {result.reason}\n")
-    out.write(f"  Diagnosis: {result.report_after.explanation}\n")
-    if result.diagnosis is not None:
-        out.write("\n".join(render_diagnosis(result.diagnosis)) + "\n")
-    if result.refused_by_preflight:
-        out.write(f"  Force it anyway: pgrst-ops fix --env {target.name} --force\n")
+    out.write(f"\n  Verdict: {result.verdict_after}\n  Reason:  {plain(result.reason or '')}\n")
+    out.write(f"  Diagnosis: {plain(result.report_after.explanation)}\n")
     diagnosis = result.diagnosis
     cause = diagnosis.cause if diagnosis else None
-    out.write(f"  Next: {cause.fix if cause else result.report_after.next_step}\n")
+    if diagnosis is not None:  # the main fix is the ACTION REQUIRED below: said once
+        out.write("\n".join(render_diagnosis(diagnosis, main_fix=cause is None)) + "\n")
+    if result.refused_by_preflight:
+        out.write(f"  Force it anyway: pgrst-ops fix --env {target.name} --force\n")
+    if cause is None:
+        out.write(f"  Next: {plain(result.report_after.next_step)}\n")
     link = env.restart_url or env.dashboard_url
     if cause is not None:
         # A restart does not fix a named cause and can make it worse (it applies pending role settings).
-        out.write(f"\n  🚨 ACTION REQUIRED: {cause.fix}\n")
+        out.write(f"\n  ❌ ACTION REQUIRED: {plain(cause.fix)}\n")
         out.write("  Only if that does not help: restart the project from the dashboard.\n")
     else:
-        out.write("\n  🚨 ACTION REQUIRED: Go to Supabase Dashboard → Settings → Restart Project\n")
+        out.write("\n  ❌ ACTION REQUIRED: Go to Supabase Dashboard → Settings → Restart Project\n")
     if link:
         out.write(f"\n  Dashboard URL:\n    {link}\n")
     if alert_status is None:
@@ -161,7 +178,7 @@ def print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_sta
         out.write(f"\n  {title}:\n    {text}\n")
 
 
-DRIFT_MARKS = {"in_sync": "✅", "stale": "❌", "unknown": "❓"}
+DRIFT_MARKS = {"in_sync": "✅", "stale": "❌", "unknown": "⚠️"}
 
 
 def render_drift(r: DriftReport) -> str:

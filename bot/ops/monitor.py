@@ -98,10 +98,21 @@ class Monitor:
         return self.desk.guard
 
     # -- the loops --------------------------------------------------------------------------------
-    def start(self) -> None:
-        """One task per environment: a slow environment never delays another's checks."""
+    async def check_all(self) -> None:
+        """The first check of every environment at once, so console mode can say each verdict before the loops
+        start (then `start(checked=True)`). A failing check is logged, as in the loop."""
+        await asyncio.gather(*(self._checked(name) for name in self.targets))
+
+    def start(self, *, checked: bool = False) -> None:
+        """One task per environment: a slow environment never delays another's checks.
+
+        Each loop checks at once (the Discord bot's first check is at start too), unless `checked` says that
+        check_all has just done so: then each waits one interval first.
+        """
         self.health.running = True
-        self._tasks = [asyncio.create_task(self._loop(name), name=f"monitor:{name}") for name in self.targets]
+        self._tasks = [
+            asyncio.create_task(self._loop(name, wait_first=checked), name=f"monitor:{name}") for name in self.targets
+        ]
         self._tasks.append(asyncio.create_task(self._outbox_loop(), name="monitor:outbox"))
         if self.settings.monitor.drift_interval_s > 0:
             self._tasks += [
@@ -142,17 +153,22 @@ class Monitor:
     def alive(self) -> bool:
         return self.health.running and any(not t.done() for t in self._tasks)
 
-    async def _loop(self, name: str) -> None:
+    async def _loop(self, name: str, *, wait_first: bool = False) -> None:
         interval = self.settings.monitor.interval_s
+        if wait_first:
+            await asyncio.sleep(interval)
         while True:
             started = time.monotonic()
-            try:
-                await self.check(name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one bad sweep must not kill the monitor
-                log.exception("monitor check of %s failed", name)
+            await self._checked(name)
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _checked(self, name: str) -> None:
+        try:
+            await self.check(name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # one bad sweep must not kill the monitor
+            log.exception("monitor check of %s failed", name)
 
     async def _slow_loop(self, name: str) -> None:
         """Drift and the schema version guard: heavier than a probe, so on their own slower interval."""

@@ -40,8 +40,8 @@ async def test_console_mode_detects_recovers_and_stops_on_sigterm(make_stack, tm
     finally:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 10)
-    assert "no Discord token, console mode" in seen
-    assert '"to": "stale_schema_cache"' in seen
+    assert "console mode (no Discord token)" in seen
+    assert "dev  ❌ stale_schema_cache" in seen
     assert code == 0
     assert (tmp_path / "incidents.db").exists()  # the auto-recovered outage is in the incident log
     stderr = (await proc.stderr.read()).decode()

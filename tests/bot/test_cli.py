@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -144,7 +146,7 @@ async def test_pgrst002_fix_escalates_posts_the_critical_alert_and_exits_1(make_
     # The alert carries the diagnosis: cause, evidence, fix.
     assert "statement_timeout=1ms" in fields["Cause: statement_timeout too low for authenticator"]
     assert f"ALTER ROLE authenticator IN DATABASE {stack.db} RESET statement_timeout" in fields["Fix"]
-    assert "🩺 Cause: statement_timeout too low" in proc.stdout
+    assert "Cause: statement_timeout too low" in proc.stdout
     assert CANARY not in proc.stdout + proc.stderr
 
 
@@ -192,7 +194,7 @@ async def test_check_with_a_dsn_tells_missing_from_stale(make_stack, tmp_path):
     assert proc.returncode == 1
     assert "PostgREST Health [STAGING]: ❌ STALE_SCHEMA_CACHE" in proc.stdout
     assert "PostgREST Health [QA]: ❌ MISSING_IN_DATABASE" in proc.stdout
-    assert "🩺 Cause: table missing in the database: public.invoices does not exist" in proc.stdout
+    assert "Cause: table missing in the database: public.invoices does not exist" in proc.stdout
     doc = json.loads((await acli(config, "check", "--json", env=stack.env_vars)).stdout)
     envs = {e["env"]: e for e in doc["environments"]}
     assert envs["staging"]["diagnosis"]["findings"][0]["cause"] == "stale_object"
@@ -214,7 +216,7 @@ async def test_fix_refused_by_preflight_exits_1_and_force_sends_the_notify(make_
     assert "Force it anyway: pgrst-ops fix --env dev --force" in text.stdout
     # The named cause is the action; no restart advice (a restart would apply the bad setting).
     assert (
-        f"🚨 ACTION REQUIRED: `ALTER ROLE authenticator IN DATABASE {stack.db} RESET statement_timeout;`" in text.stdout
+        f"❌ ACTION REQUIRED: ALTER ROLE authenticator IN DATABASE {stack.db} RESET statement_timeout;" in text.stdout
     )
     assert "Recovery steps" not in text.stdout and "Restart Project" not in text.stdout
     forced = await acli(config, "fix", "--env", "dev", "--no-alert", "--force", "--json", env=stack.env_vars)
@@ -328,3 +330,29 @@ def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):
         os.close(write_end)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+def entry_points() -> list[list[str]]:
+    """Both commands as installed: the `pgrst-ops` console script next to this Python, and `python -m bot`."""
+    script = Path(sys.executable).with_name("pgrst-ops")
+    assert script.exists(), f"{script}: the package is not installed in this environment (pip install -e .)"
+    return [[str(script)], [sys.executable, "-m", "bot"]]
+
+
+def test_version_comes_from_the_package_metadata():
+    expected = f"pgrst-ops {importlib.metadata.version('pgrst-ops')}"
+    for command in entry_points():
+        proc = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout.strip() == expected, (command, proc.stdout, proc.stderr)
+
+
+def test_help_lists_exit_codes_and_two_examples():
+    for command, prog in zip(entry_points(), ("pgrst-ops", "python -m bot"), strict=True):
+        proc = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        text = proc.stdout
+        codes = text.split("exit codes:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        assert [line.split()[0] for line in codes] == ["0", "1", "2"], text
+        examples = text.split("examples:\n", 1)[1].splitlines()
+        assert len([line for line in examples if line.startswith(f"  {prog} ")]) == 2, text
+        assert "usage or configuration error" in text

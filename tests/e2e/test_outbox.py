@@ -191,7 +191,7 @@ async def test_console_mode_webhook_copies_go_through_the_outbox(fake, tmp_path)
         pending = await store.outbox_count(unsent_only=True)
     finally:
         await store.close()
-    assert "[CRITICAL] prod" in out.getvalue()
+    assert "  CRITICAL  prod\n" in out.getvalue()
     (message,) = fake.channel_messages(fake.ops_channel_id)  # one post despite the failures, then edited
     assert str(message.id) == handle["webhook_message_id"] and message.content == "✅ resolved"
     assert pending == 0

@@ -118,7 +118,7 @@ def test_incidents_embed_lists_durations_resolutions_and_mttr():
         incident(1, "dev", 4, "auto_recovered"),
     ]
     embed = incidents_embed(items, items, None, t0 + timedelta(minutes=30))
-    assert "`#3` **PROD**" in embed["description"] and "🚨 open for 30 min" in embed["description"]
+    assert "`#3` **PROD**" in embed["description"] and "❌ open for 30 min" in embed["description"]
     assert "✅ manual_reload after 10 min" in embed["description"] and "(503 PGRST002)" in embed["description"]
     assert [(f["name"], f["value"]) for f in embed["fields"]] == [
         ("MTTR 30 days · DEV", "4 min over 1 incident"),

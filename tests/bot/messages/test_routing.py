@@ -21,7 +21,7 @@ def test_route_text_names_the_channel_and_who_is_pinged_in_one_short_line():
 def test_with_pings_leads_with_each_role_once_and_allows_only_those():
     line = network_lost_line(["prod", "staging"], datetime(2026, 1, 1, tzinfo=UTC))
     pinged = with_pings(line, [ROLE, ROLE_2, ROLE])
-    assert pinged["content"].startswith(f"<@&{ROLE}> <@&{ROLE_2}> 🌐 Every environment (PROD, STAGING)")
+    assert pinged["content"].startswith(f"<@&{ROLE}> <@&{ROLE_2}> Every environment (PROD, STAGING)")
     assert pinged["allowed_mentions"] == {"parse": [], "roles": [str(ROLE), str(ROLE_2)]}
     quiet = with_pings(line, [])
     assert quiet["content"] == line["content"] and quiet["allowed_mentions"] == {"parse": [], "roles": []}
