@@ -118,7 +118,7 @@ class Incidents(commands.Cog):
         try:
             seconds = ops.silence_length(duration)
         except ValueError as err:
-            await interaction.response.send_message(f"❓ {err}.", ephemeral=True)
+            await interaction.response.send_message(f"⚠️ {err}.", ephemeral=True)
             return
         longest = ops.settings.incidents.max_silence_s
         if seconds > longest:

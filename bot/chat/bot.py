@@ -150,7 +150,7 @@ class PgrstOpsBot(commands.Bot):
         elif isinstance(error, app_commands.CommandNotFound):  # e.g. an old global registration, elsewhere
             text = NOT_HERE
         elif isinstance(error, app_commands.CheckFailure):
-            text = f"⛔ {error}"
+            text = f"❌ {error}"
         else:
             log.error("/%s failed", interaction.command.name if interaction.command else "?", exc_info=original)
             text = f"❌ Something went wrong ({type(original).__name__}). The details are in the bot's log; try again."

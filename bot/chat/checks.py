@@ -31,8 +31,8 @@ class Refusal(app_commands.CheckFailure):
     """A check said no; the text is what the user sees (ephemeral), and it never carries environment data."""
 
 
-NOT_IN_DMS = "⛔ pgrst-ops answers only in its server, not in direct messages."
-NOT_HERE = "⛔ pgrst-ops does not answer in this server."
+NOT_IN_DMS = "❌ pgrst-ops answers only in its server, not in direct messages."
+NOT_HERE = "❌ pgrst-ops does not answer in this server."
 STOPPING = "pgrst-ops is shutting down; try again in a minute."
 
 
@@ -63,7 +63,7 @@ def _require_any_role(interaction: discord.Interaction, ids: Collection[int], wh
         return True
     guild = interaction.guild
     names = [role.name for rid in ids if guild and (role := guild.get_role(rid))] or [str(rid) for rid in ids]
-    raise Refusal(f"⛔ {what} needs the **{names[0]}** role. Ask someone with it; /status and /health show the state.")
+    raise Refusal(f"❌ {what} needs the **{names[0]}** role. Ask someone with it; /status and /health show the state.")
 
 
 def has_ops_role(interaction: discord.Interaction, what: str = "This") -> bool:

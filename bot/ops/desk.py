@@ -260,7 +260,7 @@ class IncidentDesk(IncidentLog):
             await self.sink.edit_alert(
                 state.name, alert.handle, alert.payload, restart_url=alert.restart_url, incident_id=incident_id
             )
-        return f"👀 You acknowledged incident #{incident_id} ({state.name.upper()}). Reminders stopped."
+        return f"You acknowledged incident #{incident_id} ({state.name.upper()}). Reminders stopped."
 
     async def silence(self, env: str, duration_s: float, reason: str, actor: str) -> Silence:
         until = self.now() + timedelta(seconds=duration_s)

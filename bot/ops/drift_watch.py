@@ -43,7 +43,7 @@ class DriftWatch:
             await self._drift_recovery(target, drift)
         elif drift.ungranted:
             text = (
-                f"🔒 {name.upper()}: objects no API role may use (a permission problem, not a stale cache): "
+                f"❌ {name.upper()}: objects no API role may use (a permission problem, not a stale cache): "
                 f"{drift.ungranted.describe()}. GRANT them to {', '.join(target.config.api_roles)} if the API "
                 "should serve them."
             )
@@ -88,7 +88,7 @@ class DriftWatch:
                     break
             self.desk.states[name].drift = after
         if result.notify_sent and not after.stale:
-            text = f"🔧 {name.upper()} schema drift fixed by a reload: {drift.missing_in_api.describe() or what}."
+            text = f"✅ {name.upper()} schema drift fixed by a reload: {drift.missing_in_api.describe() or what}."
         else:
             why = result.reason or f"still stale after the reload: {after.summary}"
             text = f"⚠️ {name.upper()} schema drift not fixed: {why}"

@@ -131,7 +131,7 @@ class IncidentLog:
             )
         line = build_info_line(
             state.name,
-            f"🔧 Auto-recovered: {report.verdict} fixed by a schema reload, healthy "
+            f"✅ Auto-recovered: {report.verdict} fixed by a schema reload, healthy "
             f"{result.time_to_healthy_ms:.0f} ms after the NOTIFY.",
         )
         await self.sink.post_line(state.name, line)

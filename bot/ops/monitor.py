@@ -325,7 +325,7 @@ def open_summary(monitor: Monitor) -> list[str]:
         alert = state.alert
         if alert is not None:
             ref = f"#{alert.incident_id}" if alert.stored else "(not stored)"
-            parts = [f"🚨 **{state.name.upper()}** incident {ref} open since <t:{int(alert.opened_at.timestamp())}:R>"]
+            parts = [f"❌ **{state.name.upper()}** incident {ref} open since <t:{int(alert.opened_at.timestamp())}:R>"]
             parts.append(str(state.verdict or alert.verdict))
             if alert.flapping:
                 parts.append("flapping")
@@ -337,7 +337,7 @@ def open_summary(monitor: Monitor) -> list[str]:
         silence = monitor.silences.get(state.name)
         if silence is not None and now < silence.until:
             lines.append(
-                f"🔕 **{state.name.upper()}** silenced until <t:{int(silence.until.timestamp())}:R> by "
+                f"**{state.name.upper()}** silenced until <t:{int(silence.until.timestamp())}:R> by "
                 f"{silence.actor}: {silence.reason}"
             )
     if monitor.guard.error:

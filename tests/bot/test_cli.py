@@ -202,7 +202,7 @@ async def test_check_with_a_dsn_tells_missing_from_stale(make_stack, tmp_path):
 
 
 async def test_fix_refused_by_preflight_exits_1_and_force_sends_the_notify(make_stack, tmp_path):
-    stack = make_stack(steady_pgrst002=True, extra_env={"PGRST_DB_POOL": "1"})
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
     stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     config = write_config(

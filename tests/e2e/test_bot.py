@@ -247,7 +247,7 @@ async def test_monitor_auto_recovers_a_stale_cache_without_a_critical_alert(fake
         line = await fake.wait_for_message(fake.ops_channel_id)
         status = await fake.invoke_slash("status", user_id=fake.user_ids["carol"])
         await status.wait_acked()
-    assert line.content.startswith("🔧 Auto-recovered") and "CRITICAL" not in line.embed_text()
+    assert line.content.startswith("✅ Auto-recovered") and "CRITICAL" not in line.embed_text()
     assert monitor.states["dev"].verdict == "healthy"
     embed = status.original.embeds[0]
     assert "monitor" in embed["description"] and "uptime" in embed["description"]
@@ -299,7 +299,7 @@ async def test_health_names_the_cause_of_an_unhealthy_environment_and_its_fix(fa
 
 
 async def test_reload_refused_by_preflight_then_forced_with_confirmation(fake, make_stack):
-    stack = make_stack(steady_pgrst002=True, extra_env={"PGRST_DB_POOL": "1"})
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
     stack.sql(STALE_TABLE)
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     alice = fake.user_ids["alice"]

@@ -55,7 +55,7 @@ async def test_drift_outside_the_probed_tables_is_reloaded_by_the_monitor(fake, 
         await monitor.slow_check("dev")
         line = await fake.wait_for_message(fake.ops_channel_id, lambda m: "drift" in (m.content or ""), 15)
         assert monitor.states["dev"].drift is not None and monitor.states["dev"].drift.in_sync
-    assert line.content == "🔧 DEV schema drift fixed by a reload: tables public.orders."
+    assert line.content == "✅ DEV schema drift fixed by a reload: tables public.orders."
 
 
 async def test_drift_without_auto_recover_says_what_to_reload_and_status_shows_version(fake, make_stack):

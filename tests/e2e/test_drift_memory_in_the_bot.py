@@ -26,7 +26,7 @@ async def test_dropped_table_that_is_no_probe_is_found_by_the_monitor_and_reload
         await drift.wait_acked()
         await drift.wait_for(lambda r: r.followups, 15)
     assert found.extra_in_api.tables == ("public.orders",) and found.memory_used, found.summary
-    assert line.content.startswith("🔧 DEV schema drift fixed by a reload") and "public.orders" in line.content
+    assert line.content.startswith("✅ DEV schema drift fixed by a reload") and "public.orders" in line.content
     assert monitor.states["dev"].drift is not None and monitor.states["dev"].drift.in_sync
     embed = drift.followups[0].embeds[0]
     assert embed["title"] == "✅ Schema drift DEV: in_sync", embed

@@ -37,7 +37,7 @@ async def test_auto_recovery_with_an_auth_limited_probe_table_recovers_without_a
             line = await fake.wait_for_message(fake.ops_channel_id, lambda m: "Auto-recovered" in (m.content or ""))
             assert monitor.states["dev"].verdict == "healthy"
         assert await notifies.reloads() == 1
-    assert line.content.startswith("🔧 Auto-recovered: stale_schema_cache fixed by a schema reload")
+    assert line.content.startswith("✅ Auto-recovered: stale_schema_cache fixed by a schema reload")
     assert criticals(fake) == []
 
 

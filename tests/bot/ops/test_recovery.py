@@ -106,7 +106,7 @@ async def test_pgrst002_escalates_at_once_without_a_notify(make_stack):
 
 async def test_preflight_refuses_a_notify_that_would_apply_a_tiny_statement_timeout(make_stack):
     # One pool connection, opened before the bad setting: requests keep working until the reload reconnects.
-    stack = make_stack(steady_pgrst002=True, extra_env={"PGRST_DB_POOL": "1"})
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
     stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     result = await recover(stack, env_overrides={"probe_tables": ["orders"]})
@@ -120,7 +120,7 @@ async def test_preflight_refuses_a_notify_that_would_apply_a_tiny_statement_time
 
 
 async def test_forced_reload_that_breaks_the_cache_escalates_quickly_naming_the_cause(make_stack):
-    stack = make_stack(steady_pgrst002=True, extra_env={"PGRST_DB_POOL": "1"})
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
     stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     result = await recover(
@@ -209,7 +209,7 @@ async def test_database_errors_are_outcomes_without_the_password(make_stack):
 
 
 async def test_forced_reload_waits_for_a_running_unforced_one_instead_of_joining_it(make_stack):
-    stack = make_stack(steady_pgrst002=True, extra_env={"PGRST_DB_POOL": "1"})
+    stack = make_stack(extra_env={"PGRST_DB_POOL": "1"})
     stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
     stack.sql(f"ALTER ROLE authenticator IN DATABASE {stack.db} SET statement_timeout = '1ms'")
     settings = build_settings({"env": stack.env_config(probe_tables=["orders"])}, recovery={"retries": 2, "delay_s": 1})
