@@ -29,7 +29,7 @@ from bot.core.records import Silence
 from bot.core.recovery import RecoveryResult
 from bot.core.report import EnvReport, unreachable
 from bot.messages import incidents as inc
-from bot.messages.alert import build_critical_alert, build_resolved_alert
+from bot.messages.alert import build_critical_alert, build_resolved_alert, facts
 from bot.messages.routing import with_pings
 from bot.ops.incident_log import IncidentLog, open_incident_row
 
@@ -90,6 +90,11 @@ class IncidentDesk(IncidentLog):
         payload = inc.flapping_alert(state.name, flips, window, now, self.settings.alert_route(state.name).mention_id)
         alert = state.alert
         if alert is not None:
+            if alert.acknowledged_by:  # still taken: the flapping alert keeps who has it, and no active Acknowledge
+                taken = facts(alert.payload).get("acknowledged_at")
+                payload = inc.acknowledged_payload(
+                    payload, alert.acknowledged_by, datetime.fromisoformat(taken) if taken else now
+                )
             alert.flapping = True
             alert.payload = payload
             await self._update(alert, flapping=True, alert_payload=payload)

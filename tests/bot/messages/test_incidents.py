@@ -125,3 +125,13 @@ def test_incidents_embed_lists_durations_resolutions_and_mttr():
         ("MTTR 30 days · PROD", "10 min over 1 incident"),
     ]
     assert mttr_by_env([]) == {}
+
+
+def test_a_flapping_alert_offers_no_reload_and_keeps_who_acknowledged():
+    from bot.messages.incidents import flapping_alert
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    flapping = flapping_alert("prod", 6, 900, at, alert_role_id=None)
+    assert alert_buttons(flapping).retry is False  # a reload does not stop an environment going up and down
+    taken = acknowledged_payload(flapping, "Bob", at)
+    assert alert_buttons(taken).acknowledged and taken["embeds"][0]["description"].startswith("Acknowledged by Bob")
