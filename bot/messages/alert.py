@@ -88,7 +88,8 @@ def failing_checks(checks: tuple[CheckResult, ...], shown: int = FAILING_CHECKS_
 def no_cause_steps(next_step: str) -> tuple[str, ...]:
     """The verdict's next step, the restart (once: the verdict's own step may already say it), a re-check."""
     if "restart" in next_step.lower():
-        return (next_step.replace("{", "{{").replace("}", "}}") + " (button below)", CHECK_AGAIN_STEP)
+        step = next_step.rstrip(". ") + " (Restart project button below)"
+        return (step.replace("{", "{{").replace("}", "}}"), CHECK_AGAIN_STEP)
     return (next_step.replace("{", "{{").replace("}", "}}"), RESTART_STEP, CHECK_AGAIN_STEP)
 
 
