@@ -195,6 +195,14 @@ async def fix_wall_ms(size: Size, workdir: Path) -> tuple[float, float, float]:
     return wall, doc["time_to_healthy_ms"], floor
 
 
+async def import_wall_ms() -> float:
+    """Starting Python and importing bot.cli, spawn to exit: the part of fix's wall before any of its work."""
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "import bot.cli")
+    assert await proc.wait() == 0
+    return (time.perf_counter() - started) * 1000
+
+
 async def root_costs(size: Size, client: httpx.AsyncClient) -> dict[str, tuple[float, int]]:
     """Median latency and body size of each form of the root check (PostgREST's cost, as seen from outside)."""
     forms = {"GET /": "GET", "HEAD /": "HEAD", "OPTIONS /": "OPTIONS"}
@@ -219,6 +227,7 @@ async def bench_size(cluster: PgCluster, tables: int, workdir: Path) -> dict:
     size = Size(cluster, tables)
     await size.start()
     keys = ("floor_alone", "floor", "tth", "lag", "requests", "runbook", "fix_floor", "fix", "fix_over", "fix_tth")
+    keys += ("import",)
     rows: dict[str, list[float]] = {k: [] for k in keys}
     try:
         async with make_http_client() as client, httpx.AsyncClient(timeout=30) as raw:
@@ -237,6 +246,7 @@ async def bench_size(cluster: PgCluster, tables: int, workdir: Path) -> dict:
                 rows["fix_floor"].append(fix_floor)
                 rows["fix_over"].append(wall - fix_floor)
                 rows["fix_tth"].append(fix_tth)
+                rows["import"].append(await import_wall_ms())
                 await settle()
                 rows["runbook"].append(await runbook_ms(size, client))
                 await settle()
@@ -268,6 +278,8 @@ def report(results: list[dict], trials: int, elapsed_s: float) -> None:
             f"- {r['tables']} tables, each trial: lag {fmt(raw['lag'])}; floor alone {fmt(raw['floor_alone'])}; "
             f"fix over its floor {fmt(raw['fix_over'])}; fix's own tth {fmt(raw['fix_tth'])}"
         )
+    imports = statistics.median(v for r in results for v in r["raw"]["import"])
+    print(f"- of fix's wall, starting Python and importing bot.cli alone (spawn to exit): median {imports:.0f} ms")
     print("\n## Root check cost on PostgREST (ms, median of each form; body bytes)")
     for r in results:
         forms = ", ".join(f"{label} {ms:.1f} ms ({nbytes:,} B)" for label, (ms, nbytes) in r["roots"].items())

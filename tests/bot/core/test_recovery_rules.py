@@ -189,8 +189,8 @@ def test_schedule_polls_densely_while_small_schemas_reload():
 
 def test_schedule_then_pauses_a_share_of_the_time_elapsed_up_to_the_maximum():
     schedule = PollSchedule(deadline_s=60.0, max_s=1.0)
-    assert schedule.pause_s(0.8) == pytest.approx(0.8 * schedule.pace)  # seen at most ~4% late
-    assert schedule.pause_s(0.8) <= 0.05  # at 5,000 tables (reload ~0.8 s), well within 50 ms of it
+    assert schedule.pause_s(0.8) == pytest.approx(0.8 * schedule.pace)  # seen at most ~2% late
+    assert schedule.pause_s(1.5) <= 0.05  # 5,000 tables on a busy machine (reload ~1.5 s): within 50 ms of it
     assert schedule.pause_s(50.0) == 1.0
     pauses = [schedule.pause_s(t / 10) for t in range(600)]
     assert pauses == sorted(pauses)
@@ -233,8 +233,8 @@ def test_simulated_recheck_times_are_dense_first_then_spaced_out_and_bounded():
     gaps = [b - a for a, b in itertools.pairwise(at)]
     assert len([t for t in at if t <= 0.2]) == 40  # every 5 ms while a small schema reloads
     assert max(gaps) <= 9.0 * RELATIVE_PACE + 1e-9 and at[-1] <= 9.0
-    assert len(at) <= MAX_RECHECKS and len(at) < 150  # the whole 9 s budget: ~140 cheap requests per object
-    # Wherever the reload lands after the dense window, the next re-check follows within ~4% of the time.
+    assert len(at) <= MAX_RECHECKS and len(at) < 250  # the whole 9 s budget: ~230 cheap requests per object
+    # Wherever the reload lands after the dense window, the next re-check follows within ~2% of the time.
     for landed in (0.22, 0.7, 0.86, 2.0):
         seen = next(t for t in at if t >= landed)
         assert seen - landed <= max(0.005, landed * RELATIVE_PACE) + 1e-9
