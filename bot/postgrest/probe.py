@@ -76,8 +76,8 @@ def plan_checks(env: EnvironmentConfig) -> list[CheckSpec]:
             )
         )
     if env.probe_root:
-        # OPTIONS, not GET: GET / makes PostgREST build the whole OpenAPI document (11.5 MB and ~1.6 s of its CPU
-        # at 5,000 tables), HEAD / still ~80 ms; OPTIONS / answers from the loaded cache in ~2 ms at any size,
+        # OPTIONS, not GET: GET / makes PostgREST build the whole OpenAPI document (11.5 MB, 1.5-1.8 s at 5,000
+        # tables), HEAD / still 30-80 ms; OPTIONS / answers from the loaded cache in ~2 ms at any size,
         # and 503 PGRST002 like every request while the cache cannot load (bench/README.md, "Root check").
         specs.append(CheckSpec("root", "Root (/)", CheckKind.ROOT, "OPTIONS", f"{base}/"))
     for table in env.probe_tables:
