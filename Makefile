@@ -48,6 +48,7 @@ test: setup lint
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: setup
+	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.floor_bench
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.run_all
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.bot_bench
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.diagnose_bench

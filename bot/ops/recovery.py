@@ -9,6 +9,7 @@ catalog, NOTIFY, sleeps) and keeps the per-environment state (running flights, r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -23,7 +24,6 @@ from pydantic import SecretStr
 from bot.config import RecoveryConfig, Target
 from bot.core.diagnosis import Diagnosis
 from bot.core.recovery import (
-    UNFIXABLE_STREAK_LIMIT,
     Outcome,
     PollSchedule,
     RecoveryResult,
@@ -40,11 +40,14 @@ from bot.core.recovery import (
     explain_escalation,
     no_dsn_reason,
     recheck_deadline_s,
+    recheck_plan,
     timed_out_reason,
+    turned_unfixable,
     turned_unfixable_reason,
     unfixable_streak,
 )
-from bot.core.report import EnvReport
+from bot.core.report import CheckResult, EnvReport
+from bot.core.stale import refine_report
 from bot.postgres.connect import DatabaseError, connect, send_reload
 from bot.postgres.diagnose import diagnose, diagnose_with, refine_with
 from bot.postgrest.probe import Prober
@@ -298,45 +301,85 @@ class RecoveryOperator:
     async def _poll(
         self, conn: asyncpg.Connection, run: _Run, schedule: PollSchedule, notified_at: float
     ) -> RecoveryResult:
-        backoff, attempts, streak = schedule.first_s, 0, 0
+        """Re-check only what was stale (recheck_plan), densely at first; once that is healthy, confirm with one
+        whole probe (its root check is OPTIONS /, so it never costs PostgREST the OpenAPI document)."""
+        assert run.before is not None
+        plan = recheck_plan(run.before)
+        attempts, streak, unfixable_since = 0, 0, 0.0
+        seen: _Refinements = {}
         report: EnvReport | None = None
-        while (wait := schedule.wait_s(self._timer() - notified_at, backoff, checked=report is not None)) is not None:
+        while (wait := schedule.wait_s(self._timer() - notified_at, attempts)) is not None:
             await asyncio.sleep(wait)
             attempts += 1
-            report, since_ms = await self._recheck(conn, run, attempts, notified_at)
+            report, since_ms = await self._recheck(conn, run, attempts, notified_at, seen, plan)
+            if report.healthy and plan:
+                # The stale objects are served: the reload landed then. One whole probe says nothing else broke.
+                attempts += 1
+                healthy_ms = since_ms
+                report, since_ms = await self._recheck(conn, run, attempts, notified_at, seen)
+                if report.healthy:
+                    since_ms = healthy_ms
+                else:
+                    plan = recheck_plan(report)
             if report.healthy:
                 return run.finish(Outcome.RECOVERED, report, tth_ms=since_ms, attempts=attempts)
             # Stop burning the budget once the reload clearly did not help, or caused the fault.
             streak = unfixable_streak(streak, report.verdict)
-            if streak >= UNFIXABLE_STREAK_LIMIT:
+            if streak == 1:
+                unfixable_since = since_ms
+            if turned_unfixable(streak, (since_ms - unfixable_since) / 1000):
                 reason = turned_unfixable_reason(report.verdict)
                 return run.finish(Outcome.ESCALATED, report, reason=reason, attempts=attempts)
-            backoff = schedule.next_backoff_s(backoff, self._timer() - notified_at)
         assert report is not None
         reason = timed_out_reason(report.verdict, schedule.deadline_s, attempts)
         return run.finish(Outcome.ESCALATED, report, reason=reason, attempts=attempts)
 
     async def _recheck(
-        self, conn: asyncpg.Connection, run: _Run, attempt: int, notified_at: float
+        self,
+        conn: asyncpg.Connection,
+        run: _Run,
+        attempt: int,
+        notified_at: float,
+        seen: _Refinements,
+        only: frozenset[str] = frozenset(),
     ) -> tuple[EnvReport, float]:
-        """One re-check, refined by the catalog, shown as a step; with its time since the NOTIFY."""
-        report = await self._prober.probe(run.target)
+        """One re-check (the checks in `only`, or all), refined by the catalog, shown as a step; with its time
+        since the NOTIFY."""
+        report = await self._prober.probe(run.target, only)
         since_ms = (self._timer() - notified_at) * 1000
-        report, note = await self._refined(conn, run.target, report)
-        run.emit(StepKind.RECHECK, f"re-check {attempt} (+{since_ms:.0f} ms): {report.verdict}{note}", report)
+        report, note = await self._refined(conn, run.target, report, seen)
+        names = [c.name for c in report.checks]
+        scope = "whole probe" if not only else ", ".join(names) if len(names) <= 2 else f"{len(names)} checks"
+        run.emit(StepKind.RECHECK, f"re-check {attempt} (+{since_ms:.0f} ms, {scope}): {report.verdict}{note}", report)
         return report, since_ms
 
-    async def _refined(self, conn: asyncpg.Connection, target: Target, report: EnvReport) -> tuple[EnvReport, str]:
-        """A re-check as the catalog sees it (bounded; on trouble the raw report, and a note saying so)."""
+    async def _refined(
+        self, conn: asyncpg.Connection, target: Target, report: EnvReport, seen: _Refinements
+    ) -> tuple[EnvReport, str]:
+        """A re-check as the catalog sees it (bounded; on trouble the raw report, and a note saying so).
+
+        An answer this recovery already refined (same check, status and code) is judged as it was then, without
+        another catalog lookup: dense polling would otherwise query the user's database every few milliseconds.
+        The catalog is read again whenever an answer changes, and once more if the recovery escalates.
+        """
         if report.healthy:
             return report, ""
+        known = [c if c.ok else seen.get(_answer(c)) for c in report.checks]
+        if all(k is not None for k in known):
+            checks = [
+                dataclasses.replace(k, latency_ms=c.latency_ms) for k, c in zip(known, report.checks, strict=True) if k
+            ]
+            return refine_report(report, checks), ""
         try:
             async with asyncio.timeout(self._config.db_command_timeout_s):
                 refined, _ = await refine_with(conn, target, report)
-            return refined, ""
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as err:
             log.warning("%s: re-check not refined by the catalog (%s)", target.name, type(err).__name__)
             return report, " (not refined: the catalog lookup failed)"
+        for raw, judged in zip(report.checks, refined.checks, strict=True):
+            if not raw.ok:
+                seen[_answer(raw)] = judged
+        return refined, ""
 
     async def _after_reload(self, run: _Run, result: RecoveryResult) -> RecoveryResult:
         """Remember how long a reload took here; for an escalation, say what the reload ran into."""
@@ -353,6 +396,14 @@ class RecoveryOperator:
             measured_reload_ms=self.measured_reload_ms(env),
         )
         return explain_escalation(result, after, run.target.config.notify_channel)
+
+
+# A re-check answer as the catalog refined it, by (check, status, code): see RecoveryOperator._refined.
+_Refinements = dict[tuple[str, int | None, str | None], CheckResult]
+
+
+def _answer(check: CheckResult) -> tuple[str, int | None, str | None]:
+    return check.name, check.status, check.code
 
 
 def _call(listener: StepListener, step: RecoveryStep) -> None:

@@ -8,6 +8,8 @@ Discord webhook uses too); nothing of bot/ops, bot/chat or bot/postgres.
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Iterable
 
 import httpx
@@ -51,6 +53,18 @@ def _origin_pattern(url: str) -> str:
     return f"{parsed.scheme}://{parsed.host}{port}"
 
 
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The process's one verifying SSL context (httpx's defaults: certifi's CA bundle)."""
+    return httpx.create_ssl_context()
+
+
+# For http:// transports: httpx builds a context for every transport; this one loads no certificates.
+_NO_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+_NO_TLS.check_hostname = False
+_NO_TLS.verify_mode = ssl.CERT_NONE
+
+
 def make_http_client(envs: Iterable[EnvironmentConfig] = ()) -> httpx.AsyncClient:
     """The one shared client: no redirects (a redirect is itself a finding), explicit timeouts.
 
@@ -60,10 +74,18 @@ def make_http_client(envs: Iterable[EnvironmentConfig] = ()) -> httpx.AsyncClien
     """
     per_origin = httpx.Limits(max_connections=16, max_keepalive_connections=8)
     origins = {_origin_pattern(url) for env in envs for url in (env.rest_base, env.admin_base) if url}
+    # One CA bundle load per process, not one per transport (each ~15-35 ms of CPU and ~0.85 MB); a plain-HTTP
+    # origin's transport never does TLS (no redirects are followed), so it loads none.
     return httpx.AsyncClient(
         timeout=httpx.Timeout(10.0, connect=5.0),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-        mounts={origin: httpx.AsyncHTTPTransport(limits=per_origin) for origin in origins},
+        verify=shared_ssl_context(),
+        mounts={
+            origin: httpx.AsyncHTTPTransport(
+                limits=per_origin, verify=shared_ssl_context() if origin.startswith("https:") else _NO_TLS
+            )
+            for origin in origins
+        },
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
     )

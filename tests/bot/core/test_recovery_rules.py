@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,8 @@ from bot.core.classify import CheckKind
 from bot.core.diagnosis import Diagnosis, Finding
 from bot.core.listener import ListenerState, ListenerStatus
 from bot.core.recovery import (
+    MAX_RECHECKS,
+    RELATIVE_PACE,
     Outcome,
     PollSchedule,
     RecoveryResult,
@@ -28,7 +31,9 @@ from bot.core.recovery import (
     no_reload_reason,
     preflight_refusal,
     recheck_deadline_s,
+    recheck_plan,
     timed_out_reason,
+    turned_unfixable,
     turned_unfixable_reason,
     unfixable_streak,
 )
@@ -175,53 +180,130 @@ def test_deadline_is_retries_times_delay_with_the_config_as_default():
     assert recheck_deadline_s(CONFIG, retries=0) == CONFIG.retries * CONFIG.delay_s  # 0 means unset
 
 
-def test_schedule_keeps_the_first_pace_inside_the_fast_window():
-    schedule = PollSchedule(first_s=0.05, max_s=1.0, deadline_s=9.0)
-    assert schedule.next_backoff_s(0.05, elapsed_s=1.9) == 0.05
+def test_schedule_polls_densely_while_small_schemas_reload():
+    schedule = PollSchedule(deadline_s=9.0)
+    # PostgREST reloads 20 tables in ~70 ms: a 50 ms first wait alone was most of that again.
+    assert schedule.wait_s(elapsed_s=0.0, rechecks=0) == pytest.approx(0.005)
+    assert schedule.pause_s(0.19) == pytest.approx(0.005)
 
 
-def test_schedule_backs_off_after_the_fast_window_up_to_the_maximum():
-    schedule = PollSchedule(first_s=0.05, max_s=1.0, deadline_s=60.0)
-    backoff, elapsed, waits = 0.05, 2.5, []
-    for _ in range(12):
-        backoff = schedule.next_backoff_s(backoff, elapsed)
-        waits.append(backoff)
-    assert waits[0] == pytest.approx(0.075) and waits[1] == pytest.approx(0.1125)
-    assert waits == sorted(waits) and waits[-1] == 1.0
+def test_schedule_then_pauses_a_share_of_the_time_elapsed_up_to_the_maximum():
+    schedule = PollSchedule(deadline_s=60.0, max_s=1.0)
+    assert schedule.pause_s(0.8) == pytest.approx(0.8 * schedule.pace)  # seen at most ~2% late
+    assert schedule.pause_s(1.5) <= 0.05  # 5,000 tables on a busy machine (reload ~1.5 s): within 50 ms of it
+    assert schedule.pause_s(50.0) == 1.0
+    pauses = [schedule.pause_s(t / 10) for t in range(600)]
+    assert pauses == sorted(pauses)
 
 
-def test_schedule_of_config_reads_milliseconds():
-    schedule = PollSchedule.of(RecoveryConfig(first_backoff_ms=100, max_backoff_ms=2000), deadline_s=3.0)
-    assert (schedule.first_s, schedule.max_s, schedule.deadline_s) == (0.1, 2.0, 3.0)
+def test_schedule_of_config_reads_the_maximum_pause_in_milliseconds():
+    schedule = PollSchedule.of(RecoveryConfig(max_backoff_ms=2000), deadline_s=3.0)
+    assert (schedule.max_s, schedule.deadline_s) == (2.0, 3.0)
 
 
 def test_schedule_waits_at_most_until_the_deadline():
-    schedule = PollSchedule(first_s=0.05, max_s=1.0, deadline_s=3.0)
-    assert schedule.wait_s(elapsed_s=0.0, backoff_s=0.05, checked=False) == 0.05
-    assert schedule.wait_s(elapsed_s=2.5, backoff_s=1.0, checked=False) == 0.5
+    schedule = PollSchedule(deadline_s=3.0)
+    assert schedule.wait_s(elapsed_s=0.0, rechecks=0) == pytest.approx(0.005)
+    assert schedule.wait_s(elapsed_s=2.99, rechecks=0) == pytest.approx(0.01)  # not the 0.12 s pause
 
 
 def test_schedule_rechecks_once_even_past_the_deadline_then_stops():
-    schedule = PollSchedule(first_s=0.05, max_s=1.0, deadline_s=3.0)
-    assert schedule.wait_s(elapsed_s=5.0, backoff_s=0.05, checked=False) == 0.0
-    assert schedule.wait_s(elapsed_s=2.99, backoff_s=0.05, checked=True) is None
+    schedule = PollSchedule(deadline_s=3.0)
+    assert schedule.wait_s(elapsed_s=5.0, rechecks=0) == 0.0
+    assert schedule.wait_s(elapsed_s=2.99, rechecks=1) is None
 
 
-def test_simulated_recheck_times_are_fast_first_then_spaced_out():
-    schedule, elapsed, backoff, at = PollSchedule(0.05, 1.0, 6.0), 0.0, 0.05, []
-    while (wait := schedule.wait_s(elapsed, backoff, checked=bool(at))) is not None:
-        elapsed += wait
-        at.append(round(elapsed, 3))
-        backoff = schedule.next_backoff_s(backoff, elapsed)
+def test_schedule_stops_after_its_maximum_number_of_rechecks():
+    schedule = PollSchedule(deadline_s=600.0, max_rechecks=10)
+    assert schedule.wait_s(elapsed_s=0.1, rechecks=9) is not None
+    assert schedule.wait_s(elapsed_s=0.1, rechecks=10) is None
+
+
+def simulate(schedule: PollSchedule, cost_s: float = 0.0) -> list[float]:
+    """The re-check times a whole budget gives when every re-check takes `cost_s`."""
+    elapsed, at = 0.0, []
+    while (wait := schedule.wait_s(elapsed, len(at))) is not None:
+        elapsed += wait + cost_s
+        at.append(round(elapsed, 4))
+    return at
+
+
+def test_simulated_recheck_times_are_dense_first_then_spaced_out_and_bounded():
+    at = simulate(PollSchedule(deadline_s=9.0, max_s=1.0))
     gaps = [b - a for a, b in itertools.pairwise(at)]
-    assert len([t for t in at if t <= 2.0]) == 40  # every 50 ms while a reload usually lands
-    assert max(gaps) == pytest.approx(1.0) and at[-1] <= 6.0
+    assert len([t for t in at if t <= 0.2]) == 40  # every 5 ms while a small schema reloads
+    assert max(gaps) <= 9.0 * RELATIVE_PACE + 1e-9 and at[-1] <= 9.0
+    assert len(at) <= MAX_RECHECKS and len(at) < 250  # the whole 9 s budget: ~230 cheap requests per object
+    # Wherever the reload lands after the dense window, the next re-check follows within ~2% of the time.
+    for landed in (0.22, 0.7, 0.86, 2.0):
+        seen = next(t for t in at if t >= landed)
+        assert seen - landed <= max(0.005, landed * RELATIVE_PACE) + 1e-9
+
+
+def test_the_default_budget_never_exceeds_the_recheck_bound():
+    at = simulate(PollSchedule(deadline_s=600.0, max_s=0.01))
+    assert len(at) == MAX_RECHECKS
+
+
+# -- which checks to re-run after the NOTIFY ------------------------------------------------------
+def named(name: str, kind: CheckKind, verdict: Verdict) -> CheckResult:
+    return dataclasses.replace(check(verdict, kind=kind), name=name)
+
+
+def whole(*checks: CheckResult) -> EnvReport:
+    return summarise("prod", list(checks), T0, 5.0)
+
+
+HEALTHY_BASE = (
+    named("live", CheckKind.LIVE, Verdict.HEALTHY),
+    named("ready", CheckKind.READY, Verdict.HEALTHY),
+    named("metrics", CheckKind.METRICS, Verdict.HEALTHY),
+    named("root", CheckKind.ROOT, Verdict.HEALTHY),
+    named("data:public.judgments", CheckKind.DATA, Verdict.HEALTHY),
+    named("cache:public.judgments", CheckKind.CACHE, Verdict.HEALTHY),
+)
+
+
+def test_rechecks_look_only_at_the_stale_objects_never_the_root():
+    stale = whole(
+        *HEALTHY_BASE,
+        named("data:public.orders", CheckKind.DATA, Verdict.HEALTHY),  # 12.x: GET still answers 200
+        named("cache:public.orders", CheckKind.CACHE, Verdict.STALE_SCHEMA_CACHE),
+        named("columns:public.judgments", CheckKind.COLUMNS, Verdict.STALE_SCHEMA_CACHE),
+        named("rpc:public.fresh()", CheckKind.RPC, Verdict.STALE_SCHEMA_CACHE),
+    )
+    assert recheck_plan(stale) == {"cache:public.orders", "columns:public.judgments", "rpc:public.fresh()"}
+
+
+def test_a_stale_data_check_is_rechecked_when_it_is_what_saw_the_object():
+    stale = whole(*HEALTHY_BASE, named("data:public.orders", CheckKind.DATA, Verdict.STALE_SCHEMA_CACHE))
+    assert recheck_plan(stale) == {"data:public.orders"}
+
+
+def test_with_nothing_specific_stale_one_cheap_check_stands_in_not_the_root():
+    down = [dataclasses.replace(c, verdict=Verdict.TIMEOUT) for c in HEALTHY_BASE if c.kind is not CheckKind.METRICS]
+    assert recheck_plan(whole(*down)) == {"cache:public.judgments"}
+    no_tables = [c for c in down if c.kind not in (CheckKind.DATA, CheckKind.CACHE)]
+    assert recheck_plan(whole(*no_tables)) == {"ready"}
+    # A failing check is preferred over a cheaper healthy one: it is what has to come back.
+    mixed = whole(*HEALTHY_BASE[:4], named("data:public.orders", CheckKind.DATA, Verdict.UNEXPECTED))
+    assert recheck_plan(mixed) == {"data:public.orders"}
+
+
+def test_a_report_without_checks_plans_the_whole_probe():
+    assert recheck_plan(whole()) == frozenset()
 
 
 def test_two_unfixable_rechecks_in_a_row_are_a_streak_a_reloadable_one_resets_it():
     streak = unfixable_streak(0, Verdict.SCHEMA_CACHE_UNAVAILABLE)
     assert streak == 1 and unfixable_streak(streak, Verdict.SCHEMA_CACHE_UNAVAILABLE) == 2
     assert unfixable_streak(streak, Verdict.STALE_SCHEMA_CACHE) == 0
+
+
+def test_dense_rechecks_give_up_only_after_the_fault_lasted():
+    assert not turned_unfixable(2, unfixable_for_s=0.005)  # two answers 5 ms apart: maybe a moment
+    assert not turned_unfixable(1, unfixable_for_s=1.0)
+    assert turned_unfixable(2, unfixable_for_s=0.1) and turned_unfixable(20, unfixable_for_s=0.2)
 
 
 def test_turning_unavailable_after_the_notify_suspects_a_role_setting():
