@@ -10,13 +10,51 @@ CONFIG ?= $(if $(wildcard config.yaml),config.yaml,config.example.yaml)
 # The example's prod needs real secrets; on the example, monitor its keyless dev environment.
 RUN_ARGS ?= $(if $(wildcard config.yaml),,--env dev)
 
-.PHONY: setup run test lint bench demo preview clean postgres-check
+# Locked, hash-checked dependencies (requirements/*.txt, from pyproject.toml by `make lock`): the image and
+# `make run` install runtime.txt only; `make test` (and so CI) adds the test tools from test.txt.
+REQ := requirements
+UV_VERSION := 0.13.9
+UV := $(CACHE)/uv-$(UV_VERSION)/bin/uv
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --annotation-style line \
+	--custom-compile-command 'make lock'
+PIP_INSTALL := $(BIN)/pip install --quiet --require-hashes
+STALE_LOCK := $(BIN)/pip check >&2; echo "requirements/*.txt do not match pyproject.toml: run make lock" >&2; exit 1
 
-$(BIN)/.installed: pyproject.toml
+.PHONY: setup run test lint lock image bench demo preview clean postgres-check
+
+# pip check fails when pyproject.toml gained a dependency the lock does not have yet.
+$(BIN)/.runtime: pyproject.toml $(REQ)/build.txt $(REQ)/runtime.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(PIP_INSTALL) -r $(REQ)/build.txt
+	$(PIP_INSTALL) -r $(REQ)/runtime.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check >/dev/null || { $(STALE_LOCK); }
 	touch $@
+
+$(BIN)/.installed: $(BIN)/.runtime $(REQ)/test.txt
+	$(PIP_INSTALL) -r $(REQ)/test.txt
+	$(BIN)/pip check >/dev/null || { $(STALE_LOCK); }
+	touch $@
+
+$(UV):
+	$(PY) -m venv $(CACHE)/uv-$(UV_VERSION)
+	$(CACHE)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION)
+
+# Re-resolve after editing dependencies in pyproject.toml; pins that still fit are kept, `make lock UPGRADE=1`
+# moves everything to the newest allowed. The test lock is constrained to the runtime pins, so CI tests
+# exactly the versions the image ships.
+lock: $(UV)
+	$(UV) pip compile $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(REQ)/build.txt $(REQ)/build.in
+	$(UV) pip compile $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(REQ)/runtime.txt pyproject.toml
+	$(UV) pip compile $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -c $(REQ)/runtime.txt --extra test \
+	  -o $(REQ)/test.txt pyproject.toml
+
+VERSION = $(shell $(PY) -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
+# Needs a container engine (none on the CI machine): the labels get the version and the commit.
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) \
+	  --build-arg SOURCE=$$(git config --get remote.origin.url) \
+	  -t pgrst-ops:$(VERSION) -t pgrst-ops:latest .
 
 $(POSTGREST_BIN):
 	mkdir -p $(CACHE)/postgrest-$(POSTGREST_VERSION)
@@ -35,7 +73,7 @@ postgres-check:
 
 setup: $(BIN)/.installed $(POSTGREST_BIN) postgres-check
 
-run: $(BIN)/.installed
+run: $(BIN)/.runtime
 	$(BIN)/python -m bot --config $(CONFIG) $(RUN_ARGS)
 
 lint: $(BIN)/.installed
