@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -25,8 +27,10 @@ from bot.delivery.console import TEXT, ConsoleSink
 from bot.delivery.outbox import StoreGuard
 from bot.delivery.sink import AlertSink
 from bot.delivery.webhook import RateLimiter, WebhookFallback
+from bot.endpoints import Endpoints, Readiness
 from bot.logs import LOG_FORMATS, setup_logging
 from bot.messages.console_text import schedule_line, start_line
+from bot.observe import Metrics, disable_created_metrics
 from bot.ops.facade import Ops
 from bot.ops.monitor import Monitor
 from bot.ops.recovery import RecoveryOperator
@@ -47,6 +51,7 @@ class Parts:
     operator: RecoveryOperator
     webhook: WebhookFallback
     guard: StoreGuard  # the incident store, once open
+    metrics: Metrics  # what /metrics shows; one registry per bot
 
 
 def build_parts(settings: Settings, targets: list[Target], http: httpx.AsyncClient) -> Parts:
@@ -55,11 +60,14 @@ def build_parts(settings: Settings, targets: list[Target], http: httpx.AsyncClie
     limiter = RateLimiter(((cfg.webhook_per_2s, 2.0), (cfg.webhook_per_min, 60.0)))
     webhook = WebhookFallback(http, read_optional_secret(settings.discord.webhook_url), limiter)
     operator = RecoveryOperator(prober, settings.recovery)
-    return Parts(settings, targets, http, prober, operator, webhook, StoreGuard(None))
+    metrics = Metrics(t.name for t in targets)
+    return Parts(settings, targets, http, prober, operator, webhook, StoreGuard(None, metrics), metrics)
 
 
 def build_ops(parts: Parts, sink: AlertSink, *, autostart_monitor: bool = True) -> Ops:
-    monitor = Monitor(parts.settings, parts.targets, parts.prober, parts.operator, sink, guard=parts.guard)
+    monitor = Monitor(
+        parts.settings, parts.targets, parts.prober, parts.operator, sink, guard=parts.guard, metrics=parts.metrics
+    )
     targets = {t.name: t for t in parts.targets}
     return Ops(
         parts.settings, targets, parts.http, parts.prober, parts.operator, monitor, parts.guard, autostart_monitor
@@ -97,11 +105,63 @@ def build_bot(
         parts.guard,
         settings.incidents.send_timeout_s,
         settings.own_alert_channels(),
+        parts.metrics,
     )
     ops = build_ops(parts, sink, autostart_monitor=autostart_monitor)
     bot = PgrstOpsBot(ops, sink, cogs=cogs, **options)
     channels.bind(bot)
     return bot
+
+
+# -- the /metrics, /healthz and /readyz listener ---------------------------------------------------
+async def store_unready(guard: StoreGuard) -> str | None:
+    """Why the incident store is not usable now (a real round trip to it), or None."""
+    if guard.store is None:
+        return guard.error or "incident store not open"
+    await guard(lambda s: s.outbox_count(unsent_only=True))
+    return f"incident store: {guard.error}" if guard.error else None
+
+
+def console_readiness(ops: Ops) -> Readiness:
+    return lambda: store_unready(ops.guard)
+
+
+def bot_readiness(bot: PgrstOpsBot) -> Readiness:
+    async def unready() -> str | None:
+        ws = bot.ws
+        if bot.is_closed() or not bot.is_ready() or ws is None or not ws.open:
+            return "not connected to the Discord gateway"
+        return await store_unready(bot.services.guard)
+
+    return unready
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, metrics: Metrics, ready: Readiness) -> AsyncIterator[Endpoints | None]:
+    """The listener for the run (None when the config has no `metrics` section); stopped on the way out."""
+    cfg = settings.metrics
+    if cfg is None:
+        yield None
+        return
+    endpoints = Endpoints(metrics, ready)
+    try:
+        await endpoints.start(cfg.host, cfg.port)
+    except OSError as err:
+        raise ConfigError(
+            f"metrics: cannot listen on {cfg.host}:{cfg.port} ({err.strerror or err})", key="metrics"
+        ) from None
+    try:
+        yield endpoints
+    finally:
+        await endpoints.stop()
+
+
+def serve_bot(bot: PgrstOpsBot) -> contextlib.AbstractAsyncContextManager[Endpoints | None]:
+    return serving(bot.services.settings, bot.services.monitor.metrics, bot_readiness(bot))
+
+
+def serve_console(ops: Ops) -> contextlib.AbstractAsyncContextManager[Endpoints | None]:
+    return serving(ops.settings, ops.monitor.metrics, console_readiness(ops))
 
 
 async def run_console(ops: Ops, stop: asyncio.Event) -> None:
@@ -142,10 +202,14 @@ async def run(settings: Settings, targets: list[Target], stop: asyncio.Event, *,
     async with make_http_client(t.config for t in targets) as http:
         token = read_optional_secret(settings.discord.token)
         if token is None:
-            await run_console(build_console(settings, targets, http, log_format=log_format), stop)
+            ops = build_console(settings, targets, http, log_format=log_format)
+            async with serve_console(ops):
+                await run_console(ops, stop)
             return 0
         settings.discord.require_guilds()
-        return await run_bot(build_bot(settings, targets, http), token.get_secret_value(), stop)
+        bot = build_bot(settings, targets, http)
+        async with serve_bot(bot):
+            return await run_bot(bot, token.get_secret_value(), stop)
 
 
 def config_error(exc: ConfigError) -> int:
@@ -191,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    disable_created_metrics()  # no `_created` twin of every series: this process is ours
     setup_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO, sys.stderr)
     try:
         settings = load_settings(args.config)

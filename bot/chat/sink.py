@@ -18,6 +18,7 @@ from bot.delivery.outbox import EDIT, DeliveryError, Outbox, StoreGuard
 from bot.delivery.sink import OutboxSink
 from bot.delivery.webhook import WebhookFallback, WebhookTransport
 from bot.messages.alert import alert_buttons
+from bot.observe import Metrics
 
 log = logging.getLogger("pgrst_ops")
 
@@ -60,11 +61,13 @@ class DiscordTransport:
         channel_id: int | None,
         webhook: WebhookFallback,
         env_channels: Mapping[str, int] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.bot = bot
         self.channel_id = channel_id
         self.webhook = webhook
         self.env_channels = dict(env_channels or {})
+        self.metrics = metrics or Metrics()
 
     def post_channel(self, env: str, meta: dict[str, Any]) -> int | None:
         reply = meta.get("reply_to")
@@ -91,11 +94,13 @@ class DiscordTransport:
                 return await self._edit(payload, meta)
             return await self._post(env, payload, meta, nonce)
         except discord.HTTPException as err:
+            self.metrics.discord_error(err.status)
             transient = _transient(err)
             if transient is not None:
                 raise transient from None
             raise DeliveryError(_why(err), transient=False) from None
         except (aiohttp.ClientError, OSError) as err:
+            self.metrics.discord_error(None)
             raise DeliveryError(f"cannot reach Discord ({type(err).__name__})", transient=True) from None
 
     async def _post(self, env: str, payload: dict[str, Any], meta: dict[str, Any], nonce: str) -> dict[str, Any]:
@@ -119,6 +124,8 @@ class DiscordTransport:
         except (discord.HTTPException, LookupError) as err:
             if isinstance(err, discord.HTTPException) and _transient(err) is not None:
                 raise
+            if isinstance(err, discord.HTTPException):  # refused by the channel: counted here, then the webhook
+                self.metrics.discord_error(err.status)
             if self.webhook.url is None:
                 raise DeliveryError(
                     f"cannot post to the ops channel ({_why(err)}) and no webhook", transient=False
@@ -158,8 +165,9 @@ class DiscordSink(OutboxSink):
         guard: StoreGuard,
         timeout_s: float,
         env_channels: Mapping[str, int] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.transport = DiscordTransport(bot, channel_id, webhook, env_channels)
+        self.transport = DiscordTransport(bot, channel_id, webhook, env_channels, metrics)
         fallback = WebhookTransport(webhook) if webhook.url is not None else None  # when the channel keeps failing
         self.outbox = Outbox(guard, self.transport, timeout_s=timeout_s, fallback=fallback)
 

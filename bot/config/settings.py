@@ -1,5 +1,5 @@
-"""The whole configuration (Settings): the environments, recovery, Discord, monitor and incident-store sections;
-AlertRoute, where one environment's alerts go (its own channel and role, else the global ones); and Target,
+"""The whole configuration (Settings): the environments, recovery, Discord, monitor, incident-store and metrics
+sections; AlertRoute, where one environment's alerts go (its own channel and role, else the global ones); and Target,
 an environment with its secrets resolved, built by resolve_targets.
 
 Imports pydantic and the config's errors, fields, secrets and environment modules.
@@ -20,6 +20,7 @@ from bot.config.secrets import EnvSecrets, SecretRef, resolve_secrets
 
 # Not starting with '-': `--env -h` would be read as an option, so such an environment could never be selected.
 ENV_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
+HOST_RE = re.compile(r"^[A-Za-z0-9.:_-]+$")  # a name, IPv4 or IPv6 (no scheme, no port, no brackets)
 
 
 class RecoveryConfig(StrictModel):
@@ -114,6 +115,21 @@ class IncidentsConfig(StrictModel):
         return self
 
 
+class MetricsConfig(StrictModel):
+    """The HTTP listener for /metrics, /healthz and /readyz (off unless the config has this section)."""
+
+    # Loopback by default: the metrics name every environment; 0.0.0.0 in a container, behind its network.
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
+    port: Count = Field(default=9464, ge=0, le=65535, description="0: any free port (the log says which)")
+
+    @field_validator("host")
+    @classmethod
+    def _a_host(cls, value: str) -> str:
+        if not HOST_RE.fullmatch(value):
+            raise ValueError("must be an IP address or a host name to listen on, e.g. 127.0.0.1 or 0.0.0.0")
+        return value
+
+
 @dataclass(frozen=True)
 class AlertRoute:
     """Where an environment's alerts, reminders and lines go, and whom its alerts ping."""
@@ -134,6 +150,7 @@ class Settings(StrictModel):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     max_body_bytes: Count = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
+    metrics: MetricsConfig | None = None  # the /metrics, /healthz and /readyz listener; off when not set
 
     @field_validator("environments")
     @classmethod

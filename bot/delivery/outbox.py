@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from bot.core.records import OutboxRow
+from bot.observe import Metrics
 from bot.redact import scrub_payload
 from bot.store import IncidentStore, StoreError
 
@@ -105,8 +106,9 @@ class StoreGuard:
 
     CLEAR_AFTER_S = 60.0
 
-    def __init__(self, store: IncidentStore | None) -> None:
+    def __init__(self, store: IncidentStore | None, metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self.error: str | None = None
         self._error_at = 0.0
         self._logged: set[str] = set()
@@ -121,6 +123,7 @@ class StoreGuard:
         try:
             result = await call(self.store)
         except StoreError as err:
+            self.metrics.store_error()
             text = str(err)
             if text not in self._logged:
                 self._logged.add(text)
@@ -246,6 +249,10 @@ class Outbox:
         """Wait until every environment's drainer is done (what is left waits for the periodic flush)."""
         while running := self.in_flight():
             await asyncio.gather(*running, return_exceptions=True)
+
+    def waiting(self) -> int:
+        """Rows not delivered yet (in memory: what this process still has to send)."""
+        return sum(len(queue) for queue in self._queues.values())
 
     def in_flight(self) -> set[asyncio.Task[None]]:
         """The running drainers (a stop gives them its grace, then cuts them short: rows stay stored)."""

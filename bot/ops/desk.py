@@ -31,6 +31,7 @@ from bot.core.report import EnvReport, unreachable
 from bot.messages import incidents as inc
 from bot.messages.alert import build_critical_alert, build_resolved_alert, facts
 from bot.messages.routing import with_pings
+from bot.observe import CRITICAL, FLAPPING, REMINDER, RESOLVED, Metrics
 from bot.ops.incident_log import IncidentLog, open_incident_row
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,12 @@ log = logging.getLogger(__name__)
 
 class IncidentDesk(IncidentLog):
     """Opens, posts, holds, reminds, acknowledges, silences and resolves: the incident's whole lifecycle."""
+
+    metrics: Metrics  # given by the monitor, which builds the desk
+
+    def record_reload(self, result: RecoveryResult, *, audited: bool = False) -> None:
+        super().record_reload(result, audited=audited)
+        self.metrics.reloaded(result.env, result.outcome, result.time_to_healthy_ms)
 
     # -- opening, posting, resolving --------------------------------------------------------------
     def hold_reason(self, name: str) -> str | None:
@@ -99,6 +106,7 @@ class IncidentDesk(IncidentLog):
             alert.payload = payload
             await self._update(alert, flapping=True, alert_payload=payload)
             await self._action(alert, "monitor", "flapping", f"{flips} flips")
+            self.metrics.alerted(state.name, FLAPPING)
             if alert.handle:
                 await self.sink.edit_alert(
                     state.name, alert.handle, payload, restart_url=alert.restart_url, incident_id=alert.incident_id
@@ -148,6 +156,7 @@ class IncidentDesk(IncidentLog):
         alert.handle = await self.sink.post_alert(
             state.name, alert.payload, restart_url=alert.restart_url, incident_id=alert.incident_id or None
         )
+        self.metrics.alerted(state.name, FLAPPING if alert.flapping else CRITICAL)
         if alert.handle:
             await self._update(alert, **handle_columns(alert.handle))
 
@@ -175,6 +184,7 @@ class IncidentDesk(IncidentLog):
             await self.sink.resolve_alert(state.name, alert.handle, resolved)
         if not alert.held:  # an alert nobody saw (silenced) needs no "resolved" line
             await self.sink.post_line(state.name, line)
+            self.metrics.alerted(state.name, RESOLVED)
 
     # -- holds: the bot's own network, silences, maintenance; reminders ---------------------------
     async def network(self, report: EnvReport) -> None:
@@ -239,6 +249,7 @@ class IncidentDesk(IncidentLog):
             await self.sink.post_line(
                 name, inc.reminder_line(name, alert.opened_at, now, verdict), reply_to=alert.handle
             )
+            self.metrics.alerted(name, REMINDER)
 
     # -- people's actions (buttons and commands) --------------------------------------------------
     def find(self, incident_id: int) -> EnvState | None:

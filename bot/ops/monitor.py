@@ -26,6 +26,7 @@ from bot.core.report import EnvReport
 from bot.core.verdicts import info
 from bot.delivery.outbox import StoreGuard
 from bot.delivery.sink import AlertSink
+from bot.observe import AUTO_RECOVERED, Metrics
 from bot.ops.check import diagnose_failure
 from bot.ops.desk import IncidentDesk
 from bot.ops.drift_watch import DriftWatch
@@ -46,12 +47,15 @@ class Monitor:
         sink: AlertSink,
         store: IncidentStore | None = None,
         guard: StoreGuard | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.prober = prober
         self.operator = operator
         cfg = settings.incidents
         states = {t.name: EnvState(t.name, flaps=FlapDetector(cfg.flap_flips, cfg.flap_window_s)) for t in targets}
         self.desk = IncidentDesk(settings, {t.name: t for t in targets}, states, sink, guard or StoreGuard(store))
+        self.metrics = self.desk.metrics = metrics or Metrics(states)
+        self.metrics.watch(states)
         self.drift_watch = DriftWatch(self.desk, prober, operator)
         self.health = MonitorHealth()
         self._tasks: list[asyncio.Task[None]] = []
@@ -59,6 +63,7 @@ class Monitor:
         outbox = getattr(sink, "outbox", None)
         if outbox is not None:  # a post delivered later (in the background) is remembered on its incident
             outbox.on_delivered = self.desk.delivered
+            self.metrics.watch_backlog(outbox.waiting)
 
     # The desk holds the state; these keep the monitor the one object callers (and tests) hold.
     @property
@@ -217,6 +222,7 @@ class Monitor:
             if state.diagnosis is not None:
                 report = state.diagnosis.report  # stale confirmed, or missing / not granted
             self._record(state, report)
+            self.metrics.checked(name, report.verdict, self.health.last_sweep_ms)
             now = self.now()
             assert state.flaps is not None
             state.flaps.record(report.healthy, now)
@@ -260,6 +266,7 @@ class Monitor:
         self._record(state, result.report_after)
         if result.outcome is Outcome.RECOVERED:
             await self.desk.auto_recovered(state, report, result)
+            self.metrics.alerted(state.name, AUTO_RECOVERED)
 
     # -- people's actions (buttons and commands), carried out by the desk --------------------------
     def record_reload(self, result: RecoveryResult, *, audited: bool = False) -> None:
