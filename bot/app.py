@@ -21,10 +21,10 @@ import httpx
 
 from bot.chat.bot import COGS, PgrstOpsBot, run_bot
 from bot.chat.sink import Channels, DiscordSink
-from bot.cli import package_version
+from bot.cli import package_version, program_parser
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
 from bot.delivery.console import TEXT, ConsoleSink
-from bot.delivery.outbox import StoreGuard
+from bot.delivery.guard import StoreGuard
 from bot.delivery.sink import AlertSink
 from bot.delivery.webhook import RateLimiter, WebhookFallback
 from bot.endpoints import Endpoints, Readiness
@@ -235,14 +235,9 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bot",
-        description="pgrst-ops Discord bot, or the console monitor when no Discord token is set.",
-        epilog=BOT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = program_parser(
+        "python -m bot", "pgrst-ops Discord bot, or the console monitor when no Discord token is set.", BOT_EPILOG
     )
-    parser.add_argument("--version", action="version", version=f"pgrst-ops {package_version()}")
-    parser.add_argument("--config", help="config file (default: $PGRST_OPS_CONFIG, else ./config.yaml)")
     parser.add_argument(
         "--env", action="append", metavar="NAME", help="environment to monitor (repeatable; default: all)"
     )

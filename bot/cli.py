@@ -31,7 +31,7 @@ from bot.config import (
 )
 from bot.core.recovery import Outcome, RecoveryResult
 from bot.core.schema_version import SchemaVersionReport
-from bot.delivery.outbox import StoreGuard
+from bot.delivery.guard import StoreGuard
 from bot.delivery.webhook import post_webhook
 from bot.messages.alert import build_critical_alert
 from bot.messages.cli_text import print_outcome, render_drift, render_report, step_printer, version_line
@@ -69,15 +69,22 @@ def package_version() -> str:
         return __version__
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="pgrst-ops",
-        description="Probe and recover PostgREST schema caches (Supabase REST).",
-        epilog=CLI_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def program_parser(
+    prog: str, description: str, epilog: str, kind: type[argparse.ArgumentParser] = argparse.ArgumentParser
+) -> argparse.ArgumentParser:
+    """What both entry points (`pgrst-ops`, `python -m bot`) share: the epilog as written, --version, --config."""
+    parser = kind(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"pgrst-ops {package_version()}")
     parser.add_argument("--config", help="config file (default: $PGRST_OPS_CONFIG, else ./config.yaml)")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = program_parser(
+        "pgrst-ops", "Probe and recover PostgREST schema caches (Supabase REST).", CLI_EPILOG, kind=_Parser
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="probe environments; exit 0 only if all are healthy")
     check.add_argument("--env", action="append", metavar="NAME", help="environment (repeatable; default: all)")

@@ -11,7 +11,7 @@ Imports prometheus_client and bot.core only (bot/endpoints.py serves it over HTT
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
@@ -82,30 +82,26 @@ class Metrics:
     def __init__(self, envs: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._probe = Histogram(
-            PREFIX + "probe_duration_seconds",
-            "Time to probe one environment (every planned check)",
-            ["env"],
-            buckets=PROBE_BUCKETS,
-            registry=r,
+
+        def per_env_histogram(name: str, doc: str, buckets: Sequence[float]) -> Histogram:
+            return Histogram(PREFIX + name, doc, ["env"], buckets=buckets, registry=r)
+
+        def counter(name: str, doc: str, labels: Sequence[str]) -> Counter:
+            return Counter(PREFIX + name, doc, labels, registry=r)
+
+        self._probe = per_env_histogram(
+            "probe_duration_seconds", "Time to probe one environment (every planned check)", PROBE_BUCKETS
         )
-        self._checks = Counter(
-            PREFIX + "checks", "Monitor checks, by the verdict they found", ["env", "verdict"], registry=r
-        )
-        self._reloads = Counter(PREFIX + "reloads", "Schema reload runs, by outcome", ["env", "outcome"], registry=r)
-        self._healthy = Histogram(
-            PREFIX + "time_to_healthy_seconds",
+        self._checks = counter("checks", "Monitor checks, by the verdict they found", ["env", "verdict"])
+        self._reloads = counter("reloads", "Schema reload runs, by outcome", ["env", "outcome"])
+        self._healthy = per_env_histogram(
+            "time_to_healthy_seconds",
             "From the NOTIFY to the first healthy re-check, for reloads that recovered",
-            ["env"],
-            buckets=HEALTHY_BUCKETS,
-            registry=r,
+            HEALTHY_BUCKETS,
         )
-        self._alerts = Counter(PREFIX + "alerts", "Alert messages posted, by kind", ["env", "kind"], registry=r)
-        self._discord_errors = Counter(
-            PREFIX + "discord_errors",
-            "Discord requests that failed, by HTTP status (or network)",
-            ["status"],
-            registry=r,
+        self._alerts = counter("alerts", "Alert messages posted, by kind", ["env", "kind"])
+        self._discord_errors = counter(
+            "discord_errors", "Discord requests that failed, by HTTP status (or network)", ["status"]
         )
         self._store_errors = Counter(PREFIX + "store_errors", "Incident store calls that failed", registry=r)
         self._leader = Gauge(PREFIX + "leader", "1 while this process acts (monitor, alerts, outbox)", registry=r)

@@ -14,7 +14,9 @@ import aiohttp
 import discord
 
 from bot.chat.views import alert_view, message_kwargs
-from bot.delivery.outbox import EDIT, DeliveryError, Outbox, StoreGuard
+from bot.delivery.guard import StoreGuard
+from bot.delivery.outbox import DeliveryError, Outbox
+from bot.delivery.rows import EDIT
 from bot.delivery.sink import OutboxSink
 from bot.delivery.webhook import WebhookFallback, WebhookTransport
 from bot.messages.alert import alert_buttons

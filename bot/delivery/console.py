@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from bot.delivery.outbox import Outbox, StoreGuard, pending_nonce
+from bot.delivery.guard import StoreGuard
+from bot.delivery.outbox import Outbox
+from bot.delivery.rows import pending_nonce
 from bot.delivery.sink import OutboxSink
 from bot.delivery.webhook import WebhookFallback, WebhookTransport
 from bot.messages.console_text import Palette, json_event, message_block, payload_text, verdict_line

@@ -27,23 +27,16 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from bot.core.records import OutboxRow
-from bot.observe import Metrics
+from bot.delivery.folding import EditFolding
+from bot.delivery.guard import StoreGuard
+from bot.delivery.rows import EDIT, POST, QueuedRow, landed, pending_handle, pending_nonce
 from bot.redact import scrub_payload
-from bot.store import IncidentStore, StoreError
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-# kinds of row
-POST = "post"  # a new channel message (CRITICAL alert with buttons, a line, a reminder reply)
-EDIT = "edit"  # edit a message we sent earlier (resolved, acknowledged)
-
-PENDING = "pending"  # the handle of a post not delivered yet: {"pending": nonce}
 
 FIRST_RETRY_S = 5.0
 MAX_RETRY_S = 60.0  # capped: once Discord is back, a waiting alert goes out within a minute
@@ -85,70 +78,7 @@ def use_fallback(kind: str, failing_since: float | None, now: float) -> bool:
     return kind == POST and failing_since is not None and now - failing_since >= FALLBACK_AFTER_S
 
 
-def pending_handle(nonce: str) -> dict[str, str]:
-    return {PENDING: nonce}
-
-
-def pending_nonce(handle: Any) -> str | None:
-    return handle.get(PENDING) if isinstance(handle, dict) else None
-
-
-def landed(result: dict[str, Any] | None) -> bool:
-    """A result naming a real message (not skipped, superseded or failed)."""
-    return result is not None and bool(result.get("message_id") or result.get("webhook_message_id"))
-
-
-class StoreGuard:
-    """Runs store calls; each distinct failure is logged clearly once, and the caller gets None (goes on in memory).
-
-    `error` (shown in /status) is the last problem; it clears after a minute without failures.
-    """
-
-    CLEAR_AFTER_S = 60.0
-
-    def __init__(self, store: IncidentStore | None, metrics: Metrics | None = None) -> None:
-        self.store = store
-        self.metrics = metrics or Metrics()
-        self.error: str | None = None
-        self._error_at = 0.0
-        self._logged: set[str] = set()
-
-    @property
-    def available(self) -> bool:
-        return self.store is not None
-
-    async def __call__(self, call: Callable[[IncidentStore], Awaitable[T]]) -> T | None:
-        if self.store is None:
-            return None
-        try:
-            result = await call(self.store)
-        except StoreError as err:
-            self.metrics.store_error()
-            text = str(err)
-            if text not in self._logged:
-                self._logged.add(text)
-                log.error("%s: incidents continue in memory only (probing and alerting go on)", text)
-            self.error, self._error_at = text, time.monotonic()
-            return None
-        if self.error is not None and time.monotonic() - self._error_at > self.CLEAR_AFTER_S:
-            log.warning("incident store works again (last problem: %s)", self.error)
-            self.error = None
-        return result
-
-
-@dataclass
-class _Queued:
-    """A row waiting in its environment's queue, with its retry state (in memory: a restart retries at once)."""
-
-    row: OutboxRow
-    failures: int = 0
-    next_at: float = 0.0
-    result: dict[str, Any] | None = None
-    finished: bool = False
-    in_flight: bool = False  # being sent now: an edit of it waits behind it instead of changing it
-
-
-class Outbox:
+class Outbox(EditFolding):
     def __init__(
         self,
         guard: StoreGuard,
@@ -171,7 +101,7 @@ class Outbox:
         self.clock = clock
         self.sleep = sleep
         self.on_delivered: OnDelivered | None = None  # told when a row other than the caller's own lands
-        self._queues: dict[str, list[_Queued]] = {}
+        self._queues: dict[str, list[QueuedRow]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._flush_lock = asyncio.Lock()
         self._finished: OrderedDict[str, dict[str, Any] | None] = OrderedDict()  # nonce -> result
@@ -208,7 +138,7 @@ class Outbox:
                     return None
                 row_id = await self.guard(lambda s: s.outbox_add(env, kind, payload, meta, nonce))
             self._queues.setdefault(env, []).append(
-                _Queued(OutboxRow(row_id or 0, env, kind, payload, meta, nonce, 0, None, None))
+                QueuedRow(OutboxRow(row_id or 0, env, kind, payload, meta, nonce, 0, None, None))
             )
             self._kick(env)
             return pending_handle(nonce) if kind == POST else None
@@ -217,7 +147,7 @@ class Outbox:
                 if await self._fold(env, payload, meta):
                     return None  # folded into its undelivered post, which is not in flight (the lock is ours)
                 row_id = await self.guard(lambda s: s.outbox_add(env, kind, payload, meta, nonce))
-            item = _Queued(OutboxRow(row_id or 0, env, kind, payload, meta, nonce, 0, None, None))
+            item = QueuedRow(OutboxRow(row_id or 0, env, kind, payload, meta, nonce, 0, None, None))
             self._queues.setdefault(env, []).append(item)
             await self._drain(env, self.attempts, due_only=False, own=item)
         if item.finished:
@@ -273,14 +203,14 @@ class Outbox:
     def _adopt(self, stored: list[OutboxRow]) -> None:
         """Rows the store has and this run does not (a previous run's): they are older, so they go first."""
         known = set(self._finished) | {i.row.nonce for q in self._queues.values() for i in q}
-        older: dict[str, list[_Queued]] = {}
+        older: dict[str, list[QueuedRow]] = {}
         for row in stored:
             if row.nonce not in known:
-                older.setdefault(row.env, []).append(_Queued(row))
+                older.setdefault(row.env, []).append(QueuedRow(row))
         for env, items in older.items():
             self._queues[env] = items + self._queues.get(env, [])
 
-    async def _drain(self, env: str, tries: int, *, due_only: bool, own: _Queued | None = None) -> int:
+    async def _drain(self, env: str, tries: int, *, due_only: bool, own: QueuedRow | None = None) -> int:
         """Send the environment's queue in order until a row stays pending. Call with the env's lock held."""
         queue = self._queues.get(env, [])
         delivered = 0
@@ -301,7 +231,7 @@ class Outbox:
             self._queues.pop(env, None)
         return delivered
 
-    async def _try(self, item: _Queued, tries: int) -> bool:
+    async def _try(self, item: QueuedRow, tries: int) -> bool:
         """Deliver one row: True when it is finished (landed, skipped, superseded or given up), False: later.
 
         The row is in flight only while a request is out: an edit arriving then queues behind it. At any other
@@ -312,7 +242,7 @@ class Outbox:
         finally:
             item.in_flight = False
 
-    async def _attempts(self, item: _Queued, tries: int) -> bool:
+    async def _attempts(self, item: QueuedRow, tries: int) -> bool:
         row = item.row
         for attempt in range(1, tries + 1):
             if row.kind == POST:
@@ -417,60 +347,7 @@ class Outbox:
     async def _stored_result(self, nonce: str) -> dict[str, Any] | None:
         return await self.guard(lambda s: s.outbox_result(nonce))
 
-    async def _fold(self, env: str, payload: dict[str, Any], meta: dict[str, Any]) -> bool:
-        """An edit of a post still queued changes that post instead; its final edit drops it. True when folded."""
-        nonce = pending_nonce(meta.get("target"))
-        queue = self._queues.get(env, [])
-        post = next((i for i in queue if i.row.nonce == nonce and i.row.kind == POST), None)
-        if nonce is None or post is None or post.in_flight:
-            return False
-        await self._apply_edit(env, post, payload, meta, queued_before=len(queue))
-        return True
-
-    async def _apply_edit(
-        self, env: str, post: _Queued, payload: dict[str, Any], meta: dict[str, Any], *, queued_before: int
-    ) -> None:
-        """Change the undelivered post to what the edit says.
-
-        A final edit drops the post and the rows queued before the edit that refer to it (reminders, edits);
-        rows queued after it (the resolved line) still go out.
-        """
-        nonce = post.row.nonce
-        queue = self._queues.get(env, [])
-        if meta.get("alert") is False:
-            superseded = [post] + [
-                i
-                for i in queue[:queued_before]
-                if nonce in (pending_nonce(i.row.meta.get("target")), pending_nonce(i.row.meta.get("reply_to")))
-            ]
-            for item in superseded:
-                if item in queue:
-                    queue.remove(item)
-                await self._finish(item, {"superseded": "resolved before it could be delivered"})
-            log.info("%s: an undelivered alert was resolved meanwhile; only its resolved line goes out", env)
-            return
-        post.row.payload = payload
-        post.row.meta = {**post.row.meta, **{k: v for k, v in meta.items() if k != "target"}}
-        if post.row.id:
-            await self.guard(lambda s: s.outbox_update(post.row.id, post.row.payload, post.row.meta))
-
-    async def _absorb_queued_edits(self, post: _Queued) -> None:
-        """Edits that arrived while the post was out (and it did not land) change it before its next try.
-
-        Otherwise the message would appear first as it was, then be edited: the channel would show a
-        CRITICAL with an active Acknowledge button for a moment after it had been acknowledged.
-        """
-        env, nonce = post.row.env, post.row.nonce
-        queue = self._queues.get(env, [])
-        for edit in [i for i in queue if i.row.kind == EDIT and pending_nonce(i.row.meta.get("target")) == nonce]:
-            if post.finished:
-                return
-            position = queue.index(edit)
-            queue.remove(edit)
-            await self._finish(edit, {"superseded": "folded into its post before that was delivered"})
-            await self._apply_edit(env, post, edit.row.payload, edit.row.meta, queued_before=position)
-
-    async def _finish(self, item: _Queued, result: dict[str, Any]) -> None:
+    async def _finish(self, item: QueuedRow, result: dict[str, Any]) -> None:
         item.finished, item.result = True, result
         self._finished[item.row.nonce] = result
         while len(self._finished) > REMEMBERED_ROWS:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from bot.delivery.outbox import EDIT, POST, Outbox
+from bot.delivery.outbox import Outbox
+from bot.delivery.rows import EDIT, POST
 
 
 class AlertSink(Protocol):

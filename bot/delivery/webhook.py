@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from bot.delivery.outbox import EDIT, DeliveryError
+from bot.delivery.outbox import DeliveryError
+from bot.delivery.rows import EDIT
 from bot.httpread import CappedAnswer, send_capped
 from bot.messages.alert import outgoing
 from bot.redact import register, scrub, scrub_payload

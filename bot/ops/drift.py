@@ -66,7 +66,7 @@ from bot.core.drift import (
 from bot.core.drift_compare import compare
 from bot.core.drift_memory import recalled, to_remember
 from bot.core.records import RememberedObject
-from bot.delivery.outbox import StoreGuard
+from bot.delivery.guard import StoreGuard
 from bot.postgres.catalog import read_catalog
 from bot.postgres.connect import DatabaseError, connect
 from bot.postgres.relationships import read_foreign_keys

@@ -25,7 +25,7 @@ from bot.core.records import AUDIT_INTERRUPTED, AuditEntry, Incident, Silence
 
 # Action, RecoveryStep, StepKind are re-exported: /reload's progress lines need them (cogs import only this).
 from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, StepListener
-from bot.delivery.outbox import StoreGuard
+from bot.delivery.guard import StoreGuard
 from bot.ops.check import Checked, check_environments
 from bot.ops.drift import check_drift
 from bot.ops.inflight import Action, InFlight

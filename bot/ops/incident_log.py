@@ -32,7 +32,7 @@ from bot.core.records import AUDIT_DONE, AUDIT_INTERRUPTED, Incident, Silence
 from bot.core.recovery import Outcome, RecoveryResult
 from bot.core.report import EnvReport
 from bot.core.verdicts import Verdict
-from bot.delivery.outbox import StoreGuard
+from bot.delivery.guard import StoreGuard
 from bot.delivery.sink import AlertSink
 from bot.messages.alert import build_info_line
 from bot.store import MEMORY, IncidentStore, StoreError, open_store

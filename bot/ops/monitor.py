@@ -24,7 +24,7 @@ from bot.core.records import Silence
 from bot.core.recovery import Outcome, RecoveryResult, StepListener
 from bot.core.report import EnvReport
 from bot.core.verdicts import info
-from bot.delivery.outbox import StoreGuard
+from bot.delivery.guard import StoreGuard
 from bot.delivery.sink import AlertSink
 from bot.observe import AUTO_RECOVERED, Metrics
 from bot.ops.check import diagnose_failure

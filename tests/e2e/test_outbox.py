@@ -10,7 +10,8 @@ import httpx
 from pydantic import SecretStr
 
 from bot.delivery.console import ConsoleSink
-from bot.delivery.outbox import FALLBACK_AFTER_S, MAX_RETRY_S, StoreGuard, retry_delay, use_fallback
+from bot.delivery.guard import StoreGuard
+from bot.delivery.outbox import FALLBACK_AFTER_S, MAX_RETRY_S, retry_delay, use_fallback
 from bot.delivery.webhook import RateLimiter, WebhookFallback
 from bot.store.sqlite import Store
 from tests.e2e.conftest import running_bot

@@ -7,20 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot.delivery.outbox import (
-    EDIT,
-    FALLBACK_AFTER_S,
-    MAX_RETRY_S,
-    POST,
-    DeliveryError,
-    Outbox,
-    StoreGuard,
-    landed,
-    pending_handle,
-    pending_nonce,
-    retry_delay,
-    use_fallback,
-)
+from bot.delivery.guard import StoreGuard
+from bot.delivery.outbox import FALLBACK_AFTER_S, MAX_RETRY_S, DeliveryError, Outbox, retry_delay, use_fallback
+from bot.delivery.rows import EDIT, POST, landed, pending_handle, pending_nonce
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.delivery.console import ConsoleSink
-from bot.delivery.outbox import StoreGuard
+from bot.delivery.guard import StoreGuard
 from bot.delivery.webhook import WebhookFallback, post_webhook
 from bot.redact import install_log_filter
 from bot.store.sqlite import Store

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bot.cli import main
 from bot.core.drift import DriftMethod, DriftObjects, DriftReport, DriftStatus, cap_names
-from bot.delivery.outbox import StoreGuard
+from bot.delivery.guard import StoreGuard
 from bot.ops.drift import check_drift
 from bot.postgrest.requests import UNPRODUCIBLE_ACCEPT, make_http_client
 from bot.store.sqlite import Store

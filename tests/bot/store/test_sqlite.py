@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.core.records import RememberedObject
-from bot.delivery.outbox import StoreGuard
+from bot.delivery.guard import StoreGuard
 from bot.store.errors import StoreError
 from bot.store.sqlite import Store, open_store
 
