@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from bot.observe import Metrics
 from bot.store import IncidentStore, StoreError
+
+if TYPE_CHECKING:  # the CLI guards its store too, and needs no metrics library for that
+    from bot.observe import Metrics
 
 log = logging.getLogger("bot.delivery.outbox")  # the name its lines have always had
 
@@ -28,7 +30,7 @@ class StoreGuard:
 
     def __init__(self, store: IncidentStore | None, metrics: Metrics | None = None) -> None:
         self.store = store
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics
         self.error: str | None = None
         self._error_at = 0.0
         self._logged: set[str] = set()
@@ -43,7 +45,8 @@ class StoreGuard:
         try:
             result = await call(self.store)
         except StoreError as err:
-            self.metrics.store_error()
+            if self.metrics is not None:
+                self.metrics.store_error()
             text = str(err)
             if text not in self._logged:
                 self._logged.add(text)
