@@ -32,6 +32,7 @@ from bot.ops.monitor import Monitor
 from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client
+from bot.supabase.watch import ProjectWatch
 
 log = logging.getLogger("pgrst_ops")
 
@@ -47,6 +48,7 @@ class Parts:
     operator: RecoveryOperator
     webhook: WebhookFallback
     guard: StoreGuard  # the incident store, once open
+    projects: ProjectWatch | None = None  # the Supabase Management API, for environments that name a project
 
 
 def build_parts(settings: Settings, targets: list[Target], http: httpx.AsyncClient) -> Parts:
@@ -55,14 +57,25 @@ def build_parts(settings: Settings, targets: list[Target], http: httpx.AsyncClie
     limiter = RateLimiter(((cfg.webhook_per_2s, 2.0), (cfg.webhook_per_min, 60.0)))
     webhook = WebhookFallback(http, read_optional_secret(settings.discord.webhook_url), limiter)
     operator = RecoveryOperator(prober, settings.recovery)
-    return Parts(settings, targets, http, prober, operator, webhook, StoreGuard(None))
+    projects = ProjectWatch.build(http, targets)  # the same shared client, its own timeouts and rate limit
+    return Parts(settings, targets, http, prober, operator, webhook, StoreGuard(None), projects)
 
 
 def build_ops(parts: Parts, sink: AlertSink, *, autostart_monitor: bool = True) -> Ops:
-    monitor = Monitor(parts.settings, parts.targets, parts.prober, parts.operator, sink, guard=parts.guard)
+    monitor = Monitor(
+        parts.settings, parts.targets, parts.prober, parts.operator, sink, guard=parts.guard, projects=parts.projects
+    )
     targets = {t.name: t for t in parts.targets}
     return Ops(
-        parts.settings, targets, parts.http, parts.prober, parts.operator, monitor, parts.guard, autostart_monitor
+        parts.settings,
+        targets,
+        parts.http,
+        parts.prober,
+        parts.operator,
+        monitor,
+        parts.guard,
+        autostart_monitor,
+        projects=parts.projects,
     )
 
 

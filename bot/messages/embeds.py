@@ -15,6 +15,7 @@ from bot.core.classify import CheckKind
 from bot.core.diagnosis import Diagnosis, Finding
 from bot.core.drift import DriftReport
 from bot.core.incident import EnvState, MonitorHealth
+from bot.core.project import ProjectState, project_line
 from bot.core.recovery import Outcome, RecoveryResult
 from bot.core.report import CheckResult, EnvReport
 from bot.core.verdicts import Verdict, info, worst
@@ -166,11 +167,18 @@ def healthy_line(report: EnvReport) -> str:
     return f"{OK} **{report.env.upper()}** healthy{limited} · {report.duration_ms:.0f} ms"
 
 
-def env_block(report: EnvReport, diagnosis: Diagnosis | None = None) -> str:
-    """One environment for /health: a line when healthy; else its failing checks, the cause and the fix."""
+def env_block(report: EnvReport, diagnosis: Diagnosis | None = None, project: ProjectState | None = None) -> str:
+    """One environment for /health: a line when healthy; else its failing checks, the cause and the fix, and
+    the Supabase project's status and services when it was asked."""
     if report.healthy:
         return healthy_line(report)
-    return join_within([*failing_check_lines(report), *problem_lines(report, diagnosis)], FIELD_VALUE_MAX)
+    supabase = project_line(project)
+    lines = [
+        *failing_check_lines(report),
+        *problem_lines(report, diagnosis),
+        *([clip(supabase, LINE_MAX)] if supabase else []),
+    ]
+    return join_within(lines, FIELD_VALUE_MAX)
 
 
 def _healthy_section(reports: Sequence[EnvReport], limit: int) -> str:
@@ -188,7 +196,9 @@ MORE_UNHEALTHY_ROOM = 400  # kept free for the one-line-each list of the unhealt
 
 
 def health_embeds(
-    reports: Sequence[EnvReport], diagnoses: Mapping[str, Diagnosis] | None = None
+    reports: Sequence[EnvReport],
+    diagnoses: Mapping[str, Diagnosis] | None = None,
+    projects: Mapping[str, ProjectState] | None = None,
 ) -> list[dict[str, Any]]:
     """/health as one embed: unhealthy environments first, each with its failing checks, cause and fix; then a
     line per healthy one. Both groups keep the config's order; diagnosed reports replace the probes.
@@ -196,7 +206,7 @@ def health_embeds(
     It always fits one message: with many environments (30 or more) the healthy ones shrink to a list of names,
     and the unhealthy ones that get no block of their own are listed one line each.
     """
-    diagnoses = diagnoses or {}
+    diagnoses, projects = diagnoses or {}, projects or {}
     reports = [diagnoses[r.env].report if r.env in diagnoses else r for r in reports]
     bad = [r for r in reports if not r.healthy]
     good = [r for r in reports if r.healthy]
@@ -212,7 +222,7 @@ def health_embeds(
     fields: list[dict[str, Any]] = []
     for i, report in enumerate(bad):
         block = field(f"{mark(report.verdict)} {report.env.upper()} — {verdict_words(report.verdict)}", "")
-        block["value"] = env_block(report, diagnoses.get(report.env))
+        block["value"] = env_block(report, diagnoses.get(report.env), projects.get(report.env))
         room = MORE_UNHEALTHY_ROOM if i < len(bad) - 1 else 0
         if len(fields) >= FIELDS_MAX - 1 or field_size(block) + room > left:
             break
@@ -257,6 +267,11 @@ def status_block(state: EnvState, reloads_in_window: int = 0) -> list[str]:
         lines.append(clip(f"last reload {rel(r.at)} by {r.actor}: {r.outcome}{tth}{why}", LINE_MAX))
         if r.kpis:
             lines.append("KPIs: " + " · ".join(k.line() for k in r.kpis))
+    supabase = project_line(state.project)
+    if supabase:
+        lines.append(clip(supabase, LINE_MAX))
+    if state.postgrest_config:
+        lines.append(clip(f"{WARNING} {state.postgrest_config}", LINE_MAX))
     if state.drift is not None:
         drift_mark = DRIFT_MARKS[str(state.drift.status)][0]
         lines.append(clip(f"{drift_mark} drift {rel(state.drift.checked_at)}: {state.drift.summary}", LINE_MAX))
@@ -286,6 +301,7 @@ def _quiet(state: EnvState) -> bool:
         and state.alert is None
         and (state.drift is None or state.drift.in_sync)
         and (state.schema_version is None or state.schema_version.compatible)
+        and state.postgrest_config is None
     )
 
 
