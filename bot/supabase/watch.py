@@ -10,6 +10,7 @@ is down is not asked again at every check.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -100,7 +101,14 @@ class ProjectWatch:
             status = await project.client.project_status(ref)
         except ManagementError as err:
             log.warning("Supabase project %s: status unknown: %s", ref, err)
-            return ProjectState(ref, None, error=str(err), fetched_at=now, transition_since=None)
+            if (
+                previous is not None
+                and previous.status is not None
+                and self._fresh(previous, project.config.healthy_cache_s)
+            ):
+                # The last known state, said to be old: a flaky API must not end a restart's hold early.
+                return dataclasses.replace(previous, error=f"not refreshed: {err}", fetched_at=now)
+            return ProjectState(ref, None, error=str(err), fetched_at=now)
         since = carried_transition(previous, status, now)
         try:
             services = await project.client.service_health(ref)

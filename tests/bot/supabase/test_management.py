@@ -163,6 +163,9 @@ async def test_the_watch_caches_and_never_logs_the_token(api, http, caplog) -> N
     assert len(api.requests) == 4
     api.tokens.clear()  # now every call is a 401
     watch.now = lambda: real_now() + timedelta(seconds=62)
+    kept = await watch.state("dev", healthy=False)  # the last known state, marked as not refreshed
+    assert kept is not None and kept.status == "ACTIVE_HEALTHY" and "projects:read" in (kept.error or "")
+    watch.now = lambda: real_now() + timedelta(seconds=400)  # too old to keep: unknown
     unknown = await watch.state("dev", healthy=False)
     assert unknown is not None and unknown.status is None and "projects:read" in (unknown.error or "")
     assert TOKEN not in caplog.text and "401" in caplog.text
@@ -191,3 +194,16 @@ async def test_a_schema_mismatch_is_a_startup_warning(api, http, caplog) -> None
     assert "dev: PostgREST's db_schema is public, api" in caplog.text
     await watch.config_check(target)
     assert caplog.text.count("db_schema is public, api") == 1  # said once, not at every check
+
+
+async def test_a_failed_refresh_keeps_the_last_known_state_and_says_so(api, http) -> None:
+    watch = watch_for(api, http, unhealthy_cache_s=5)
+    api.projects[REF].set_status("RESTARTING")
+    first = await watch.state("dev", healthy=False)
+    assert first is not None and first.in_transition
+    api.fail_next(500)
+    real_now = watch.now
+    watch.now = lambda: real_now() + timedelta(seconds=6)
+    kept = await watch.state("dev", healthy=False)
+    assert kept is not None and kept.status == "RESTARTING" and kept.transition_since == first.transition_since
+    assert kept.error is not None and kept.error.startswith("not refreshed: 500")
