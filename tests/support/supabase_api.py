@@ -54,6 +54,21 @@ class FakeProject:
 Hook = Callable[[FakeProject], Awaitable[None] | None]
 
 
+def restarts_postgrest(postgrest: Any, *, down_s: float = 0.3) -> Hook:
+    """An `on_restart` hook that really restarts a local PostgREST (tests/support/pgstack.py PostgrestServer):
+    RESTARTING while it is stopped, COMING_UP while it starts, ACTIVE_HEALTHY once its admin /ready says 200."""
+
+    async def restart(project: FakeProject) -> None:
+        await asyncio.to_thread(postgrest.stop)
+        await asyncio.sleep(down_s)
+        project.set_status("COMING_UP")
+        postgrest.start(wait=False)  # spawned from the loop's thread, so it dies with the test run
+        await asyncio.to_thread(postgrest.wait_ready)
+        project.set_status(HEALTHY)
+
+    return restart
+
+
 @dataclass
 class _Failure:
     status: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -16,7 +17,7 @@ from bot.postgrest.requests import make_http_client
 from bot.supabase.management import ManagementClient, ManagementError, RateLimiter
 from bot.supabase.watch import ProjectWatch
 from tests.conftest import build_settings
-from tests.support.supabase_api import ALL_SCOPES, READ, FakeManagementApi
+from tests.support.supabase_api import ALL_SCOPES, READ, FakeManagementApi, restarts_postgrest
 
 REF = "abcdefghijklmnopqrst"
 TOKEN = "sbp_test_token_0123456789abcdef"
@@ -207,3 +208,20 @@ async def test_a_failed_refresh_keeps_the_last_known_state_and_says_so(api, http
     kept = await watch.state("dev", healthy=False)
     assert kept is not None and kept.status == "RESTARTING" and kept.transition_since == first.transition_since
     assert kept.error is not None and kept.error.startswith("not refreshed: 500")
+
+
+async def test_the_fakes_restart_really_restarts_the_local_postgrest(api, http, make_stack) -> None:
+    stack = make_stack()
+    api.on_restart = restarts_postgrest(stack.postgrest)
+    before = stack.postgrest.proc
+    await client(http, api).restart(REF)
+    seen = [api.projects[REF].status]
+    for _ in range(500):  # follow the fake's state as the restart goes
+        if api.projects[REF].status != seen[-1]:
+            seen.append(api.projects[REF].status)
+        if seen[-1] == "ACTIVE_HEALTHY":
+            break
+        await asyncio.sleep(0.02)
+    assert seen == ["RESTARTING", "COMING_UP", "ACTIVE_HEALTHY"]
+    assert before is not None and before.poll() is not None and stack.postgrest.proc is not before  # really restarted
+    assert (await http.get(f"{stack.postgrest.url}/judgments")).status_code == 200  # answering again
