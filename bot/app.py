@@ -36,6 +36,7 @@ from bot.ops.monitor import Monitor
 from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client
+from bot.supabase.watch import ProjectWatch
 
 log = logging.getLogger("pgrst_ops")
 
@@ -52,6 +53,7 @@ class Parts:
     webhook: WebhookFallback
     guard: StoreGuard  # the incident store, once open
     metrics: Metrics  # what /metrics shows; one registry per bot
+    projects: ProjectWatch | None = None  # the Supabase Management API, for environments that name a project
 
 
 def build_parts(settings: Settings, targets: list[Target], http: httpx.AsyncClient) -> Parts:
@@ -61,16 +63,32 @@ def build_parts(settings: Settings, targets: list[Target], http: httpx.AsyncClie
     webhook = WebhookFallback(http, read_optional_secret(settings.discord.webhook_url), limiter)
     operator = RecoveryOperator(prober, settings.recovery)
     metrics = Metrics(t.name for t in targets)
-    return Parts(settings, targets, http, prober, operator, webhook, StoreGuard(None, metrics), metrics)
+    projects = ProjectWatch.build(http, targets)  # the same shared client, its own timeouts and rate limit
+    return Parts(settings, targets, http, prober, operator, webhook, StoreGuard(None, metrics), metrics, projects)
 
 
 def build_ops(parts: Parts, sink: AlertSink, *, autostart_monitor: bool = True) -> Ops:
     monitor = Monitor(
-        parts.settings, parts.targets, parts.prober, parts.operator, sink, guard=parts.guard, metrics=parts.metrics
+        parts.settings,
+        parts.targets,
+        parts.prober,
+        parts.operator,
+        sink,
+        guard=parts.guard,
+        metrics=parts.metrics,
+        projects=parts.projects,
     )
     targets = {t.name: t for t in parts.targets}
     return Ops(
-        parts.settings, targets, parts.http, parts.prober, parts.operator, monitor, parts.guard, autostart_monitor
+        parts.settings,
+        targets,
+        parts.http,
+        parts.prober,
+        parts.operator,
+        monitor,
+        parts.guard,
+        autostart_monitor,
+        projects=parts.projects,
     )
 
 

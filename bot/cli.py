@@ -44,6 +44,7 @@ from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client
 from bot.redact import install_log_filter, scrub
 from bot.store import MEMORY, open_store
+from bot.supabase.watch import ProjectWatch
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 
@@ -124,7 +125,8 @@ async def run_check(settings: Settings, targets: list[Target], *, as_json: bool,
     rec = settings.recovery
     targets = [with_optional_dsn(t) for t in targets]  # secrets read once, for diagnosis and the version guard
     async with make_http_client(t.config for t in targets) as client:
-        checked = await check_environments(Prober(client, max_body_bytes=settings.max_body_bytes), targets, rec)
+        prober = Prober(client, max_body_bytes=settings.max_body_bytes)
+        checked = await check_environments(prober, targets, rec, ProjectWatch.build(client, targets))
     reports = [c.report for c in checked]
     diagnoses = {c.report.env: c.diagnosis for c in checked if c.diagnosis is not None}
     versions = await schema_versions(targets, rec)

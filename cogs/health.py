@@ -30,7 +30,8 @@ async def probe_embeds(interaction: discord.Interaction, env: str | None) -> lis
         return None
     reports = [c.report for c in checked]
     diagnoses = {c.report.env: c.diagnosis for c in checked if c.diagnosis is not None}
-    return [discord.Embed.from_dict(e) for e in health_embeds(reports, diagnoses)]
+    projects = {c.report.env: c.project for c in checked if c.project is not None}
+    return [discord.Embed.from_dict(e) for e in health_embeds(reports, diagnoses, projects)]
 
 
 def recheck_view(env: str) -> discord.ui.View:

@@ -21,7 +21,7 @@ from bot.chat.checks import (
     services,
     unknown_env,
 )
-from bot.messages.embeds import reload_embed
+from bot.messages.reload import reload_embed
 from bot.messages.replies import reload_lines
 from bot.ops.facade import Action, Interrupted, RecoveryStep
 

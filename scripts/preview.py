@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.core.incident import MonitorHealth
 from bot.core.incidents import AUTO_RECOVERED, RECOVERED_BY_ITSELF
-from bot.messages import embeds, replies
+from bot.messages import embeds, reload, replies
 from bot.messages import incidents as notices
 from bot.messages.alert import alert_buttons, build_critical_alert, build_resolved_alert, outgoing
 from scripts import command_samples
@@ -123,11 +123,11 @@ def command_messages() -> Iterator[Shown]:
         ("/reload that escalates", c.escalated_reload("prod")),
     ):
         lines = replies.reload_lines(result.steps, result)
-        yield Shown(title, embeds_message([embeds.reload_embed(result.env, lines, result=result, actor=result.actor)]))
+        yield Shown(title, embeds_message([reload.reload_embed(result.env, lines, result=result, actor=result.actor)]))
     running = c.recovered_reload("dev")
     lines = replies.reload_lines(running.steps[:-2])
     yield Shown(
-        "/reload while it runs", embeds_message([embeds.reload_embed("dev", lines, result=None, actor=running.actor)])
+        "/reload while it runs", embeds_message([reload.reload_embed("dev", lines, result=None, actor=running.actor)])
     )
 
 

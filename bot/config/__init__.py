@@ -12,6 +12,7 @@ from bot.config.environment import (
     ProbeFunction,
     ProbeTable,
     SchemaVersionGuard,
+    SupabaseConfig,
     Timeouts,
 )
 from bot.config.errors import ConfigError
@@ -51,6 +52,7 @@ __all__ = [
     "SchemaVersionGuard",
     "SecretRef",
     "Settings",
+    "SupabaseConfig",
     "Target",
     "Timeouts",
     "default_config_path",

@@ -120,6 +120,48 @@ class SchemaVersionGuard(StrictModel):
         return self
 
 
+# A Supabase project ref: lower-case letters and digits (20 on supabase.com; self-hosted platforms vary).
+PROJECT_REF_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+class SupabaseConfig(StrictModel):
+    """The environment's Supabase project, as the Management API knows it: its ref and a token to read it."""
+
+    project_ref: str = Field(description="the project ref: https://supabase.com/dashboard/project/<ref>")
+    access_token: SecretRef = Field(
+        default_factory=lambda: SecretRef(env="SUPABASE_ACCESS_TOKEN"),
+        description="a personal access token or OAuth token (projects:read; projects:write to restart)",
+    )
+    api_url: AnyHttpUrl = Field(default=AnyHttpUrl("https://api.supabase.com"))
+    # The Management API allows ~60 requests a minute per user: answers are cached, shortest while unhealthy.
+    unhealthy_cache_s: Number = Field(default=30.0, ge=5, le=3600)
+    healthy_cache_s: Number = Field(default=300.0, ge=30, le=86_400)
+    # How long a restarting / coming-up project holds the alert before it goes out anyway.
+    transition_hold_s: Number = Field(default=600.0, ge=0, le=7200)
+
+    @field_validator("project_ref")
+    @classmethod
+    def _ref(cls, value: str) -> str:
+        if not PROJECT_REF_RE.fullmatch(value):
+            raise ValueError("a project ref is lower-case letters and digits (dashboard URL: /project/<ref>)")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _https(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        # The token travels in every request: only a loopback test server may see it unencrypted.
+        if value.scheme != "https" and value.host not in LOOPBACK_HOSTS:
+            raise ValueError("must be https (plain http only for a localhost test server)")
+        if value.path not in (None, "", "/") or value.query:
+            raise ValueError("the API's base URL only, e.g. https://api.supabase.com (no path)")
+        return value
+
+    @property
+    def api_base(self) -> str:
+        return str(self.api_url).rstrip("/")
+
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -186,6 +228,8 @@ class EnvironmentConfig(StrictModel):
     authenticator_role: str = "authenticator"
     schema_version: SchemaVersionGuard | None = None
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    # The project's own state from the Supabase Management API (status, service health, PostgREST config).
+    supabase: SupabaseConfig | None = None
 
     @field_validator("exposed_schemas", "api_roles")
     @classmethod

@@ -89,6 +89,7 @@ class SecretRef(StrictModel):
 class EnvSecrets:
     api_key: SecretStr | None
     database_dsn: SecretStr | None
+    supabase_token: SecretStr | None = None  # the Management API token, when `supabase` is configured
 
 
 def resolve_secrets(
@@ -108,6 +109,11 @@ def resolve_secrets(
                 f"environments.{name}.{key}: {ref.describe()} is not set or empty", key=f"environments.{name}.{key}"
             )
         values[key] = secret
+    if env.supabase is not None:
+        key = f"environments.{name}.supabase.access_token"
+        values["supabase_token"] = env.supabase.access_token.read(environ)  # registered with the redaction
+        if values["supabase_token"] is None:
+            raise ConfigError(f"{key}: {env.supabase.access_token.describe()} is not set or empty", key=key)
     return EnvSecrets(**values)
 
 

@@ -196,15 +196,15 @@ def catalog_privilege_findings(role: str, revoked: Sequence[str]) -> list[Findin
     ]
 
 
-def missing_schema_findings(gone: Sequence[str]) -> list[Finding]:
-    """Exposed schemas that no longer exist in the database."""
+def missing_schema_findings(gone: Sequence[str], *, source: str = "db-schemas") -> list[Finding]:
+    """Exposed schemas that no longer exist in the database; `source` names the list that holds them."""
     if not gone:
         return []
     return [
         Finding(
             "missing_schema",
             "exposed schema does not exist",
-            f"db-schemas lists {', '.join(gone)}, which no longer exist(s) in the database "
+            f"{source} lists {', '.join(gone)}, which no longer exist(s) in the database "
             "(dropped or renamed by a migration)",
             f"recreate the schema ({'; '.join(f'CREATE SCHEMA {quote_ident(s)}' for s in gone)}) or remove it from PostgREST's "
             "db-schemas and restart PostgREST; then update exposed_schemas in the pgrst-ops config",

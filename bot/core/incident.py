@@ -18,6 +18,7 @@ from bot.core.diagnosis import Diagnosis
 from bot.core.drift import DriftReport
 from bot.core.incidents import AFTER_RESTART, MONITOR, RECOVERED_BY_ITSELF, ActiveWindow, FlapDetector
 from bot.core.kpi import KpiSample
+from bot.core.project import ProjectState
 from bot.core.records import Incident, Silence
 from bot.core.recovery import Outcome
 from bot.core.report import EnvReport, unreachable
@@ -72,6 +73,8 @@ class EnvState:
     diagnosis: Diagnosis | None = None  # of the last unhealthy check
     drift: DriftReport | None = None  # the last drift check (slow loop)
     schema_version: SchemaVersionReport | None = None
+    project: ProjectState | None = None  # the Supabase project, when configured and asked
+    postgrest_config: str | None = None  # PostgREST's db_schema (Supabase API) differs from exposed_schemas
 
 
 @dataclass
@@ -195,16 +198,21 @@ def restart_asked(*, after_recovery: bool, verdict: Verdict, cause_found: bool) 
 
 
 def hold_reason(
-    silence: Silence | None, window: ActiveWindow | None, network_down_since: datetime | None, now: datetime
+    silence: Silence | None,
+    window: ActiveWindow | None,
+    network_down_since: datetime | None,
+    now: datetime,
+    project_hold: str | None = None,
 ) -> str | None:
-    """Why an alert must not go out now: a silence, a maintenance window, or the bot's own network."""
+    """Why an alert must not go out now: a silence, a maintenance window, the bot's own network, or the
+    Supabase project restarting or coming up (`project_hold`, from bot/core/project.py transition_hold)."""
     if silence is not None and now < silence.until:
         return f"silenced by {silence.actor}: {silence.reason}"
     if window is not None:
         return f"maintenance window: {window.window.reason}"
     if network_down_since is not None:
         return "every environment is unreachable: the bot may have lost its network"
-    return None
+    return project_hold
 
 
 @dataclass(frozen=True)
@@ -226,10 +234,11 @@ def chores(
     network_down_since: datetime | None,
     reminder_interval_s: float,
     now: datetime,
+    project_hold: str | None = None,
 ) -> Chores:
     """Housekeeping after a check: an expired silence no longer holds the alert."""
     expired = silence is not None and now >= silence.until
-    held_by = hold_reason(None if expired else silence, window, network_down_since, now)
+    held_by = hold_reason(None if expired else silence, window, network_down_since, now, project_hold)
     alert = state.alert
     release = alert is not None and alert.held and held_by is None
     remind = False

@@ -18,6 +18,7 @@ class Verdict(StrEnum):
     TIMEOUT = "timeout"
     AUTH_REJECTED = "auth_rejected"
     UNEXPECTED = "unexpected"
+    PROJECT_PAUSED = "project_paused"
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,17 @@ VERDICT_INFO: dict[Verdict, VerdictInfo] = {
         reload_helps=False,
         why_no_reload="PostgREST is not running, so nothing listens for the NOTIFY",
         words="PostgREST down",
+    ),
+    Verdict.PROJECT_PAUSED: VerdictInfo(
+        "❌",
+        0x992D22,
+        9,
+        "The Supabase project is paused: nothing answers until it is restored.",
+        "Restore the project: Restore project in the dashboard, or `POST /v1/projects/<ref>/restore` with a "
+        "token that has projects:write; it takes a few minutes.",
+        reload_helps=False,
+        why_no_reload="the project is paused: PostgREST and its database are not running",
+        words="project paused",
     ),
 }
 

@@ -14,9 +14,10 @@ from typing import Any
 from bot.config import EnvironmentConfig
 from bot.core.diagnosis import Diagnosis, Finding
 from bot.core.incidents import RESOLUTION_TEXT
+from bot.core.project import ProjectState, project_line
 from bot.core.recovery import RecoveryResult
 from bot.core.report import CheckResult, EnvReport
-from bot.core.verdicts import info
+from bot.core.verdicts import Verdict, info
 
 # Discord's embed limits.
 TITLE_MAX = 256
@@ -86,7 +87,11 @@ def failing_checks(checks: tuple[CheckResult, ...], shown: int = FAILING_CHECKS_
 
 
 def no_cause_steps(next_step: str) -> tuple[str, ...]:
-    """The verdict's next step, the restart (once: the verdict's own step may already say it), a re-check."""
+    """The verdict's next step, the restart (once: the verdict's own step may already say it), a re-check.
+
+    A paused project is restored, not restarted: its step says so, and no restart is offered."""
+    if "restore" in next_step.lower():
+        return (next_step.replace("{", "{{").replace("}", "}}"), CHECK_AGAIN_STEP)
     if "restart" in next_step.lower():
         step = next_step.rstrip(". ") + " (Restart project button below)"
         return (step.replace("{", "{{").replace("}", "}}"), CHECK_AGAIN_STEP)
@@ -175,8 +180,10 @@ def build_critical_alert(
     since: datetime | None = None,
     alert_role_id: int | None = None,
     diagnosis: Diagnosis | None = None,
+    project: ProjectState | None = None,
 ) -> dict[str, Any]:
-    """The CRITICAL message: what is wrong, since when, what was tried, and the one thing to do next."""
+    """The CRITICAL message: what is wrong, since when, what was tried, and the one thing to do next; with a
+    Supabase project, its status and service health on one field."""
     diagnosis = diagnosis or (result.diagnosis if result else None)
     verdict = report.verdict
     meta = info(verdict)
@@ -201,7 +208,8 @@ def build_critical_alert(
     else:
         if diagnosis is not None and diagnosis.error:
             fields.append({"name": "Cause", "value": f"unknown: {diagnosis.headline}", "inline": False})
-        steps = numbered_steps(no_cause_steps(meta.next_step.replace("<env>", env_name)), env_name)
+        step = meta.next_step.replace("<env>", env_name).replace("<ref>", project.ref if project else "<ref>")
+        steps = numbered_steps(no_cause_steps(step), env_name)
         fields.append({"name": "Next steps", "value": steps, "inline": False})
     if result is not None and result.refused_by_preflight:
         force = f"`/reload {env_name} force:true` or `pgrst-ops fix --env {env_name} --force`"
@@ -209,12 +217,16 @@ def build_critical_alert(
     if result is not None:
         fields.append({"name": "What was tried", "value": _what_was_tried(result, cause), "inline": False})
     fields.append({"name": "Failing checks", "value": failing_checks(report.checks), "inline": False})
+    supabase = project_line(project)
+    if supabase:
+        fields.append({"name": "Supabase", "value": supabase, "inline": False})
     footer = f"pgrst-ops · {env_name} · {verdict}" + (f" · {report.server_version}" if report.server_version else "")
-    headline = (
-        f"PostgREST {env_name.upper()} is unhealthy ({verdict}): {cause.title}"
-        if cause
-        else f"PostgREST {env_name.upper()} is down: manual restart needed"
-    )
+    if cause:
+        headline = f"PostgREST {env_name.upper()} is unhealthy ({verdict}): {cause.title}"
+    elif verdict is Verdict.PROJECT_PAUSED:
+        headline = f"PostgREST {env_name.upper()} is down: the Supabase project is paused, restore it"
+    else:
+        headline = f"PostgREST {env_name.upper()} is down: manual restart needed"
     payload: dict[str, Any] = {}
     if alert_role_id is not None:
         payload["content"] = clip(f"<@&{alert_role_id}> {headline}", CONTENT_MAX)

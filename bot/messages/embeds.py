@@ -15,7 +15,8 @@ from bot.core.classify import CheckKind
 from bot.core.diagnosis import Diagnosis, Finding
 from bot.core.drift import DriftReport
 from bot.core.incident import EnvState, MonitorHealth
-from bot.core.recovery import Outcome, RecoveryResult
+from bot.core.project import ProjectState, project_line
+from bot.core.recovery import Outcome
 from bot.core.report import CheckResult, EnvReport
 from bot.core.verdicts import Verdict, info, worst
 from bot.messages.alert import (
@@ -166,11 +167,18 @@ def healthy_line(report: EnvReport) -> str:
     return f"{OK} **{report.env.upper()}** healthy{limited} · {report.duration_ms:.0f} ms"
 
 
-def env_block(report: EnvReport, diagnosis: Diagnosis | None = None) -> str:
-    """One environment for /health: a line when healthy; else its failing checks, the cause and the fix."""
+def env_block(report: EnvReport, diagnosis: Diagnosis | None = None, project: ProjectState | None = None) -> str:
+    """One environment for /health: a line when healthy; else its failing checks, the cause and the fix, and
+    the Supabase project's status and services when it was asked."""
     if report.healthy:
         return healthy_line(report)
-    return join_within([*failing_check_lines(report), *problem_lines(report, diagnosis)], FIELD_VALUE_MAX)
+    supabase = project_line(project)
+    lines = [
+        *failing_check_lines(report),
+        *problem_lines(report, diagnosis),
+        *([clip(supabase, LINE_MAX)] if supabase else []),
+    ]
+    return join_within(lines, FIELD_VALUE_MAX)
 
 
 def _healthy_section(reports: Sequence[EnvReport], limit: int) -> str:
@@ -188,7 +196,9 @@ MORE_UNHEALTHY_ROOM = 400  # kept free for the one-line-each list of the unhealt
 
 
 def health_embeds(
-    reports: Sequence[EnvReport], diagnoses: Mapping[str, Diagnosis] | None = None
+    reports: Sequence[EnvReport],
+    diagnoses: Mapping[str, Diagnosis] | None = None,
+    projects: Mapping[str, ProjectState] | None = None,
 ) -> list[dict[str, Any]]:
     """/health as one embed: unhealthy environments first, each with its failing checks, cause and fix; then a
     line per healthy one. Both groups keep the config's order; diagnosed reports replace the probes.
@@ -196,7 +206,7 @@ def health_embeds(
     It always fits one message: with many environments (30 or more) the healthy ones shrink to a list of names,
     and the unhealthy ones that get no block of their own are listed one line each.
     """
-    diagnoses = diagnoses or {}
+    diagnoses, projects = diagnoses or {}, projects or {}
     reports = [diagnoses[r.env].report if r.env in diagnoses else r for r in reports]
     bad = [r for r in reports if not r.healthy]
     good = [r for r in reports if r.healthy]
@@ -212,7 +222,7 @@ def health_embeds(
     fields: list[dict[str, Any]] = []
     for i, report in enumerate(bad):
         block = field(f"{mark(report.verdict)} {report.env.upper()} — {verdict_words(report.verdict)}", "")
-        block["value"] = env_block(report, diagnoses.get(report.env))
+        block["value"] = env_block(report, diagnoses.get(report.env), projects.get(report.env))
         room = MORE_UNHEALTHY_ROOM if i < len(bad) - 1 else 0
         if len(fields) >= FIELDS_MAX - 1 or field_size(block) + room > left:
             break
@@ -257,6 +267,11 @@ def status_block(state: EnvState, reloads_in_window: int = 0) -> list[str]:
         lines.append(clip(f"last reload {rel(r.at)} by {r.actor}: {r.outcome}{tth}{why}", LINE_MAX))
         if r.kpis:
             lines.append("KPIs: " + " · ".join(k.line() for k in r.kpis))
+    supabase = project_line(state.project)
+    if supabase:
+        lines.append(clip(supabase, LINE_MAX))
+    if state.postgrest_config:
+        lines.append(clip(f"{WARNING} {state.postgrest_config}", LINE_MAX))
     if state.drift is not None:
         drift_mark = DRIFT_MARKS[str(state.drift.status)][0]
         lines.append(clip(f"{drift_mark} drift {rel(state.drift.checked_at)}: {state.drift.summary}", LINE_MAX))
@@ -286,6 +301,7 @@ def _quiet(state: EnvState) -> bool:
         and state.alert is None
         and (state.drift is None or state.drift.in_sync)
         and (state.schema_version is None or state.schema_version.compatible)
+        and state.postgrest_config is None
     )
 
 
@@ -354,71 +370,6 @@ def _compacted(states: Sequence[EnvState], fields: list[dict[str, Any]], budget:
         name = f"{OK} {len(quiet)} healthy"
         kept.append(field(name, names_within(quiet, QUIET_NAMES_ROOM - len(name))))
     return kept
-
-
-def reload_embed(
-    env: str, lines: Sequence[str], *, result: RecoveryResult | None, actor: str, interrupted: str | None = None
-) -> dict[str, Any]:
-    """The /reload message: live progress lines, then the outcome with the cause and fix once, and an audit line.
-
-    `lines` are the progress lines (replies.reload_lines); with `interrupted`, what a shutdown cut short.
-    """
-    env_shown = env.upper()
-    if interrupted is not None:
-        at = datetime.now(UTC)
-        stopped: dict[str, Any] = {
-            "title": f"{WARNING} {env_shown} reload {interrupted}",
-            "description": join_within([*lines[-14:], f"{WARNING} {interrupted}"], DESCRIPTION_MAX),
-            "color": info(Verdict.SCHEMA_CACHE_UNAVAILABLE).colour,
-            "fields": [field("Audit", f"{actor} · {env} · {interrupted} · {at:%Y-%m-%d %H:%M:%S} UTC")],
-            "timestamp": at.isoformat(),
-        }
-        return fit_embed(stopped)
-    if result is None:
-        title, colour = f"Reloading {env_shown} schema cache…", NEUTRAL_COLOUR
-    elif result.outcome is Outcome.RECOVERED:
-        title, colour = (
-            f"{OK} {env_shown} healthy after {result.time_to_healthy_ms:.0f} ms",
-            info(Verdict.HEALTHY).colour,
-        )
-    elif result.outcome is Outcome.ALREADY_HEALTHY:
-        title, colour = f"{OK} {env_shown} already healthy: no reload sent", info(Verdict.HEALTHY).colour
-    else:
-        title = f"{FAILED} {env_shown} escalated: {verdict_words(result.verdict_after)}"
-        colour = info(Verdict.SCHEMA_CACHE_UNAVAILABLE).colour
-    embed: dict[str, Any] = {"title": title, "description": join_within(lines[-15:], DESCRIPTION_MAX), "color": colour}
-    if result is not None:
-        fields = []
-        if result.outcome is Outcome.ESCALATED:
-            fields += _problem_fields(result)
-        if result.kpis:
-            fields.append(field("KPIs", "\n".join(k.line() for k in result.kpis)))
-        audit = f"{actor} · {env} · {result.outcome} · {result.finished_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-        if result.forced:
-            audit += " · forced despite the pre-flight findings"
-        fields.append(field("Audit", audit))
-        embed["fields"] = fields
-        embed["timestamp"] = result.finished_at.isoformat()
-    return fit_embed(embed)
-
-
-def escalation_cause(result: RecoveryResult) -> Finding | None:
-    """The cause an escalated /reload shows with its fix: the pre-flight's blocker when it refused the reload."""
-    diagnosis = result.diagnosis
-    if result.outcome is not Outcome.ESCALATED or diagnosis is None:
-        return None
-    if result.refused_by_preflight and diagnosis.blockers:
-        return diagnosis.blockers[0]
-    return diagnosis.cause
-
-
-def _problem_fields(result: RecoveryResult) -> list[dict[str, Any]]:
-    """An escalation's cause and fix, once."""
-    fields = []
-    for line in problem_lines(result.report_after, result.diagnosis, main=escalation_cause(result)):
-        label, _, text = line.removeprefix("**").partition(":** ")
-        fields.append(field(label, text))
-    return fields
 
 
 DRIFT_MARKS = {"in_sync": (OK, 0x2ECC71), "stale": (WARNING, 0xF1C40F), "unknown": (WARNING, NEUTRAL_COLOUR)}

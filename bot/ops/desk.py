@@ -25,6 +25,7 @@ from bot.core.incident import (
     unreachable_everywhere,
 )
 from bot.core.incidents import CLI, MONITOR, RELOAD, active_window
+from bot.core.project import transition_hold
 from bot.core.records import Silence
 from bot.core.recovery import RecoveryResult
 from bot.core.report import EnvReport, unreachable
@@ -50,7 +51,13 @@ class IncidentDesk(IncidentLog):
     def hold_reason(self, name: str) -> str | None:
         now = self.now()
         window = active_window(self.targets[name].config.maintenance, now)
-        return hold_reason(self.silences.get(name), window, self.network_down_since, now)
+        return hold_reason(self.silences.get(name), window, self.network_down_since, now, self.project_hold(name))
+
+    def project_hold(self, name: str) -> str | None:
+        """A restarting or coming-up Supabase project holds the alert until it is up or the deadline passes."""
+        supabase = self.targets[name].config.supabase
+        hold_s = supabase.transition_hold_s if supabase is not None else 0.0
+        return transition_hold(self.states[name].project, self.now(), hold_s)
 
     async def open_alert(
         self, name: str, report: EnvReport, result: RecoveryResult | None, *, diagnosis: Diagnosis | None = None
@@ -69,6 +76,7 @@ class IncidentDesk(IncidentLog):
             since=since,
             alert_role_id=self.settings.alert_route(name).mention_id,
             diagnosis=diagnosis,
+            project=state.project,
         )
         found = diagnosis or (result.diagnosis if result is not None else None)
         # Marked open before any await: a concurrent check must not post a second one.
@@ -223,6 +231,7 @@ class IncidentDesk(IncidentLog):
             network_down_since=self.network_down_since,
             reminder_interval_s=self.settings.incidents.reminder_interval_s,
             now=now,
+            project_hold=self.project_hold(name),
         )
         if due.silence_expired and silence is not None:
             del self.silences[name]

@@ -33,6 +33,7 @@ from bot.ops.monitor import Monitor, open_summary
 from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober
 from bot.store import IncidentStore, open_store
+from bot.supabase.watch import ProjectWatch
 
 log = logging.getLogger("pgrst_ops")
 
@@ -80,6 +81,7 @@ class Ops:
     autostart_monitor: bool = True  # tests drive the monitor's checks by hand
     roles: RoleIds | None = None  # resolved at start (setup_hook); every check fails closed until then
     inflight: InFlight = field(default_factory=InFlight)  # changing actions running now (for a clean stop)
+    projects: ProjectWatch | None = None  # the Supabase Management API's view of each project
 
     @property
     def store(self) -> IncidentStore | None:
@@ -118,7 +120,7 @@ class Ops:
             targets = [self.targets[env]]
         else:
             return None
-        return await check_environments(self.prober, targets, self.settings.recovery)
+        return await check_environments(self.prober, targets, self.settings.recovery, self.projects)
 
     async def drift(self, env: str) -> DriftReport:
         rec = self.settings.recovery

@@ -23,16 +23,17 @@ from bot.core.incidents import MANUAL_RELOAD, RECOVERED_BY_ITSELF, FlapDetector
 from bot.core.records import Silence
 from bot.core.recovery import Outcome, RecoveryResult, StepListener
 from bot.core.report import EnvReport
-from bot.core.verdicts import info
+from bot.core.verdicts import Verdict, info
 from bot.delivery.guard import StoreGuard
 from bot.delivery.sink import AlertSink
 from bot.observe import AUTO_RECOVERED, Metrics
-from bot.ops.check import diagnose_failure
+from bot.ops.check import config_note, diagnose_failure, served_schemas, with_project
 from bot.ops.desk import IncidentDesk
 from bot.ops.drift_watch import DriftWatch
 from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober
 from bot.store import IncidentStore
+from bot.supabase.watch import ProjectWatch
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,10 @@ class Monitor:
         store: IncidentStore | None = None,
         guard: StoreGuard | None = None,
         metrics: Metrics | None = None,
+        projects: ProjectWatch | None = None,
     ) -> None:
         self.prober = prober
+        self.projects = projects  # the Supabase Management API's view of each project (None: none configured)
         self.operator = operator
         cfg = settings.incidents
         states = {t.name: EnvState(t.name, flaps=FlapDetector(cfg.flap_flips, cfg.flap_window_s)) for t in targets}
@@ -218,7 +221,10 @@ class Monitor:
             self.health.last_sweep_at = datetime.now(UTC)
             self.health.last_sweep_ms = (time.perf_counter() - started) * 1000
             state = self.states[name]
-            state.diagnosis = await self._diagnose(name, report)
+            report, state.project = await with_project(self.projects, self.targets[name], report)
+            state.postgrest_config = await config_note(self.projects, self.targets[name])
+            paused = report.verdict is Verdict.PROJECT_PAUSED  # nothing runs: no catalog to read
+            state.diagnosis = None if paused else await self._diagnose(name, report)
             if state.diagnosis is not None:
                 report = state.diagnosis.report  # stale confirmed, or missing / not granted
             self._record(state, report)
@@ -239,12 +245,14 @@ class Monitor:
             return state
 
     async def _diagnose(self, name: str, report: EnvReport) -> Diagnosis | None:
+        served = [] if report.healthy else await served_schemas(self.projects, self.targets[name])
         return await diagnose_failure(
             self.targets[name],
             report,
             self.settings.recovery,
             measured_reload_ms=self.operator.measured_reload_ms(name),
             skip_unreachable=True,
+            served_schemas=served,
         )
 
     def _record(self, state: EnvState, report: EnvReport) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -224,12 +225,18 @@ async def _catalog_privilege_findings(conn: asyncpg.Connection, target: Target) 
     return catalog_privilege_findings(role, [r["t"] for r in rows])
 
 
-async def _schema_findings(conn: asyncpg.Connection, target: Target) -> list[Finding]:
-    rows = await conn.fetch(
-        "select s from unnest($1::text[]) s where not exists (select 1 from pg_namespace where nspname = s)",
-        target.config.exposed_schemas,
-    )
-    return missing_schema_findings([r["s"] for r in rows])
+_MISSING_SCHEMAS_SQL = (
+    "select s from unnest($1::text[]) s where not exists (select 1 from pg_namespace where nspname = s)"
+)
+
+
+async def _schema_findings(conn: asyncpg.Connection, target: Target, served: Sequence[str] = ()) -> list[Finding]:
+    rows = await conn.fetch(_MISSING_SCHEMAS_SQL, target.config.exposed_schemas)
+    findings = missing_schema_findings([r["s"] for r in rows])
+    if served:  # PostgREST's own db_schema (Supabase Management API) names schemas the config does not
+        rows = await conn.fetch(_MISSING_SCHEMAS_SQL, list(served))
+        findings += missing_schema_findings([r["s"] for r in rows], source="PostgREST's db_schema (Supabase API)")
+    return findings
 
 
 _LOCK_WAIT_SQL = f"""
@@ -311,7 +318,12 @@ async def refine_with(conn: asyncpg.Connection, target: Target, report: EnvRepor
 
 
 async def diagnose_with(
-    conn: asyncpg.Connection, target: Target, report: EnvReport, *, measured_reload_ms: float | None = None
+    conn: asyncpg.Connection,
+    target: Target,
+    report: EnvReport,
+    *,
+    measured_reload_ms: float | None = None,
+    served_schemas: Sequence[str] = (),
 ) -> Diagnosis:
     """Everything the catalog can tell about an unhealthy (or about to be reloaded) environment.
 
@@ -324,7 +336,7 @@ async def diagnose_with(
     causes = await _role_setting_findings(conn, target, cache_down, refined, measured_reload_ms)
     causes += await _catalog_privilege_findings(conn, target)
     causes += await _lock_findings(conn, target)
-    causes += await _schema_findings(conn, target)
+    causes += await _schema_findings(conn, target, served_schemas)
     causes += await _connection_findings(conn, target, refined)
     config = target.config
     listener = await listener_status(conn, config.notify_channel, config.authenticator_role)
@@ -342,8 +354,11 @@ async def diagnose(
     connect_timeout: float,
     command_timeout: float,
     measured_reload_ms: float | None = None,
+    served_schemas: Sequence[str] = (),
 ) -> Diagnosis:
-    """Open a connection with timeouts and diagnose; never raises for database trouble."""
+    """Open a connection with timeouts and diagnose; never raises for database trouble.
+
+    `served_schemas`: schemas PostgREST serves (per the Supabase Management API) beyond exposed_schemas."""
     dsn = target.secrets.database_dsn
     if dsn is None:
         return Diagnosis(target.name, report, error="no database DSN configured: cannot read the catalog")
@@ -351,7 +366,9 @@ async def diagnose(
     try:
         async with asyncio.timeout(budget_s):
             async with connect(dsn, connect_timeout=connect_timeout, command_timeout=command_timeout) as conn:
-                return await diagnose_with(conn, target, report, measured_reload_ms=measured_reload_ms)
+                return await diagnose_with(
+                    conn, target, report, measured_reload_ms=measured_reload_ms, served_schemas=served_schemas
+                )
     except DatabaseError as err:
         return Diagnosis(target.name, report, error=str(err))
     except TimeoutError:

@@ -10,6 +10,7 @@ import pytest
 
 from bot.core.classify import CheckKind
 from bot.core.incidents import RECOVERED_BY_ITSELF
+from bot.core.project import ProjectState, ServiceHealth, refine
 from bot.core.report import CheckResult, summarise
 from bot.core.verdicts import Verdict
 from bot.messages.alert import (
@@ -171,3 +172,51 @@ def test_console_shows_discord_timestamps_in_utc():
 
     text = payload_text({"content": "down since <t:1700000000:R>", "embeds": [{"description": "at <t:1700000060>"}]})
     assert text == "down since 2023-11-14 22:13:20 UTC\nat 2023-11-14 22:14:20 UTC"
+
+
+def test_the_supabase_line_is_one_field_and_the_alert_still_fits() -> None:
+    long_error = "connection to server at 10.0.0.1 failed: " + "timeout expired " * 30
+    project = ProjectState(
+        "abcdefghijklmnopqrst",
+        "ACTIVE_UNHEALTHY",
+        (
+            ServiceHealth("rest", False, "UNHEALTHY", long_error),
+            ServiceHealth("db", False, "UNHEALTHY", long_error),
+            ServiceHealth("pooler", True, "ACTIVE_HEALTHY"),
+        ),
+        error="service health unknown: " + long_error,
+    )
+    for scenario in message_samples.scenarios():  # the largest alerts there are, each with the line added
+        inputs = message_samples.scenarios()[scenario]
+        without = build_critical_alert(
+            "prod",
+            message_samples.env_config(),
+            inputs["report"],
+            result=inputs["result"],
+            diagnosis=inputs["diagnosis"],
+        )
+        payload = build_critical_alert(
+            "prod",
+            message_samples.env_config(),
+            inputs["report"],
+            result=inputs["result"],
+            diagnosis=inputs["diagnosis"],
+            project=project,
+        )
+        (embed,) = payload["embeds"]
+        assert len(embed["fields"]) == len(without["embeds"][0]["fields"]) + 1 <= ALERT_FIELDS_MAX
+        assert payload_chars(payload) <= ALERT_CHARS_MAX
+        (line,) = [f["value"] for f in embed["fields"] if f["name"] == "Supabase"]
+        assert line.startswith("❌ Supabase project ACTIVE_UNHEALTHY · ❌ rest UNHEALTHY · ❌ db UNHEALTHY · ✅ pooler")
+        assert "\n" not in line
+
+
+def test_a_paused_project_is_restored_not_restarted() -> None:
+    project = ProjectState("abcdefghijklmnopqrst", "INACTIVE")
+    report = refine(message_samples.down(), project)
+    assert report.verdict == "project_paused"
+    payload = build_critical_alert("prod", message_samples.env_config(), report, project=project)
+    (steps,) = [f["value"] for f in payload["embeds"][0]["fields"] if f["name"] == "Next steps"]
+    assert steps.splitlines()[0].startswith("1. Restore the project")
+    assert "POST /v1/projects/abcdefghijklmnopqrst/restore" in steps and "restart" not in steps.lower()
+    assert payload["content"] == "PostgREST PROD is down: the Supabase project is paused, restore it"

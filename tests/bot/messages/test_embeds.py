@@ -14,7 +14,8 @@ from bot.core.recovery import StepKind
 from bot.core.report import CheckResult, summarise
 from bot.core.verdicts import Verdict
 from bot.messages.alert import clip, embed_size
-from bot.messages.embeds import health_embeds, reload_embed, status_embed
+from bot.messages.embeds import health_embeds, status_embed
+from bot.messages.reload import reload_embed
 from bot.messages.replies import reload_lines, retry_outcome, with_status_extras
 from scripts import command_samples as x
 

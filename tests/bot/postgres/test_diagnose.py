@@ -356,3 +356,17 @@ async def test_listen_pattern_matches_that_channel_and_no_other_in_postgresql(pg
         assert not await listens('LISTEN "pgXrst"')  # a dot in a channel name is a dot, not any character
     finally:
         await conn.close()
+
+
+async def test_a_schema_postgrest_serves_per_the_supabase_api_that_does_not_exist_is_named(make_stack):
+    stack = make_stack()
+    settings = build_settings({"env": stack.env_config(probe_tables=["orders"])})
+    (target,) = targets_for(settings, stack.env_vars, need_dsn=True)
+    async with make_http_client() as client:
+        report = await Prober(client).probe(target)
+    diagnosis = await diagnose(target, report, connect_timeout=3, command_timeout=5, served_schemas=["gone"])
+    (finding,) = [f for f in diagnosis.findings if f.cause == "missing_schema"]
+    assert finding.evidence.startswith("PostgREST's db_schema (Supabase API) lists gone")
+    assert "CREATE SCHEMA gone" in finding.fix
+    plain = await diagnose(target, report, connect_timeout=3, command_timeout=5)
+    assert "missing_schema" not in causes(plain)  # exposed_schemas alone: public exists
