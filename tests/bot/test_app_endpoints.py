@@ -8,29 +8,13 @@ import os
 import re
 import signal
 import socket
-import sys
 
-import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import write_config
+from tests.support.localhttp import get, start_bot, until
 
 ADDRESS_RE = re.compile(r"metrics and health endpoints on http://127\.0\.0\.1:(\d+) ")
-
-
-async def get(port: int, path: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as resp:
-        return resp.status, await resp.text()
-
-
-async def until(fetch, ok):
-    """Ask again (an HTTP endpoint has no event to wait on) until `ok(answer)`, for up to 10 s; that answer."""
-    async with asyncio.timeout(10):
-        while True:
-            answer = await fetch()
-            if ok(answer):
-                return answer
-            await asyncio.sleep(0.05)
 
 
 def healthy_checks(text: str) -> float:
@@ -51,16 +35,7 @@ async def start_console(tmp_path, stack, port: int) -> asyncio.subprocess.Proces
         metrics={"host": "127.0.0.1", "port": port},
     )
     env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"} | stack.env_vars
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    return await start_bot(config, env=env, stdout=asyncio.subprocess.DEVNULL)
 
 
 async def test_console_mode_serves_the_endpoints_and_closes_the_port_on_sigterm(make_stack, tmp_path):

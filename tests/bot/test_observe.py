@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from bot.core.incident import EnvState, OpenAlert
 from bot.core.recovery import Outcome
 from bot.core.verdicts import Verdict
 from bot.observe import CRITICAL, REMINDER, RESOLVED, Metrics, status_label
+from tests.support.prom import Samples, samples_of, value
 
 
-def scrape(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample by (name, sorted labels), parsed from the exposition Prometheus would scrape."""
-    text = metrics.exposition().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
+def scrape(metrics: Metrics) -> Samples:
+    """Every sample, parsed from the exposition Prometheus would scrape."""
+    return samples_of(metrics.exposition().decode())
 
 
 def test_every_environment_starts_at_zero_so_rates_and_alert_rules_see_it():

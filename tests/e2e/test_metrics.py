@@ -3,47 +3,23 @@ PostgREST and PostgreSQL, scraped over HTTP and read with Prometheus' own parser
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
-import aiohttp
 import discord
-from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import serve_bot
 from tests.e2e.conftest import running_bot
+from tests.support.localhttp import get, until
+from tests.support.prom import Samples, samples_of, value
 
 STALE_TABLE = "CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;"
 LISTEN = {"host": "127.0.0.1", "port": 0}  # any free port: the listener says which
 
 
-async def get(port: int, path: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as resp:
-        return resp.status, await resp.text()
-
-
-async def until(fetch, ok):
-    """Ask again (an HTTP endpoint has no event to wait on) until `ok(answer)`, for up to 10 s; that answer."""
-    async with asyncio.timeout(10):
-        while True:
-            answer = await fetch()
-            if ok(answer):
-                return answer
-            await asyncio.sleep(0.05)
-
-
-async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+async def scrape(port: int) -> Samples:
     status, text = await get(port, "/metrics")
     assert status == 200
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
+    return samples_of(text)
 
 
 async def test_an_outage_shows_in_the_verdict_probe_time_alerts_and_open_incidents(fake, make_stack):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import write_config
+from tests.support.localhttp import start_bot
 from tests.support.pgstack import free_port
 
 ANSI = "\x1b["
@@ -69,20 +70,6 @@ async def stop(proc: asyncio.subprocess.Process) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
-
-
-async def start_bot(config: Path, *args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "--config",
-        str(config),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
 
 
 async def test_first_check_prints_every_verdict_at_start_in_plain_text(make_stack, tmp_path):
