@@ -104,6 +104,18 @@ class RecoveryResult:
         }
 
 
+# A reason names its cause by appending ". Cause: <headline>"; messages that show the cause on its own cut it off.
+CAUSE_IN_REASON = ". Cause: "
+
+
+def reason_without_cause(reason: str, findings: Sequence[Finding] = ()) -> str:
+    """A reason without the diagnosis appended to it, and the findings it quotes named by their title only."""
+    reason = reason.split(CAUSE_IN_REASON, 1)[0]
+    for finding in findings:
+        reason = reason.replace(finding.line(), finding.title)
+    return reason
+
+
 # -- whether to reload ----------------------------------------------------------------------------
 def no_reload_reason(report: EnvReport, diagnosis: Diagnosis | None = None) -> str | None:
     """Why a reload cannot help this (refined) report, or None when it can; the cause found, if any."""
@@ -112,7 +124,7 @@ def no_reload_reason(report: EnvReport, diagnosis: Diagnosis | None = None) -> s
         return None
     reason = f"{report.verdict}: a reload cannot help ({meta.why_no_reload})"
     if diagnosis is not None and diagnosis.findings:
-        reason += f". Cause: {diagnosis.headline}"
+        reason += f"{CAUSE_IN_REASON}{diagnosis.headline}"
     return reason
 
 
@@ -346,7 +358,7 @@ def explain_escalation(result: RecoveryResult, after: Diagnosis, channel: str) -
         after = dataclasses.replace(after, findings=(not_applied_finding(channel, after), *after.findings))
     reason = result.reason or ""
     if after.findings:
-        reason += f". Cause: {after.headline}"
+        reason += f"{CAUSE_IN_REASON}{after.headline}"
     return dataclasses.replace(result, diagnosis=after, reason=reason, report_after=after.report)
 
 

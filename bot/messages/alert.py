@@ -15,7 +15,7 @@ from bot.config import EnvironmentConfig
 from bot.core.diagnosis import Diagnosis, Finding
 from bot.core.incidents import RESOLUTION_TEXT
 from bot.core.project import ProjectState, project_line
-from bot.core.recovery import RecoveryResult
+from bot.core.recovery import RecoveryResult, reason_without_cause
 from bot.core.report import CheckResult, EnvReport
 from bot.core.verdicts import Verdict, info
 
@@ -164,7 +164,7 @@ def _what_was_tried(result: RecoveryResult, cause: Finding | None) -> str:
         if result.notify_ms is not None
         else "no NOTIFY sent"
     )
-    reason = (result.reason or "").split(". Cause: ")[0]  # the cause has its own field
+    reason = reason_without_cause(result.reason or "")  # the cause has its own field
     why_not = info(result.verdict_after).why_no_reload
     if (cause is not None and (cause.fix in reason or cause.evidence in reason)) or (why_not and why_not in reason):
         reason = ""  # already said: in the cause's fields, or in the status line

@@ -16,7 +16,7 @@ from bot.core.diagnosis import Diagnosis, Finding
 from bot.core.drift import DriftReport
 from bot.core.incident import EnvState, MonitorHealth
 from bot.core.project import ProjectState, project_line
-from bot.core.recovery import Outcome
+from bot.core.recovery import Outcome, reason_without_cause
 from bot.core.report import CheckResult, EnvReport
 from bot.core.verdicts import Verdict, info, worst
 from bot.messages.alert import (
@@ -37,11 +37,6 @@ OK, FAILED, WARNING = "✅", "❌", "⚠️"
 # (/status's open incidents, a later line per environment such as where it alerts).
 MESSAGE_BUDGET = EMBED_TOTAL_MAX - 300
 LINE_MAX = 400  # one cause, fix or reason line: enough for an ALTER ROLE, short enough to read at a glance
-
-
-# bot/core/recovery.py appends the diagnosis to a reason as ". Cause: <headline>". These messages show the
-# cause once on its own, so a reason is shown without it.
-CAUSE_IN_REASON = ". Cause: "
 
 
 def verdict_words(verdict: Verdict) -> str:
@@ -95,14 +90,6 @@ def field_size(f: Mapping[str, Any]) -> int:
 
 def rel(ts: datetime | None) -> str:
     return f"<t:{int(ts.timestamp())}:R>" if ts else "never"
-
-
-def reason_without_cause(reason: str, findings: Sequence[Finding] = ()) -> str:
-    """A reason without the diagnosis appended to it, and the findings it quotes named by their title only."""
-    reason = reason.split(CAUSE_IN_REASON, 1)[0]
-    for finding in findings:
-        reason = reason.replace(finding.line(), finding.title)
-    return reason
 
 
 def cause_text(finding: Finding) -> str:

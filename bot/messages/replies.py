@@ -11,9 +11,9 @@ from typing import Any
 
 from bot.core.diagnosis import Finding
 from bot.core.records import AuditEntry
-from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind
+from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, reason_without_cause
 from bot.messages.alert import FIELDS_MAX, clip, fit_embed, format_duration
-from bot.messages.embeds import FAILED, LINE_MAX, OK, WARNING, join_within, reason_without_cause, verdict_words
+from bot.messages.embeds import FAILED, LINE_MAX, OK, WARNING, join_within, verdict_words
 from bot.messages.reload import escalation_cause
 
 # The operator's step messages (bot/ops/recovery.py) that carry a diagnosis or a reason.

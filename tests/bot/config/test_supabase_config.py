@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
 import pytest
 
@@ -11,7 +12,7 @@ from bot.config.loading import load_settings
 from bot.redact import RedactingFilter, scrub
 from tests.conftest import build_settings, write_config
 
-TOKEN = "sbp_0123456789abcdef0123456789abcdef01234567"
+TOKEN = "sbp_" + secrets.token_hex(20)  # the shape of a personal access token, made up at run time
 
 
 def env(**supabase):
