@@ -27,6 +27,7 @@ from bot.core.recovery import (
 )
 from bot.core.report import CheckResult, EnvReport, summarise
 from bot.core.verdicts import Verdict
+from scripts.message_samples import statement_timeout_finding
 
 NOW = datetime(2026, 12, 2, 1, 50, tzinfo=UTC)
 PGRST002 = "Could not query the database for the schema cache. Retrying."
@@ -124,15 +125,8 @@ def stale_report(env: str = "dev") -> EnvReport:
     return summarise(env, checks, NOW, 40.0)
 
 
-ROLE_SETTING = Finding(
-    "role_setting",
-    "statement_timeout too low for authenticator",
-    "pg_db_role_setting sets statement_timeout=1ms for role authenticator, within 3× of the ~180 ms a schema "
-    "reload takes here (estimated) (applied: it is why the schema cache cannot load)",
-    '`ALTER ROLE "authenticator" IN DATABASE "postgres" RESET statement_timeout;` (or SET it to at least 8s, '
-    "Supabase's default); PostgREST then recovers by itself within a second",
-    blocks_reload=True,
-)
+# From the real rule (not a copy of its wording): the finding a 1 ms statement_timeout gives.
+ROLE_SETTING = statement_timeout_finding(pgrst002_report(), estimate_ms=180.0)
 LOCK_HELD = Finding(
     "lock_held",
     "a migration holds an exclusive lock",

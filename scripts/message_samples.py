@@ -13,7 +13,7 @@ from typing import Any
 from bot.config import EnvironmentConfig
 from bot.core.causes import RoleSetting, listener_findings, role_setting_findings
 from bot.core.classify import CheckKind
-from bot.core.diagnosis import Diagnosis
+from bot.core.diagnosis import Diagnosis, Finding
 from bot.core.listener import ListenerState, ListenerStatus
 from bot.core.recovery import Outcome, RecoveryResult, no_reload_reason, preflight_refusal
 from bot.core.report import CheckResult, EnvReport, summarise
@@ -118,20 +118,25 @@ def down(env: str = "prod") -> EnvReport:
     )
 
 
-def statement_timeout_diagnosis(env: str = "prod") -> Diagnosis:
-    """PGRST002 because the authenticator's statement_timeout is 1 ms: the cause the runbook names first."""
-    seen = pgrst002(env)
+def statement_timeout_finding(seen: EnvReport, estimate_ms: float = 140.0) -> Finding:
+    """What the real rule says of a 1 ms statement_timeout set for the authenticator in this database."""
     settings = {"statement_timeout": RoleSetting("1ms", per_role=True, per_database=True)}
-    findings = role_setting_findings(
+    (finding,) = role_setting_findings(
         settings,
         seen,
         role="authenticator",
         database="postgres",
         cache_down=True,
-        estimate_ms=140.0,
+        estimate_ms=estimate_ms,
         measured_reload_ms=None,
     )
-    return Diagnosis(env, seen, tuple(findings))
+    return finding
+
+
+def statement_timeout_diagnosis(env: str = "prod") -> Diagnosis:
+    """PGRST002 because the authenticator's statement_timeout is 1 ms: the cause the runbook names first."""
+    seen = pgrst002(env)
+    return Diagnosis(env, seen, (statement_timeout_finding(seen),))
 
 
 def no_listener_diagnosis(env: str = "prod") -> Diagnosis:
