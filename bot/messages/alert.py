@@ -86,16 +86,16 @@ def failing_checks(checks: tuple[CheckResult, ...], shown: int = FAILING_CHECKS_
     return "\n".join(lines) or "no checks ran"
 
 
-def no_cause_steps(next_step: str) -> tuple[str, ...]:
+def no_cause_steps(next_step: str, env: str) -> list[str]:
     """The verdict's next step, the restart (once: the verdict's own step may already say it), a re-check.
 
     A paused project is restored, not restarted: its step says so, and no restart is offered."""
+    check_again = CHECK_AGAIN_STEP.format(env=env)
     if "restore" in next_step.lower():
-        return (next_step.replace("{", "{{").replace("}", "}}"), CHECK_AGAIN_STEP)
+        return [next_step, check_again]
     if "restart" in next_step.lower():
-        step = next_step.rstrip(". ") + " (Restart project button below)"
-        return (step.replace("{", "{{").replace("}", "}}"), CHECK_AGAIN_STEP)
-    return (next_step.replace("{", "{{").replace("}", "}}"), RESTART_STEP, CHECK_AGAIN_STEP)
+        return [next_step.rstrip(". ") + " (Restart project button below)", check_again]
+    return [next_step, RESTART_STEP, check_again]
 
 
 def numbered_steps(steps: tuple[str, ...], env: str) -> str:
@@ -209,7 +209,7 @@ def build_critical_alert(
         if diagnosis is not None and diagnosis.error:
             fields.append({"name": "Cause", "value": f"unknown: {diagnosis.headline}", "inline": False})
         step = meta.next_step.replace("<env>", env_name).replace("<ref>", project.ref if project else "<ref>")
-        steps = numbered_steps(no_cause_steps(step), env_name)
+        steps = "\n".join(f"{i}. {line}" for i, line in enumerate(no_cause_steps(step, env_name), 1))
         fields.append({"name": "Next steps", "value": steps, "inline": False})
     if result is not None and result.refused_by_preflight:
         force = f"`/reload {env_name} force:true` or `pgrst-ops fix --env {env_name} --force`"
