@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
 from bot.config.environment import EnvironmentConfig, KpiThresholds
 from bot.config.errors import ConfigError, shown_value
 from bot.config.fields import DAY_S, NO_PING, Count, Number, RoleRef, Snowflake, StrictModel, off_or_an_interval
-from bot.config.secrets import EnvSecrets, SecretRef, resolve_secrets
+from bot.config.secrets import INLINE_SECRET_HINT, EnvSecrets, SecretRef, resolve_secrets
 
 # Not starting with '-': `--env -h` would be read as an option, so such an environment could never be selected.
 ENV_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
@@ -91,8 +92,12 @@ class MonitorConfig(StrictModel):
 class IncidentsConfig(StrictModel):
     """The incident store, reminders, silences, flap suppression and the outbox."""
 
-    # SQLite file (created with its directory); ":memory:" keeps nothing across restarts.
-    store_path: str = "pgrst-ops.db"
+    # Where incidents live: an SQLite file (created with its directory; ":memory:" keeps nothing across restarts),
+    # or a PostgreSQL DSN by reference ({env: VARIABLE} or {file: PATH}), which replicas share.
+    store: str | SecretRef = "pgrst-ops.db"
+    lease_s: Number = Field(
+        default=15.0, ge=2, le=600, description="with a PostgreSQL store: how soon a standby takes over a dead leader"
+    )
     reminder_interval_s: Number = Field(default=1800.0, ge=0, le=DAY_S, description="0 = no reminders, else >= 1 s")
     silence_button_s: Number = Field(default=3600.0, ge=60, le=30 * DAY_S)
     max_silence_s: Number = Field(default=7 * DAY_S, ge=60, le=30 * DAY_S)
@@ -107,6 +112,34 @@ class IncidentsConfig(StrictModel):
     @classmethod
     def _off_or_an_interval(cls, value: float) -> float:
         return off_or_an_interval(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _store_path_is_store(cls, data: Any) -> Any:
+        """`store_path` (older configs) is `store` as an SQLite path."""
+        if isinstance(data, dict) and "store_path" in data:
+            if "store" in data:
+                raise ValueError("give either store (new) or store_path (older name), not both")
+            data = {("store" if k == "store_path" else k): v for k, v in data.items()}
+        return data
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _no_inline_dsn(cls, value: Any) -> Any:
+        # Never quote it: a DSN written here carries its password.
+        if isinstance(value, str) and ("://" in value or "password=" in value.lower() or "host=" in value.lower()):
+            raise ValueError(f"a PostgreSQL store is named by reference; {INLINE_SECRET_HINT}")
+        return value
+
+    @property
+    def store_path(self) -> str:
+        """The SQLite file ('' when the store is PostgreSQL)."""
+        return self.store if isinstance(self.store, str) else ""
+
+    @property
+    def store_dsn(self) -> SecretRef | None:
+        """The PostgreSQL store's DSN reference (None: SQLite)."""
+        return self.store if isinstance(self.store, SecretRef) else None
 
     @model_validator(mode="after")
     def _button_within_the_limit(self) -> IncidentsConfig:
