@@ -2,8 +2,8 @@
 
 The buttons are bot.chat.views.IncidentButton (the incident id is in the custom id, the rest in the store), so
 they work after the bot restarts. They apply the checks of the command each stands for (bot.chat.checks):
-Acknowledge and Silence 1h those of /silence (ops role), Retry reload those of /reload (the environment's
-reload role).
+Acknowledge and Silence 1h those of /silence (ops role), Retry reload and Restart project those of /reload
+and /restart (the environment's reload role).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from bot.chat.views import IncidentButton
 from bot.messages import replies
 from bot.messages.incidents import incidents_embed
 from bot.ops.facade import Interrupted
+from cogs.restart import BUTTON, open_restart
 
 
 def who(interaction: discord.Interaction) -> str:
@@ -47,9 +48,10 @@ class AlertButton(IncidentButton):
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         """Exactly the checks of the command the button stands for (before anything is looked up)."""
-        if self.action == "retry":
+        if self.action in ("retry", "restart"):
             env = services(interaction).incident_env(self.incident_id)
-            return await passes(interaction, lambda i: may_reload(i, env, "Retry reload"))
+            what = "Retry reload" if self.action == "retry" else "Restart project"
+            return await passes(interaction, lambda i: may_reload(i, env, what))
         label = "Acknowledge" if self.action == "ack" else "Silence 1h"
         return await passes(interaction, lambda i: has_ops_role(i, label))
 
@@ -58,6 +60,9 @@ class AlertButton(IncidentButton):
         alert_env = ops.incident_env(self.incident_id)
         if alert_env is None:
             await interaction.response.send_message(replies.already_resolved(self.incident_id), ephemeral=True)
+            return
+        if self.action == "restart":  # answered with the modal (reason, confirmation), nothing deferred
+            await open_restart(interaction, alert_env, BUTTON)
             return
         if self.action == "retry" and ops.targets[alert_env].config.protected:
             await interaction.response.send_message(replies.protected_retry(alert_env), ephemeral=True)

@@ -81,7 +81,13 @@ configured_guild = app_commands.check(in_configured_guild)
 ops_only = app_commands.check(
     lambda interaction: has_ops_role(interaction, f"/{interaction.command.name if interaction.command else '?'}")
 )
-reload_allowed = app_commands.check(lambda interaction: may_reload(interaction, interaction.namespace.env))
+reload_allowed = app_commands.check(
+    lambda interaction: may_reload(
+        interaction,
+        interaction.namespace.env,
+        f"/{interaction.command.name if interaction.command else 'reload'} {interaction.namespace.env}",
+    )
+)
 
 
 async def refuse(interaction: discord.Interaction, text: str) -> None:

@@ -19,7 +19,7 @@ from bot.config import Settings, Target
 from bot.core.diagnosis import Diagnosis
 from bot.core.drift import DriftReport
 from bot.core.incident import EnvState, MonitorHealth, Next, OpenAlert, Policy, decide, record_report
-from bot.core.incidents import MANUAL_RELOAD, RECOVERED_BY_ITSELF, FlapDetector
+from bot.core.incidents import AFTER_RESTART, MANUAL_RELOAD, RECOVERED_BY_ITSELF, FlapDetector
 from bot.core.records import Silence
 from bot.core.recovery import Outcome, RecoveryResult, StepListener
 from bot.core.report import EnvReport
@@ -326,6 +326,15 @@ class Monitor:
                     hint = MANUAL_RELOAD if result.outcome is Outcome.RECOVERED else RECOVERED_BY_ITSELF
                     await self.desk.resolve(state, hint)
         return result
+
+    async def resolve_after_restart(self, env: str, incident_id: int, report: EnvReport) -> None:
+        """A followed restart saw the environment healthy: its incident ends as after_restart (unless a check
+        already ended it)."""
+        async with self._locks[env]:
+            state = self.states[env]
+            self._record(state, report)
+            if state.alert is not None and state.alert.incident_id == incident_id:
+                await self.desk.resolve(state, AFTER_RESTART)
 
     def incident_for(self, env: str) -> OpenAlert | None:
         state = self.states.get(env)
