@@ -1,4 +1,5 @@
-"""`pgrst-ops check` and `pgrst-ops fix`: the runbook's health probe and recovery operator for CI and people.
+"""`pgrst-ops check`, `fix`, `drift` and `restart`: the runbook's health probe and recovery operator for CI and
+people, the drift check, and a Supabase project's restart.
 
 Exit codes: 0 healthy / recovered, 1 unhealthy / escalated, 2 usage or configuration error.
 """
@@ -112,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="send the NOTIFY even if the pre-flight check finds it would break the cache or not be heard",
     )
     fix.add_argument("--verbose", "-v", action="store_true")
+    restart = sub.add_parser(
+        "restart", help="restart the environment's Supabase project and follow it until PostgREST is healthy"
+    )
+    restart.add_argument("--env", required=True, metavar="NAME", help="environment whose project to restart")
+    restart.add_argument("--yes", action="store_true", help="confirm: required for a protected environment")
+    restart.add_argument("--reason", default="pgrst-ops restart (CLI)", help="why, for the log (default: CLI)")
+    restart.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    restart.add_argument("--verbose", "-v", action="store_true")
     return parser
 
 
@@ -241,6 +250,59 @@ async def run_fix(
     return EXIT_OK if result.ok else EXIT_UNHEALTHY
 
 
+async def run_restart(settings: Settings, target: Target, *, reason: str, as_json: bool, out: TextIO) -> int:
+    """Restart the project once, print each phase, exit 0 once PostgREST is healthy again (1 otherwise)."""
+    from bot.core.restart import Phase, Progress, refusal
+    from bot.messages.restart import cli_progress_line
+    from bot.ops.restart import follow_restart, send_restart
+
+    name, supabase = target.name, target.config.supabase
+    assert supabase is not None
+    async with make_http_client([target.config]) as client:
+        projects = ProjectWatch.build(client, [target])
+        assert projects is not None
+        management, ref = projects.client(name), projects.ref(name)
+        assert management is not None
+        state = await projects.state(name, healthy=False)
+        why = refusal(
+            can_restart=True,
+            status=state.status if state else None,
+            running=False,
+            protected=False,  # --yes was given
+            confirmed_name=None,
+            env=name,
+            reason=reason,
+        )
+        if why is None and (failed := await send_restart(management, ref)) is not None:
+            progress = Progress(Phase.FAILED, 0.0, detail=failed)
+        elif why is None:
+            prober = Prober(client, max_body_bytes=settings.max_body_bytes)
+
+            def said(step: Progress) -> None:
+                if not as_json:
+                    out.write(cli_progress_line(name, step) + "\n")
+                    out.flush()
+
+            progress, _ = await follow_restart(
+                management,
+                ref,
+                lambda: prober.probe(target),
+                poll_s=supabase.restart_poll_s,
+                deadline_s=supabase.restart_deadline_s,
+                on_progress=said,
+            )
+    if why is not None:
+        progress = Progress(Phase.FAILED, 0.0, detail=f"not sent: {why}")
+    if as_json:
+        doc = {"env": name, "phase": str(progress.phase), "elapsed_s": round(progress.elapsed_s, 1)}
+        doc |= {"status": progress.status, "detail": progress.detail}
+        json.dump(doc, out, ensure_ascii=False)
+        out.write("\n")
+    elif progress.phase is Phase.FAILED:
+        out.write(cli_progress_line(name, progress) + "\n")
+    return EXIT_OK if progress.phase is Phase.HEALTHY else EXIT_UNHEALTHY
+
+
 async def _send_alert(client: httpx.AsyncClient, settings: Settings, target: Target, result: RecoveryResult) -> str:
     ref = settings.discord.webhook_url
     url = read_optional_secret(ref)
@@ -323,8 +385,8 @@ def _main(argv: Sequence[str] | None, *, out: TextIO | None, err: TextIO | None)
     install_log_filter()
     try:
         settings = load_settings(args.config)
-        if args.command in ("check", "drift"):
-            targets = resolve_targets(settings, args.env, need_dsn=False)
+        if args.command in ("check", "drift", "restart"):  # a restart needs the project's token, not the DSN
+            targets = resolve_targets(settings, [args.env] if args.command == "restart" else args.env, need_dsn=False)
         else:
             targets = resolve_targets(settings, [args.env])
     except ConfigError as exc:
@@ -333,6 +395,16 @@ def _main(argv: Sequence[str] | None, *, out: TextIO | None, err: TextIO | None)
         return asyncio.run(run_check(settings, targets, as_json=args.json, verbose=args.verbose, out=out))
     if args.command == "drift":
         return asyncio.run(run_drift(settings, targets, as_json=args.json, per_object=args.per_object, out=out))
+    if args.command == "restart":
+        target = targets[0]
+        if target.config.supabase is None:
+            key = f"environments.{target.name}.supabase"
+            why = f"configuration error: {key}: not set; a restart needs the project ref and an access token"
+            return _fail(why, key, as_json=as_json, out=out, err=err)
+        if target.config.protected and not args.yes:
+            why = f"usage error: {target.name} is protected: add --yes to restart its project"
+            return _fail(why, "--yes", as_json=as_json, out=out, err=err)
+        return asyncio.run(run_restart(settings, target, reason=args.reason, as_json=as_json, out=out))
     if args.retries is not None and args.retries < 1:
         return _fail("usage error: --retries must be >= 1", "--retries", as_json=as_json, out=out, err=err)
     if args.delay is not None and args.delay <= 0:
