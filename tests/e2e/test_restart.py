@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bot.core.records import AUDIT_INTERRUPTED
+from bot.store.sqlite import Store
 from tests.e2e.conftest import running_bot
 from tests.support.supabase_api import FakeManagementApi, restarts_postgrest
 
@@ -143,3 +145,29 @@ async def test_a_token_without_projects_write_is_said_and_nothing_follows(fake, 
         await submit.wait_for(lambda r: r.original is not None and "failed" in (r.original.content or ""), 10)
     assert "403" in submit.original.content and "projects:write" in submit.original.content
     assert TOKEN not in submit.original.content
+
+
+async def test_a_stop_while_following_a_restart_says_so_and_audits_it_as_interrupted(fake, make_stack, api, tmp_path):
+    stack = make_stack()
+
+    def stays_restarting(project) -> None:  # Supabase takes its time: the follow is still going at the stop
+        project.set_status("RESTARTING")
+
+    api.on_restart = stays_restarting
+    envs, environ = restart_env(stack, api)
+    db = tmp_path / "incidents.db"
+    cfg = {"discord": {"shutdown_grace_s": 0.5}, "incidents": {"store_path": str(db)}}
+    async with running_bot(fake, envs, environ, **cfg) as bot:
+        record = await fake.invoke_slash("restart", user_id=fake.user_ids["alice"], options={"env": "prod"})
+        await record.wait_acked()
+        submit = await fake.submit_modal(record, {"reason": "slow restart"})
+        await submit.wait_for(lambda r: r.original is not None and "restarting" in (r.original.content or ""), 10)
+        await bot.close()  # what SIGTERM leads to
+        await submit.wait_for(lambda r: "stopped while following" in (r.original.content or ""), 10)
+    store = await Store(db).open()
+    try:
+        (entry,) = [a for a in await store.audit_log() if a.action == "restart"]
+    finally:
+        await store.close()
+    assert (entry.status, entry.outcome) == (AUDIT_INTERRUPTED, "interrupted by shutdown after the restart was sent")
+    assert len(api.calls("POST", "/restart")) == 1
