@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from bot.core.restart import Phase, Progress
-from bot.messages.alert import FACTS, clip, format_duration
+from bot.messages.alert import ALERT_CHARS_MAX, FACTS, clip, fit_budget, format_duration
 
 RESTART_LINE_MAX = 300
 REASON_MAX = 200  # the modal's limit, and the audit's
@@ -53,6 +53,7 @@ def with_restart(payload: dict[str, Any], progress: Progress, actor: str, reason
         embed = embeds[0]
         lines = [line for line in str(embed.get("description") or "").split("\n") if not _is_restart_line(line)]
         embed["description"] = clip("\n".join([restart_line(progress, actor, reason), *lines]), 4096)
+        embeds[0] = fit_budget(embed, ALERT_CHARS_MAX - len(str(edited.get("content") or "")))
     known = dict(edited.get(FACTS) or {})
     known["restarting"] = not progress.phase.done
     edited[FACTS] = known

@@ -34,3 +34,17 @@ def test_a_long_reason_is_cut_and_the_line_stays_short():
     assert (
         len(line) <= RESTART_LINE_MAX and line.startswith("✅ Restart by alice") and "healthy after 2 min 5 s" in line
     )
+
+
+def test_the_restart_line_keeps_the_largest_alert_within_its_budget():
+    from bot.messages.alert import ALERT_CHARS_MAX, build_critical_alert, payload_chars
+    from scripts import message_samples as samples
+
+    for inputs in samples.scenarios().values():
+        alert = build_critical_alert("prod", samples.env_config(project_token=True), alert_role_id=77, **inputs)
+        field = alert["embeds"][0]["fields"][-1]
+        field["value"] += " word" * ((ALERT_CHARS_MAX - 10 - payload_chars(alert)) // 5)  # at the budget already
+        assert payload_chars(alert) > ALERT_CHARS_MAX - 20
+        going = with_restart(alert, Progress(Phase.COMING_UP, 84), "alice", "why " * 60)
+        assert payload_chars(going) <= ALERT_CHARS_MAX
+        assert going["embeds"][0]["description"].startswith("Restart by alice")
