@@ -14,15 +14,14 @@ from discord.ext import commands
 
 from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import (
+    answered_unknown,
     configured_guild,
-    find_target,
     has_ops_role,
     may_reload,
     ops_only,
     passes,
     per_environment,
     services,
-    unknown_env,
 )
 from bot.chat.views import IncidentButton
 from bot.messages import replies
@@ -33,14 +32,6 @@ from cogs.restart import BUTTON, open_restart
 
 def who(interaction: discord.Interaction) -> str:
     return interaction.user.display_name
-
-
-async def refused(interaction: discord.Interaction, env: str) -> bool:
-    """Unknown environment: answer (ephemeral) and return True."""
-    if find_target(interaction, env) is None:
-        await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
-        return True
-    return False
 
 
 class AlertButton(IncidentButton):
@@ -91,8 +82,7 @@ class Incidents(commands.Cog):
     async def incidents(
         self, interaction: discord.Interaction, env: str | None = None, limit: app_commands.Range[int, 1, 25] = 10
     ) -> None:
-        if env is not None and find_target(interaction, env) is None:
-            await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
+        if await answered_unknown(interaction, env):
             return
         ops = services(interaction)
         problem = ops.store_problem()
@@ -117,7 +107,7 @@ class Incidents(commands.Cog):
         duration: str,
         reason: app_commands.Range[str, 3, 200],
     ) -> None:
-        if await refused(interaction, env):
+        if await answered_unknown(interaction, env):
             return
         ops = services(interaction)
         try:
@@ -137,7 +127,7 @@ class Incidents(commands.Cog):
     @app_commands.describe(env="Environment")
     @per_environment(ops_only)
     async def unsilence(self, interaction: discord.Interaction, env: str) -> None:
-        if await refused(interaction, env):
+        if await answered_unknown(interaction, env):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         ended = await services(interaction).unsilence(env, who(interaction))

@@ -14,7 +14,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.bot import PgrstOpsBot
-from bot.chat.checks import find_target, may_reload, passes, per_environment, reload_allowed, services, unknown_env
+from bot.chat.checks import (
+    answered_unknown,
+    may_reload,
+    passes,
+    per_environment,
+    reload_allowed,
+    services,
+)
 from bot.core.restart import Phase, Progress
 from bot.messages.restart import (
     REASON_MAX,
@@ -66,7 +73,7 @@ class RestartModal(discord.ui.Modal):
                 elif progress.phase is Phase.SENT:
                     await interaction.followup.send(restart_started(self.env), ephemeral=True)
 
-        result = await ops.restart(
+        result = await ops.restarts.restart(
             self.env,
             who,
             self.via,
@@ -91,7 +98,7 @@ class RestartModal(discord.ui.Modal):
 async def open_restart(interaction: discord.Interaction, env: str, via: str) -> None:
     """The modal, or why there is nothing to restart (no project token: the link on the alert stays)."""
     ops = services(interaction)
-    if not ops.can_restart(env):
+    if not ops.restarts.can_restart(env):
         why = "no Supabase project with an access token is configured for it; use the dashboard"
         await interaction.response.send_message(restart_refused(env, why), ephemeral=True)
         return
@@ -105,8 +112,7 @@ class Restart(commands.Cog):
     @app_commands.describe(env="Environment whose Supabase project to restart")
     @per_environment(reload_allowed)
     async def restart(self, interaction: discord.Interaction, env: str) -> None:
-        if find_target(interaction, env) is None:
-            await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
+        if await answered_unknown(interaction, env):
             return
         await open_restart(interaction, env, COMMAND)
 

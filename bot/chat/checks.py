@@ -124,6 +124,14 @@ def unknown_env(interaction: discord.Interaction, env: str) -> str:
     return f"⚠️ Unknown environment `{env[:50]}`. Configured: {known}."
 
 
+async def answered_unknown(interaction: discord.Interaction, env: str | None) -> bool:
+    """An environment the config does not have: answered (ephemeral, naming the configured ones) and True."""
+    if env is None or find_target(interaction, env) is not None:
+        return False
+    await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
+    return True
+
+
 def per_environment(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A guild-only command with an `env` option autocompleted from the config, behind `check`."""
 

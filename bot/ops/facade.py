@@ -25,14 +25,13 @@ from bot.core.records import AUDIT_INTERRUPTED, AuditEntry, Incident, Silence
 
 # Action, RecoveryStep, StepKind are re-exported: /reload's progress lines need them (cogs import only this).
 from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, StepListener
-from bot.core.restart import Progress
 from bot.delivery.guard import StoreGuard
 from bot.ops.check import Checked, check_environments
 from bot.ops.drift import check_drift
-from bot.ops.inflight import Action, InFlight
+from bot.ops.inflight import Action, InFlight, Interrupted
 from bot.ops.monitor import Monitor, open_summary
 from bot.ops.recovery import RecoveryOperator
-from bot.ops.restart import ProgressListener, Restarts
+from bot.ops.restart import Restarts
 from bot.postgrest.probe import Prober
 from bot.store import IncidentStore, open_store
 from bot.supabase.watch import ProjectWatch
@@ -62,13 +61,6 @@ class IncidentLog:
     now: datetime
 
 
-@dataclass(frozen=True)
-class Interrupted:
-    """A changing action a stop cut short; `how` says whether the NOTIFY went out."""
-
-    how: str
-
-
 @dataclass
 class Ops:
     """Everything the cogs use, built once by the composition root and injected into the bot."""
@@ -84,10 +76,10 @@ class Ops:
     roles: RoleIds | None = None  # resolved at start (setup_hook); every check fails closed until then
     inflight: InFlight = field(default_factory=InFlight)  # changing actions running now (for a clean stop)
     projects: ProjectWatch | None = None  # the Supabase Management API's view of each project
-    restarts: Restarts = field(init=False)
+    restarts: Restarts = field(init=False)  # the Restart button and /restart
 
     def __post_init__(self) -> None:
-        self.restarts = Restarts(self.monitor, self.projects)
+        self.restarts = Restarts(self.monitor, self.projects, self.inflight)
 
     @property
     def store(self) -> IncidentStore | None:
@@ -216,28 +208,6 @@ class Ops:
         else:
             await self.monitor.audit_end(audit_id, f"{result.outcome} (joined the run of {result.actor})")
         return result
-
-    def can_restart(self, env: str) -> bool:
-        """The environment names a Supabase project with a token: the restart is an action, not only a link."""
-        return self.restarts.can_restart(env)
-
-    async def restart(
-        self,
-        env: str,
-        who: str,
-        via: str,
-        reason: str,
-        *,
-        confirmed_name: str | None = None,
-        on_progress: ProgressListener | None = None,
-    ) -> Progress | Interrupted | str:
-        """Restart the project (Restart button, /restart), follow it to healthy, audited and tracked; a str: the
-        refusal, nothing was sent."""
-        with self.inflight.track(f"restart of {env} by {who}") as action:
-            result = await self.restarts.restart(env, who, via, reason, confirmed_name, action, on_progress)
-            if result is None:
-                return Interrupted("interrupted by shutdown after the restart was sent")
-            return result
 
     async def escalate(self, env: str, result: RecoveryResult) -> None:
         """A reload that could not help opens the incident and posts the CRITICAL alert (once)."""

@@ -14,9 +14,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from bot.core.incidents import AFTER_RESTART
 from bot.core.report import EnvReport
 from bot.core.restart import Phase, Progress, next_phase, refusal
-from bot.ops.inflight import Action
+from bot.ops.inflight import Action, InFlight, Interrupted
 from bot.supabase.management import ManagementClient, ManagementError
 from bot.supabase.watch import ProjectWatch
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # A 429 on the restart itself: wait its Retry-After when it is this short, else report it.
 MAX_RATE_LIMIT_WAIT_S = 30.0
+
+INTERRUPTED = "interrupted by shutdown after the restart was sent"
 
 ProgressListener = Callable[[Progress], Awaitable[None] | None]
 
@@ -95,9 +98,10 @@ class Restarts:
     One at a time per environment, and each asked for anew: nothing here retries a restart or starts one itself.
     """
 
-    def __init__(self, monitor: Monitor, projects: ProjectWatch | None) -> None:
+    def __init__(self, monitor: Monitor, projects: ProjectWatch | None, inflight: InFlight) -> None:
         self.monitor = monitor
         self.projects = projects
+        self.inflight = inflight  # a stop lets a followed restart end its answer and audit row
         self.running: set[str] = set()
 
     def can_restart(self, env: str) -> bool:
@@ -122,61 +126,68 @@ class Restarts:
         who: str,
         via: str,
         reason: str,
-        confirmed_name: str | None,
-        action: Action,
+        *,
+        confirmed_name: str | None = None,
         on_progress: ProgressListener | None = None,
-    ) -> Progress | str | None:
-        """Refusal text, the final progress, or None when a stop cut the following short (the restart was sent)."""
+    ) -> Progress | Interrupted | str:
+        """Refused (the text: nothing was sent), or sent and followed to its final progress, audited; Interrupted
+        when a stop cut the following short (the restart was sent)."""
         actor = f"{who} ({via})"
         why = await self.refusal(env, reason, confirmed_name)
         if why is not None:
             self.monitor.audit(actor, "restart", env, f"refused: {why}")
             return why
-        assert self.projects is not None
-        client = self.projects.client(env)
-        assert client is not None
-        target = self.monitor.targets[env]
-        ref = self.projects.ref(env)
-        alert = self.monitor.incident_for(env)
-        incident_id = alert.incident_id if alert is not None else None
         self.running.add(env)
-        audit_id = await self.monitor.audit_begin(actor, "restart", env)
         try:
-
-            async def noted(progress: Progress) -> None:
-                if incident_id is not None:
-                    await self.monitor.desk.restart_progress(incident_id, progress, who, reason)
-                await _notify(on_progress, progress)
-
-            failed = await send_restart(client, ref)
-            if failed is not None:
-                progress = Progress(Phase.FAILED, 0.0, detail=failed)
-                await noted(progress)
-                await self.monitor.audit_end(audit_id, f"failed: {failed}")
-                return progress
-            self.projects.forget(env)  # the next look asks the API again
-            action.notify_sent = True  # what a stop says: the restart went out
-            supabase = target.config.supabase
-            assert supabase is not None
-            followed = await action.until_interrupted(
-                follow_restart(
-                    client,
-                    ref,
-                    lambda: self.monitor.prober.probe(target),
-                    poll_s=supabase.restart_poll_s,
-                    deadline_s=supabase.restart_deadline_s,
-                    on_progress=noted,
-                )
-            )
-            if followed is None:
-                await self.monitor.audit_end(
-                    audit_id, "interrupted by shutdown after the restart was sent", interrupted=True
-                )
-                return None
-            progress, report = followed
-            if progress.phase is Phase.HEALTHY and incident_id is not None and report is not None:
-                await self.monitor.resolve_after_restart(env, incident_id, report)
-            await self.monitor.audit_end(audit_id, f"{progress.phase} after {progress.elapsed_s:.0f} s")
-            return progress
+            with self.inflight.track(f"restart of {env} by {who}") as action:
+                audit_id = await self.monitor.audit_begin(actor, "restart", env)
+                followed = await self._send_and_follow(env, who, reason, action, on_progress)
+                if followed is None:
+                    await self.monitor.audit_end(audit_id, INTERRUPTED, interrupted=True)
+                    return Interrupted(INTERRUPTED)
+                outcome = f"{followed.phase} after {followed.elapsed_s:.0f} s"
+                if followed.phase is Phase.FAILED:
+                    outcome = f"failed: {followed.detail}"
+                await self.monitor.audit_end(audit_id, outcome)
+                return followed
         finally:
             self.running.discard(env)
+
+    async def _send_and_follow(
+        self, env: str, who: str, reason: str, action: Action, on_progress: ProgressListener | None
+    ) -> Progress | None:
+        assert self.projects is not None
+        client, ref = self.projects.client(env), self.projects.ref(env)
+        target = self.monitor.targets[env]
+        supabase = target.config.supabase
+        assert client is not None and supabase is not None
+        alert = self.monitor.incident_for(env)
+        incident_id = alert.incident_id if alert is not None else None
+
+        async def noted(progress: Progress) -> None:
+            if incident_id is not None:
+                await self.monitor.desk.restart_progress(incident_id, progress, who, reason)
+            await _notify(on_progress, progress)
+
+        failed = await send_restart(client, ref)
+        if failed is not None:
+            progress = Progress(Phase.FAILED, 0.0, detail=failed)
+            await noted(progress)
+            return progress
+        self.projects.forget(env)  # the next look asks the API again
+        followed = await action.until_interrupted(
+            follow_restart(
+                client,
+                ref,
+                lambda: self.monitor.prober.probe(target),
+                poll_s=supabase.restart_poll_s,
+                deadline_s=supabase.restart_deadline_s,
+                on_progress=noted,
+            )
+        )
+        if followed is None:
+            return None
+        progress, report = followed
+        if progress.phase is Phase.HEALTHY and incident_id is not None and report is not None:
+            await self.monitor.resolve_with(env, incident_id, report, AFTER_RESTART)
+        return progress
