@@ -55,8 +55,8 @@ async def open_store(
     dsn = ref.read(os.environ if environ is None else environ)  # registered with the log redaction
     if dsn is None:
         log.error(
-            "%s is not set or empty: incidents are kept in memory only; probing and alerting go on",
-            store_label(incidents),
+            "the PostgreSQL store: %s is not set or empty: incidents are kept in memory only; probing and alerting go on",
+            ref.describe(),
         )
         return None
     return await open_postgres_store(dsn.get_secret_value(), label=store_label(incidents))
