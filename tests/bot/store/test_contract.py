@@ -81,10 +81,12 @@ async def test_every_incident_field_round_trips_and_an_unknown_one_is_refused(st
 
 async def test_resolved_since_counts_incidents_opened_since_and_resolved(store):
     now = datetime.now(UTC)
-    old = await store.open_incident("prod", opened_at=now - timedelta(days=9), verdict="x", status=None, code=None,
-                                    trigger="monitor")  # fmt: skip
-    recent = await store.open_incident("prod", opened_at=now - timedelta(hours=1), verdict="x", status=None,
-                                       code=None, trigger="monitor")  # fmt: skip
+    old = await store.open_incident(
+        "prod", opened_at=now - timedelta(days=9), verdict="x", status=None, code=None, trigger="monitor"
+    )
+    recent = await store.open_incident(
+        "prod", opened_at=now - timedelta(hours=1), verdict="x", status=None, code=None, trigger="monitor"
+    )
     still_open = await store.open_incident(
         "prod", opened_at=now, verdict="x", status=None, code=None, trigger="monitor"
     )

@@ -26,7 +26,7 @@ def test_the_interface_names_what_the_rest_of_the_bot_calls():
 
 
 @pytest.mark.parametrize("Store", [Store, PostgresStore], ids=["sqlite", "postgres"])
-def test_each_store_implements_every_call_with_the_same_parameters(Store):  # noqa: N803
+def test_each_store_implements_every_call_with_the_same_parameters(Store):
     for name, signature in interface_calls().items():
         implementation = getattr(Store, name, None)
         assert inspect.iscoroutinefunction(implementation), name

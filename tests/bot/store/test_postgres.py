@@ -135,8 +135,10 @@ def with_password(dsn: str, password: str) -> str:
 async def test_a_refused_password_is_one_error_naming_the_variable_never_the_dsn(store_database, caplog):
     wrong = "Wrong-Store-pw-4711"
     settings = parse_settings(
-        {"environments": {"dev": {"rest_url": "http://127.0.0.1:9/", "probe_tables": ["t"]}},
-         "incidents": {"store": {"env": "PGRST_OPS_TEST_STORE_DSN"}}}  # fmt: skip
+        {
+            "environments": {"dev": {"rest_url": "http://127.0.0.1:9/", "probe_tables": ["t"]}},
+            "incidents": {"store": {"env": "PGRST_OPS_TEST_STORE_DSN"}},
+        }
     )
     with caplog.at_level(logging.ERROR):
         store = await open_store(settings.incidents, {"PGRST_OPS_TEST_STORE_DSN": with_password(store_database, wrong)})
