@@ -33,6 +33,8 @@ def describe_pg(err: BaseException, dsn: str = "") -> str:
     if isinstance(err, asyncpg.PostgresError):
         state = getattr(err, "sqlstate", "") or ""
         cause = next((c for codes, c in _CAUSES if state in codes or state[:2] in codes), "")
+    elif isinstance(err, ValueError):  # asyncpg's ClientConfigurationError too
+        cause = "the DSN cannot be read (a PostgreSQL URL: postgresql://user:password@host:port/database)"
     elif isinstance(err, asyncpg.InterfaceError):
         cause = "the connection to the server was lost" if "connection" in str(err).lower() else ""
     elif isinstance(err, TimeoutError):

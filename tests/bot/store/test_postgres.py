@@ -180,3 +180,16 @@ async def test_a_cut_network_or_a_silent_database_is_a_store_error_and_the_store
             assert [e.outcome for e in await store.audit_log()] == ["back", "before"]
         finally:
             await store.close()
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    ["postgresql://ops:Pw-in-the-dsn-1@127.0.0.1:notaport/db", "mysql://ops:Pw-in-the-dsn-1@127.0.0.1/db"],
+    ids=["bad port", "not PostgreSQL"],
+)
+async def test_a_malformed_dsn_says_so_without_showing_it(dsn):
+    with pytest.raises(StoreError) as raised:
+        await PostgresStore(dsn, label="the PostgreSQL store (environment variable X)", timeout_s=2).open()
+    text = str(raised.value)
+    assert text.startswith("the PostgreSQL store (environment variable X): the DSN cannot be read"), text
+    assert "Pw-in-the-dsn-1" not in text and "127.0.0.1" not in text
