@@ -68,11 +68,13 @@ class PgConnection:
     async def open(self) -> Self:
         pool = asyncpg.create_pool(
             self._dsn,
-            min_size=1,
+            # No floor: asyncpg would keep reconnecting it (a warning with a traceback each time) while the
+            # database is down; a connection is made when a call needs one, and opening makes the first.
+            min_size=0,
             max_size=POOL_SIZE,
             timeout=self.timeout_s,  # connecting
             command_timeout=self.timeout_s,
-            max_inactive_connection_lifetime=60,
+            max_inactive_connection_lifetime=300,
             server_settings={"search_path": quote_ident(self.schema), "application_name": APPLICATION_NAME},
         )
         try:
