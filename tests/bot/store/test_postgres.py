@@ -19,6 +19,7 @@ from bot.store import open_store
 from bot.store.errors import StoreError
 from bot.store.migrations import SCHEMA_VERSION, migrate
 from bot.store.postgres import PostgresStore
+from bot.store.postgres.migrate import MIGRATION_LOCK
 from bot.store.postgres.migrate import migrate as pg_migrate
 from tests.support.tcpproxy import TcpProxy
 
@@ -193,3 +194,29 @@ async def test_a_malformed_dsn_says_so_without_showing_it(dsn):
     text = str(raised.value)
     assert text.startswith("the PostgreSQL store (environment variable X): the DSN cannot be read"), text
     assert "Pw-in-the-dsn-1" not in text and "127.0.0.1" not in text
+
+
+async def test_a_migration_waits_for_the_advisory_lock_another_replica_holds(store_database, schema):
+    holder = await asyncpg.connect(store_database, timeout=10)
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", MIGRATION_LOCK, schema)
+        opening = asyncio.ensure_future(PostgresStore(store_database, schema=schema, timeout_s=30).open())
+        waiting = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid::bigint = $1 "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        for _ in range(200):  # until the opening store's session queues behind the lock
+            if await holder.fetchval(waiting, MIGRATION_LOCK):
+                break
+            await asyncio.sleep(0.05)
+        assert await holder.fetchval(waiting, MIGRATION_LOCK) == 1 and not opening.done()
+        await tx.commit()  # the other replica is done: this one goes on
+        store = await asyncio.wait_for(opening, 30)
+    finally:
+        await holder.close()
+    try:
+        assert store.version == SCHEMA_VERSION and await store.open_incidents() == []
+    finally:
+        await store.close()
