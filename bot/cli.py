@@ -167,7 +167,7 @@ async def schema_versions(targets: list[Target], rec: RecoveryConfig) -> dict[st
 
 async def run_drift(settings: Settings, targets: list[Target], *, as_json: bool, per_object: bool, out: TextIO) -> int:
     rec = settings.recovery
-    # The bot's store, when it exists on this machine, remembers each run's objects (drift finds dropped ones).
+    # The bot's store (PostgreSQL, or its SQLite file when that exists here) remembers each run's objects.
     memory = StoreGuard(await open_store(settings.incidents) if await store_in_use(settings.incidents) else None)
     try:
         async with make_http_client(t.config for t in targets) as client:

@@ -60,9 +60,9 @@ class PgConnection:
         self._pool: asyncpg.Pool | None = None
         self.version = 0
 
-    def _error(self, err: BaseException) -> StoreError:
+    def _error(self, err: BaseException, within_s: float | None = None) -> StoreError:
         if isinstance(err, TimeoutError):
-            return StoreError(f"{self.label}: no answer within {self.timeout_s:g} s")
+            return StoreError(f"{self.label}: no answer within {within_s or self.timeout_s:g} s")
         return StoreError(f"{self.label}: {describe_pg(err, self._dsn)}")
 
     async def open(self) -> Self:
@@ -77,11 +77,12 @@ class PgConnection:
             max_inactive_connection_lifetime=300,
             server_settings={"search_path": quote_ident(self.schema), "application_name": APPLICATION_NAME},
         )
+        bound = self.timeout_s * 4  # connecting, then a first migration creating every table (or waiting for it)
+        scope = asyncio.timeout(bound)
         try:
-            async with asyncio.timeout(self.timeout_s * 2):
+            async with scope:
                 await pool
-            self._pool = pool
-            async with asyncio.timeout(self.timeout_s * 4):  # a first migration creates every table
+                self._pool = pool
                 async with pool.acquire() as conn:
                     self.version = await migrate(conn, self.schema)
                     # delivered messages are kept a while for the record, not forever
@@ -92,7 +93,9 @@ class PgConnection:
             raise
         except (*_FAILURES, ValueError) as err:  # ValueError: asyncpg's reading of a malformed DSN
             await self._terminate(pool)
-            raise self._error(err) from None  # the cause's text may hold the DSN; its wording is kept, scrubbed
+            raise self._error(
+                err, bound if scope.expired() else None
+            ) from None  # the cause may hold the DSN: its words are kept, scrubbed
         return self
 
     async def _terminate(self, pool: asyncpg.Pool) -> None:
@@ -106,8 +109,11 @@ class PgConnection:
             return
         try:
             await asyncio.wait_for(pool.close(), self.timeout_s)
-        except (*_FAILURES, asyncio.CancelledError):
+        except _FAILURES:
             pool.terminate()
+        except asyncio.CancelledError:
+            pool.terminate()
+            raise
 
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """fn with a pooled connection, within the timeout; every asyncpg/OS error becomes a StoreError."""
