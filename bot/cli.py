@@ -44,7 +44,7 @@ from bot.postgres.schema_version import check_target_schema_version
 from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client
 from bot.redact import install_log_filter, scrub
-from bot.store import MEMORY, open_store
+from bot.store import open_store, store_in_use
 from bot.supabase.watch import ProjectWatch
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
@@ -176,10 +176,8 @@ async def schema_versions(targets: list[Target], rec: RecoveryConfig) -> dict[st
 
 async def run_drift(settings: Settings, targets: list[Target], *, as_json: bool, per_object: bool, out: TextIO) -> int:
     rec = settings.recovery
-    # The bot's store, when it exists on this machine, remembers each run's objects (drift finds dropped ones).
-    path = settings.incidents.store_path
-    exists = path != MEMORY and await asyncio.to_thread(os.path.exists, path)
-    memory = StoreGuard(await open_store(path) if exists else None)
+    # The bot's store (PostgreSQL, or its SQLite file when that exists here) remembers each run's objects.
+    memory = StoreGuard(await open_store(settings.incidents) if await store_in_use(settings.incidents) else None)
     try:
         async with make_http_client(t.config for t in targets) as client:
             reports = await asyncio.gather(

@@ -33,7 +33,7 @@ from bot.ops.monitor import Monitor, open_summary
 from bot.ops.recovery import RecoveryOperator
 from bot.ops.restart import Restarts
 from bot.postgrest.probe import Prober
-from bot.store import IncidentStore, open_store
+from bot.store import IncidentStore, open_store, store_label
 from bot.supabase.watch import ProjectWatch
 
 log = logging.getLogger("pgrst_ops")
@@ -93,9 +93,9 @@ class Ops:
 
     async def open_store(self) -> None:
         if self.guard.store is None:
-            self.guard.store = await open_store(self.settings.incidents.store_path)
+            self.guard.store = await open_store(self.settings.incidents)
             if self.guard.store is None:
-                self.guard.error = f"incident store {self.settings.incidents.store_path} could not be opened"
+                self.guard.error = f"{store_label(self.settings.incidents)} could not be opened"
                 return
         unfinished = await self.guard(lambda s: s.audit_mark_unfinished())
         if unfinished:
