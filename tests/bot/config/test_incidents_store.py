@@ -59,6 +59,7 @@ def test_an_inline_dsn_is_refused_without_echoing_it(tmp_path, value):
     assert code == 2 and text.count("\n") == 1 and "incidents.store" in text, text
     assert "never write the secret itself" in text and "{env: VARIABLE}" in text, text
     assert PASSWORD not in text and "db.example.com" not in text, text
+    assert ".str:" not in text and "function-after" not in text, text  # one error, not one per union branch
 
 
 def test_store_and_store_path_together_are_refused(tmp_path):
