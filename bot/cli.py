@@ -38,7 +38,7 @@ from bot.messages.alert import build_critical_alert
 from bot.messages.cli_text import print_outcome, render_drift, render_report, step_printer, version_line
 from bot.ops.check import check_environments
 from bot.ops.drift import check_drift
-from bot.ops.incident_log import record_incident
+from bot.ops.incident_log import record_audit, record_incident
 from bot.ops.recovery import RecoveryOperator
 from bot.postgres.schema_version import check_target_schema_version
 from bot.postgrest.probe import Prober
@@ -291,13 +291,20 @@ async def run_restart(settings: Settings, target: Target, *, reason: str, as_jso
             )
     if why is not None:
         progress = Progress(Phase.FAILED, 0.0, detail=f"not sent: {why}")
+    outcome = f"{progress.phase} after {progress.elapsed_s:.0f} s"
+    if progress.phase is Phase.FAILED:
+        outcome = f"{'refused' if why else 'failed'}: {why or progress.detail}"
+    audit = await record_audit(settings, "cli", "restart", name, f"{outcome} (reason: {reason[:200]})")
     if as_json:
         doc = {"env": name, "phase": str(progress.phase), "elapsed_s": round(progress.elapsed_s, 1)}
-        doc |= {"status": progress.status, "detail": progress.detail}
+        doc |= {"status": progress.status, "detail": progress.detail, "audit": audit}
         json.dump(doc, out, ensure_ascii=False)
         out.write("\n")
-    elif progress.phase is Phase.FAILED:
-        out.write(cli_progress_line(name, progress) + "\n")
+    else:
+        if progress.phase is Phase.FAILED:
+            out.write(cli_progress_line(name, progress) + "\n")
+        if audit:
+            out.write(f"{name}: incident log: {audit}\n")
     return EXIT_OK if progress.phase is Phase.HEALTHY else EXIT_UNHEALTHY
 
 

@@ -204,3 +204,19 @@ async def record_incident(settings: Settings, result: RecoveryResult) -> str | N
         return f"not recorded: {err}"
     finally:
         await store.close()
+
+
+async def record_audit(settings: Settings, actor: str, action: str, env: str, outcome: str) -> str | None:
+    """One audit row for a CLI action (a restart) in the bot's store, where `record_incident` would write."""
+    if not await store_in_use(settings.incidents):
+        return None
+    store = await open_store(settings.incidents)
+    if store is None:
+        return f"not recorded: {store_label(settings.incidents)} cannot be opened (see the log)"
+    try:
+        await store.audit(actor, action, env, outcome)
+        return "audit entry written"
+    except StoreError as err:
+        return f"not recorded: {err}"
+    finally:
+        await store.close()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from bot.store.sqlite import Store
 from tests.bot.test_cli import acli
 from tests.conftest import write_config
 from tests.support.supabase_api import FakeManagementApi, restarts_postgrest
@@ -28,7 +29,16 @@ async def api() -> AsyncIterator[FakeManagementApi]:
 def config(tmp_path, stack, api, **overrides):
     supabase = {"project_ref": REF, "access_token": {"env": "SB_TOKEN"}, "api_url": api.url, "restart_poll_s": 0.2}
     env = stack.env_config(probe_tables=["orders"], supabase=supabase, **overrides)
-    return write_config(tmp_path / "c.yaml", {"prod": env}), {**stack.env_vars, "SB_TOKEN": TOKEN}
+    incidents = {"store": str(tmp_path / "pgrst-ops.db")}
+    return write_config(tmp_path / "c.yaml", {"prod": env}, incidents=incidents), {**stack.env_vars, "SB_TOKEN": TOKEN}
+
+
+async def audit_rows(tmp_path):
+    store = await Store(tmp_path / "pgrst-ops.db").open()  # the bot's store file, as on the bot's machine
+    try:
+        return [a for a in await store.audit_log() if a.action == "restart"]
+    finally:
+        await store.close()
 
 
 async def test_a_protected_environment_is_not_restarted_without_yes(make_stack, tmp_path, api):
@@ -44,11 +54,16 @@ async def test_restart_follows_the_project_until_postgrest_serves_the_new_table(
     stack.sql(STALE_TABLE)
     api.on_restart = restarts_postgrest(stack.postgrest, down_s=1.0)
     path, environ = config(tmp_path, stack, api, protected=True)
-    done = await acli(path, "restart", "--env", "prod", "--yes", env=environ)
+    assert await audit_rows(tmp_path) == []
+    done = await acli(path, "restart", "--env", "prod", "--yes", "--reason", "nobody listens", env=environ)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "prod: restart sent to Supabase, waiting for the project to go down"
-    assert lines[1].startswith("prod: restart restarting (") and lines[-1].startswith("prod: restart healthy after")
+    assert lines[1].startswith("prod: restart restarting (") and lines[-2].startswith("prod: restart healthy after")
+    assert lines[-1] == "prod: incident log: audit entry written"
+    (entry,) = await audit_rows(tmp_path)
+    assert entry.actor == "cli" and entry.outcome.startswith("healthy after")
+    assert entry.outcome.endswith("(reason: nobody listens)")
     assert len(api.calls("POST", "/restart")) == 1
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{stack.postgrest.url}/orders")).status_code == 200
