@@ -14,7 +14,7 @@ Then the CLI sweep: `pgrst-ops check` over 100 environments answering after 0-80
 against the slowest single probe, in process and as `pgrst-ops check --env <slowest>`, medians of 5
 interleaved.
 
-Run: `python -m bench.scale_bench [cycles] [sizes...]`; results go in bench/README.md.
+Run: `python -m bench.scale_bench [cycles] [sizes...]` (`python -m bench.scale_bench cli`: the CLI sweep alone); results go in bench/README.md.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TextIO, cast
 
 FIRST_PORT = 20_000  # below the kernel's ephemeral range (32768-60999), so no test's free port collides
+SWEEP_FIRST_PORT = 19_800  # the CLI sweep's 100 servers, also below the ephemeral range
 INTERVAL_S = 10.0
 SIZES = (100, 500, 1000, 2000)
 CYCLES = 3
@@ -237,10 +238,8 @@ async def single_probe_s(config: dict, name: str) -> float:
 
 
 def bench_cli_sweep(trials: int = 5) -> None:
-    from tests.support.pgstack import free_port
-
     delays = [random.Random(i).uniform(0, 0.8) for i in range(100)]
-    ports = [free_port() for _ in delays]
+    ports = [SWEEP_FIRST_PORT + i for i in range(len(delays))]
     server = subprocess.Popen([sys.executable, "-m", "bench.slow_server", *map(str, ports)])
     envs = {
         f"s{i}": {"rest_url": f"http://127.0.0.1:{port}/{d:.3f}", "probe_tables": ["judgments"]}
@@ -277,6 +276,9 @@ def main() -> None:
     if sys.argv[1:2] == ["--child"]:
         n, cycles, mode = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
         print(json.dumps(asyncio.run(child(n, cycles, mode == "freeze"))))
+        return
+    if sys.argv[1:2] == ["cli"]:  # the CLI sweep alone
+        bench_cli_sweep()
         return
     cycles = int(sys.argv[1]) if len(sys.argv) > 1 else CYCLES
     sizes = tuple(int(a) for a in sys.argv[2:]) or SIZES
