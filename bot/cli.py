@@ -7,45 +7,25 @@ Exit codes: 0 healthy / recovered, 1 unhealthy / escalated, 2 usage or configura
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
-import importlib.metadata
 import json
 import logging
 import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn, TextIO, cast
+from typing import TYPE_CHECKING, NoReturn, TextIO, cast
 
-import httpx
+# Everything else is imported by the command that needs it, so `check` loads no asyncpg unless it diagnoses,
+# `--help` no pydantic, and no command the store, the webhook or the drift code it does not use (start-up
+# is part of every run's wall time: bench/README.md "Start-up"). The CLI never imports discord.
+if TYPE_CHECKING:
+    import httpx
 
-from bot.config import (
-    ConfigError,
-    RecoveryConfig,
-    Settings,
-    Target,
-    load_settings,
-    read_optional_secret,
-    resolve_targets,
-)
-from bot.core.recovery import Outcome, RecoveryResult
-from bot.core.schema_version import SchemaVersionReport
-from bot.delivery.guard import StoreGuard
-from bot.delivery.webhook import post_webhook
-from bot.messages.alert import build_critical_alert
-from bot.messages.cli_text import print_outcome, render_drift, render_report, step_printer, version_line
-from bot.ops.check import check_environments
-from bot.ops.drift import check_drift
-from bot.ops.incident_log import record_audit, record_incident
-from bot.ops.recovery import RecoveryOperator
-from bot.postgres.schema_version import check_target_schema_version
-from bot.postgrest.probe import Prober
-from bot.postgrest.requests import make_http_client
-from bot.redact import install_log_filter, scrub
-from bot.store import open_store, store_in_use
-from bot.supabase.watch import ProjectWatch
+    from bot.config import RecoveryConfig, Settings, Target
+    from bot.core.recovery import RecoveryResult
+    from bot.core.schema_version import SchemaVersionReport
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 
@@ -63,6 +43,8 @@ examples:
 
 def package_version() -> str:
     """The installed package's version (pyproject.toml), the one --version and the start line show."""
+    import importlib.metadata  # ~20 ms, needed only for --version and the bot's start line
+
     try:
         return importlib.metadata.version("pgrst-ops")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
@@ -126,11 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def with_optional_dsn(target: Target) -> Target:
     """`check` needs no DSN; when one is set anyway, use it to diagnose what the probe found."""
+    from bot.config import read_optional_secret
+
     dsn = read_optional_secret(target.config.database_dsn)
     return dataclasses.replace(target, secrets=dataclasses.replace(target.secrets, database_dsn=dsn))
 
 
 async def run_check(settings: Settings, targets: list[Target], *, as_json: bool, verbose: bool, out: TextIO) -> int:
+    from bot.messages.cli_text import render_report, version_line
+    from bot.ops.check import check_environments
+    from bot.postgrest.probe import Prober
+    from bot.postgrest.requests import make_http_client
+    from bot.supabase.watch import ProjectWatch
+
     rec = settings.recovery
     targets = [with_optional_dsn(t) for t in targets]  # secrets read once, for diagnosis and the version guard
     async with make_http_client(t.config for t in targets) as client:
@@ -163,6 +153,12 @@ async def run_check(settings: Settings, targets: list[Target], *, as_json: bool,
 async def schema_versions(targets: list[Target], rec: RecoveryConfig) -> dict[str, SchemaVersionReport]:
     """The schema version guard of each environment that has one (and a DSN to read the database's)."""
     guarded = [t for t in targets if t.config.schema_version is not None]
+    if not guarded:
+        return {}
+    import asyncio
+
+    from bot.postgres.schema_version import check_target_schema_version  # asyncpg: only with a guard to check
+
     found = await asyncio.gather(
         *(
             check_target_schema_version(
@@ -175,6 +171,14 @@ async def schema_versions(targets: list[Target], rec: RecoveryConfig) -> dict[st
 
 
 async def run_drift(settings: Settings, targets: list[Target], *, as_json: bool, per_object: bool, out: TextIO) -> int:
+    import asyncio
+
+    from bot.delivery.guard import StoreGuard
+    from bot.messages.cli_text import render_drift
+    from bot.ops.drift import check_drift
+    from bot.postgrest.requests import make_http_client
+    from bot.store import open_store, store_in_use
+
     rec = settings.recovery
     # The bot's store (PostgreSQL, or its SQLite file when that exists here) remembers each run's objects.
     memory = StoreGuard(await open_store(settings.incidents) if await store_in_use(settings.incidents) else None)
@@ -219,6 +223,12 @@ async def run_fix(
     out: TextIO,
     force: bool = False,
 ) -> int:
+    from bot.core.recovery import Outcome
+    from bot.messages.cli_text import print_outcome, step_printer
+    from bot.ops.recovery import RecoveryOperator
+    from bot.postgrest.probe import Prober
+    from bot.postgrest.requests import make_http_client
+
     async with make_http_client([target.config]) as client:
         prober = Prober(client, max_body_bytes=settings.max_body_bytes)
         operator = RecoveryOperator(prober, settings.recovery)
@@ -234,6 +244,8 @@ async def run_fix(
         alert_status = None
         if result.outcome is Outcome.ESCALATED and alert:
             alert_status = await _send_alert(client, settings, target, result)
+        from bot.ops.incident_log import record_incident  # the store's code: after the recovery, not before
+
         incident = await record_incident(settings, result)
     if as_json:
         doc = result.to_json()
@@ -252,7 +264,11 @@ async def run_restart(settings: Settings, target: Target, *, reason: str, as_jso
     """Restart the project once, print each phase, exit 0 once PostgREST is healthy again (1 otherwise)."""
     from bot.core.restart import Phase, Progress, refusal
     from bot.messages.restart import cli_progress_line
+    from bot.ops.incident_log import record_audit
     from bot.ops.restart import follow_restart, send_restart
+    from bot.postgrest.probe import Prober
+    from bot.postgrest.requests import make_http_client
+    from bot.supabase.watch import ProjectWatch
 
     name, supabase = target.name, target.config.supabase
     assert supabase is not None
@@ -309,6 +325,10 @@ async def run_restart(settings: Settings, target: Target, *, reason: str, as_jso
 
 
 async def _send_alert(client: httpx.AsyncClient, settings: Settings, target: Target, result: RecoveryResult) -> str:
+    from bot.config import read_optional_secret
+    from bot.delivery.webhook import post_webhook
+    from bot.messages.alert import build_critical_alert
+
     ref = settings.discord.webhook_url
     url = read_optional_secret(ref)
     if url is None:
@@ -348,6 +368,8 @@ class _Scrubbed:
         self.stream = stream
 
     def write(self, text: str) -> int:
+        from bot.redact import scrub  # pydantic: not for --help or a usage error
+
         return self.stream.write(scrub(text))
 
     def flush(self) -> None:
@@ -386,6 +408,18 @@ def _main(argv: Sequence[str] | None, *, out: TextIO | None, err: TextIO | None)
         as_json = any(len(word) >= 3 and "--json".startswith(word) for word in argv)
         return _fail(f"usage error: {exc}", exc.key, as_json=as_json, out=out, err=err, usage=parser.format_usage())
     as_json = args.json
+    # httpx imports its own command-line tool whenever click, rich and pygments happen to be installed (a dev
+    # environment; the runtime lock has none of them): ~70 ms this CLI never uses. A None entry makes that
+    # optional import fail as it does without them.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    # pgrst-ops uses no pydantic plugin; looking for them reads every installed distribution's entry points
+    # when the first config model is built (3-13 ms here). Set to a name list to keep plugins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    import asyncio
+
+    from bot.config import ConfigError, load_settings, resolve_targets
+    from bot.redact import install_log_filter
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=err)
     install_log_filter()
     try:
