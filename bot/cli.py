@@ -262,65 +262,28 @@ async def run_fix(
 
 async def run_restart(settings: Settings, target: Target, *, reason: str, as_json: bool, out: TextIO) -> int:
     """Restart the project once, print each phase, exit 0 once PostgREST is healthy again (1 otherwise)."""
-    from bot.core.restart import Phase, Progress, refusal
+    from bot.core.restart import Phase, Progress
     from bot.messages.restart import cli_progress_line
     from bot.ops.incident_log import record_audit
-    from bot.ops.restart import follow_restart, send_restart
-    from bot.postgrest.probe import Prober
-    from bot.postgrest.requests import make_http_client
-    from bot.supabase.watch import ProjectWatch
+    from bot.ops.restart import restart_once
 
-    name, supabase = target.name, target.config.supabase
-    assert supabase is not None
-    async with make_http_client([target.config]) as client:
-        projects = ProjectWatch.build(client, [target])
-        assert projects is not None
-        management, ref = projects.client(name), projects.ref(name)
-        assert management is not None
-        state = await projects.state(name, healthy=False)
-        why = refusal(
-            can_restart=True,
-            status=state.status if state else None,
-            running=False,
-            protected=False,  # --yes was given
-            confirmed_name=None,
-            env=name,
-            reason=reason,
-        )
-        if why is None and (failed := await send_restart(management, ref)) is not None:
-            progress = Progress(Phase.FAILED, 0.0, detail=failed)
-        elif why is None:
-            prober = Prober(client, max_body_bytes=settings.max_body_bytes)
+    def said(step: Progress) -> None:
+        if not as_json:
+            out.write(cli_progress_line(target.name, step) + "\n")
+            out.flush()
 
-            def said(step: Progress) -> None:
-                if not as_json:
-                    out.write(cli_progress_line(name, step) + "\n")
-                    out.flush()
-
-            progress, _ = await follow_restart(
-                management,
-                ref,
-                lambda: prober.probe(target),
-                poll_s=supabase.restart_poll_s,
-                deadline_s=supabase.restart_deadline_s,
-                on_progress=said,
-            )
-    if why is not None:
-        progress = Progress(Phase.FAILED, 0.0, detail=f"not sent: {why}")
-    outcome = f"{progress.phase} after {progress.elapsed_s:.0f} s"
-    if progress.phase is Phase.FAILED:
-        outcome = f"{'refused' if why else 'failed'}: {why or progress.detail}"
-    audit = await record_audit(settings, "cli", "restart", name, f"{outcome} (reason: {reason[:200]})")
+    progress, outcome = await restart_once(settings, target, reason, said)
+    audit = await record_audit(settings, "cli", "restart", target.name, f"{outcome} (reason: {reason[:200]})")
     if as_json:
-        doc = {"env": name, "phase": str(progress.phase), "elapsed_s": round(progress.elapsed_s, 1)}
+        doc = {"env": target.name, "phase": str(progress.phase), "elapsed_s": round(progress.elapsed_s, 1)}
         doc |= {"status": progress.status, "detail": progress.detail, "audit": audit}
         json.dump(doc, out, ensure_ascii=False)
         out.write("\n")
     else:
         if progress.phase is Phase.FAILED:
-            out.write(cli_progress_line(name, progress) + "\n")
+            out.write(cli_progress_line(target.name, progress) + "\n")
         if audit:
-            out.write(f"{name}: incident log: {audit}\n")
+            out.write(f"{target.name}: incident log: {audit}\n")
     return EXIT_OK if progress.phase is Phase.HEALTHY else EXIT_UNHEALTHY
 
 

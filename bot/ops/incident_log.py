@@ -7,9 +7,10 @@ fixed by itself, or `pgrst-ops fix` records its run. The store may be down: writ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -171,52 +172,57 @@ class IncidentLog:
             await self._db(lambda s: s.audit_end(row_id, outcome, status=status))
 
 
-async def record_incident(settings: Settings, result: RecoveryResult) -> str | None:
-    """Write the run to the bot's incident log (trigger `cli`): its PostgreSQL store, or its SQLite file when that
-    exists on this machine.
-
-    A CI runner without the bot's SQLite file gets no stray database file: nothing is created here.
-    """
+@contextlib.asynccontextmanager
+async def cli_store(settings: Settings) -> AsyncIterator[IncidentStore | str | None]:
+    """The bot's store for a CLI run: its PostgreSQL store, or its SQLite file when that exists on this machine;
+    None when there is none here (a CI runner gets no stray database file), a str when it cannot be opened."""
     if not await store_in_use(settings.incidents):
-        return None
+        yield None
+        return
     store = await open_store(settings.incidents)
     if store is None:
-        return f"not recorded: {store_label(settings.incidents)} cannot be opened (see the log)"
+        yield f"not recorded: {store_label(settings.incidents)} cannot be opened (see the log)"
+        return
     try:
-        await store.audit(result.actor, "fix", result.env, str(result.outcome))
-        if result.outcome is Outcome.ALREADY_HEALTHY:
-            return "audit entry written (already healthy: no incident)"
-        incident = await open_incident_row(
-            store,
-            result.env,
-            result.report_before,
-            opened_at=result.started_at,
-            trigger=CLI,
-            verdict=result.verdict_before,
-        )
-        detail = f"outcome {result.outcome}" + (f": {result.reason}" if result.reason else "")
-        await store.add_action(incident.id, result.actor, "reload" if result.notify_sent else "escalated", detail)
-        if result.outcome is Outcome.RECOVERED:
-            await store.update_incident(incident.id, resolved_at=result.finished_at, resolution=MANUAL_RELOAD)
-            return f"incident #{incident.id} recorded (resolved: {MANUAL_RELOAD})"
-        return f"incident #{incident.id} opened; the bot's monitor takes it over and resolves it"
-    except StoreError as err:
-        return f"not recorded: {err}"
+        yield store
     finally:
         await store.close()
+
+
+async def record_incident(settings: Settings, result: RecoveryResult) -> str | None:
+    """Write the `fix` run to the bot's incident log (trigger `cli`), where `cli_store` finds it."""
+    async with cli_store(settings) as store:
+        if store is None or isinstance(store, str):
+            return store
+        try:
+            await store.audit(result.actor, "fix", result.env, str(result.outcome))
+            if result.outcome is Outcome.ALREADY_HEALTHY:
+                return "audit entry written (already healthy: no incident)"
+            incident = await open_incident_row(
+                store,
+                result.env,
+                result.report_before,
+                opened_at=result.started_at,
+                trigger=CLI,
+                verdict=result.verdict_before,
+            )
+            detail = f"outcome {result.outcome}" + (f": {result.reason}" if result.reason else "")
+            await store.add_action(incident.id, result.actor, "reload" if result.notify_sent else "escalated", detail)
+            if result.outcome is Outcome.RECOVERED:
+                await store.update_incident(incident.id, resolved_at=result.finished_at, resolution=MANUAL_RELOAD)
+                return f"incident #{incident.id} recorded (resolved: {MANUAL_RELOAD})"
+            return f"incident #{incident.id} opened; the bot's monitor takes it over and resolves it"
+        except StoreError as err:
+            return f"not recorded: {err}"
 
 
 async def record_audit(settings: Settings, actor: str, action: str, env: str, outcome: str) -> str | None:
-    """One audit row for a CLI action (a restart) in the bot's store, where `record_incident` would write."""
-    if not await store_in_use(settings.incidents):
-        return None
-    store = await open_store(settings.incidents)
-    if store is None:
-        return f"not recorded: {store_label(settings.incidents)} cannot be opened (see the log)"
-    try:
-        await store.audit(actor, action, env, outcome)
-        return "audit entry written"
-    except StoreError as err:
-        return f"not recorded: {err}"
-    finally:
-        await store.close()
+    """One audit row for a CLI action (a restart), where `cli_store` finds the bot's store."""
+    async with cli_store(settings) as store:
+        if store is None or isinstance(store, str):
+            return store
+        try:
+            await store.audit(actor, action, env, outcome)
+            return "audit entry written"
+        except StoreError as err:
+            return f"not recorded: {err}"

@@ -14,10 +14,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from bot.config import Settings, Target
 from bot.core.incidents import AFTER_RESTART
 from bot.core.report import EnvReport
 from bot.core.restart import Phase, Progress, next_phase, refusal
 from bot.ops.inflight import Action, InFlight, Interrupted
+from bot.postgrest.probe import Prober
+from bot.postgrest.requests import make_http_client
 from bot.supabase.management import ManagementClient, ManagementError
 from bot.supabase.watch import ProjectWatch
 
@@ -90,6 +93,46 @@ async def follow_restart(
             progress = Progress(phase, elapsed, status, None if report.healthy else report.explanation)
             await _notify(on_progress, progress)
     return progress, report
+
+
+async def restart_once(
+    settings: Settings, target: Target, reason: str, on_progress: ProgressListener | None = None
+) -> tuple[Progress, str]:
+    """One restart from the command line (confirmed by --yes): refused, failed, or followed to its end; with the
+    outcome in the words of the audit log."""
+    name, supabase = target.name, target.config.supabase
+    assert supabase is not None
+    async with make_http_client([target.config]) as client:
+        projects = ProjectWatch.build(client, [target])
+        assert projects is not None
+        management, ref = projects.client(name), projects.ref(name)
+        assert management is not None
+        state = await projects.state(name, healthy=False)
+        status = state.status if state else None
+        why = refusal(
+            can_restart=True,
+            status=status,
+            running=False,
+            protected=False,
+            confirmed_name=None,
+            env=name,
+            reason=reason,
+        )
+        if why is not None:
+            return Progress(Phase.FAILED, 0.0, detail=f"not sent: {why}"), f"refused: {why}"
+        failed = await send_restart(management, ref)
+        if failed is not None:
+            return Progress(Phase.FAILED, 0.0, detail=failed), f"failed: {failed}"
+        prober = Prober(client, max_body_bytes=settings.max_body_bytes)
+        progress, _ = await follow_restart(
+            management,
+            ref,
+            lambda: prober.probe(target),
+            poll_s=supabase.restart_poll_s,
+            deadline_s=supabase.restart_deadline_s,
+            on_progress=on_progress,
+        )
+    return progress, f"{progress.phase} after {progress.elapsed_s:.0f} s"
 
 
 class Restarts:

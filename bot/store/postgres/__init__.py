@@ -8,18 +8,14 @@ and returns None. Callers import it through bot.store and treat every StoreError
 
 from __future__ import annotations
 
-import logging
-
-from bot.store.errors import StoreError
 from bot.store.postgres.audit import AuditTable
 from bot.store.postgres.connection import DEFAULT_SCHEMA, PgConnection
 from bot.store.postgres.holds import HoldTables
 from bot.store.postgres.incidents import IncidentTables
 from bot.store.postgres.outbox import OutboxTable
+from bot.store.shared import opened
 
 __all__ = ["DEFAULT_SCHEMA", "PgConnection", "PostgresStore", "open_postgres_store"]
-
-log = logging.getLogger(__name__)
 
 
 class PostgresStore(IncidentTables, AuditTable, OutboxTable, HoldTables):
@@ -30,11 +26,4 @@ async def open_postgres_store(
     dsn: str, *, label: str, schema: str = DEFAULT_SCHEMA, timeout_s: float = 5.0
 ) -> PostgresStore | None:
     """The store, migrated; None (and one clear error in the log) when it cannot be opened."""
-    store = PostgresStore(dsn, label=label, schema=schema, timeout_s=timeout_s)
-    try:
-        await store.open()
-    except StoreError as err:
-        log.error("%s: incidents are kept in memory only; probing and alerting go on", err)
-        await store.close()
-        return None
-    return store
+    return await opened(PostgresStore(dsn, label=label, schema=schema, timeout_s=timeout_s))

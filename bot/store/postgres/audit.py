@@ -7,14 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.core.records import (
-    AUDIT_DONE,
-    AUDIT_INTERRUPTED,
-    AUDIT_STARTED,
-    STOPPED_MID_ACTION,
-    AuditEntry,
-    now,
-)
+from bot.core.records import AUDIT_DONE, AUDIT_INTERRUPTED, AUDIT_STARTED, STOPPED_MID_ACTION, AuditEntry, now
 from bot.store.postgres.connection import PgConnection, affected, as_text_row, utc
 
 

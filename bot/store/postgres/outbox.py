@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.core.records import OutboxRow, now
 from bot.store.postgres.connection import PgConnection
+from bot.store.shared import pending_row
 
 
 class OutboxTable(PgConnection):
@@ -55,20 +56,7 @@ class OutboxTable(PgConnection):
 
     async def outbox_pending(self) -> list[OutboxRow]:
         rows = await self.fetch("SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id")
-        return [
-            OutboxRow(
-                r["id"],
-                r["env"],
-                r["kind"],
-                json.loads(r["payload"]),
-                json.loads(r["meta"]),
-                r["nonce"],
-                r["attempts"],
-                None,
-                None,
-            )
-            for r in rows
-        ]
+        return [pending_row(r) for r in rows]
 
     async def outbox_count(self, *, unsent_only: bool = False) -> int:
         sql = "SELECT count(*) FROM outbox" + (" WHERE sent_at IS NULL" if unsent_only else "")

@@ -8,9 +8,7 @@ alerting go on in memory.
 
 from __future__ import annotations
 
-import logging
-
-from bot.store.errors import StoreError
+from bot.store.shared import opened
 from bot.store.sqlite.audit import AuditTable
 from bot.store.sqlite.connection import MEMORY, SqliteConnection
 from bot.store.sqlite.holds import HoldTables
@@ -19,8 +17,6 @@ from bot.store.sqlite.outbox import OutboxTable
 
 __all__ = ["MEMORY", "SqliteConnection", "Store", "open_store"]
 
-log = logging.getLogger(__name__)
-
 
 class Store(IncidentTables, AuditTable, OutboxTable, HoldTables):
     """The SQLite incident store: every table's calls on one connection in a dedicated thread."""
@@ -28,11 +24,4 @@ class Store(IncidentTables, AuditTable, OutboxTable, HoldTables):
 
 async def open_store(path: str) -> Store | None:
     """The store, migrated; None (and one clear error in the log) when it cannot be opened."""
-    store = Store(path)
-    try:
-        await store.open()
-    except StoreError as err:
-        log.error("%s: incidents are kept in memory only; probing and alerting go on", err)
-        await store.close()
-        return None
-    return store
+    return await opened(Store(path))

@@ -7,15 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.core.records import (
-    AUDIT_DONE,
-    AUDIT_INTERRUPTED,
-    AUDIT_STARTED,
-    STOPPED_MID_ACTION,
-    AuditEntry,
-    now,
-    ts,
-)
+from bot.core.records import AUDIT_DONE, AUDIT_INTERRUPTED, AUDIT_STARTED, STOPPED_MID_ACTION, AuditEntry, now, ts
 from bot.store.sqlite.connection import SqliteConnection
 
 

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from bot.core.records import OutboxRow, now, ts
+from bot.store.shared import pending_row
 from bot.store.sqlite.connection import SqliteConnection
 
 
@@ -56,20 +57,7 @@ class OutboxTable(SqliteConnection):
     async def outbox_pending(self) -> list[OutboxRow]:
         def run() -> list[OutboxRow]:
             rows = self._exec("SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id").fetchall()
-            return [
-                OutboxRow(
-                    r["id"],
-                    r["env"],
-                    r["kind"],
-                    json.loads(r["payload"]),
-                    json.loads(r["meta"]),
-                    r["nonce"],
-                    r["attempts"],
-                    None,
-                    None,
-                )
-                for r in rows
-            ]
+            return [pending_row(r) for r in rows]
 
         return await self.call(run)
 
