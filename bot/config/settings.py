@@ -98,6 +98,9 @@ class IncidentsConfig(StrictModel):
     lease_s: Number = Field(
         default=15.0, ge=2, le=600, description="with a PostgreSQL store: how soon a standby takes over a dead leader"
     )
+    # Replicas with the same leader_group elect one leader (the advisory lock's key); a second group with other
+    # environments can share the database (sharding: each config watches its own environments).
+    leader_group: str = Field(default="default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
     reminder_interval_s: Number = Field(default=1800.0, ge=0, le=DAY_S, description="0 = no reminders, else >= 1 s")
     silence_button_s: Number = Field(default=3600.0, ge=60, le=30 * DAY_S)
     max_silence_s: Number = Field(default=7 * DAY_S, ge=60, le=30 * DAY_S)

@@ -1,0 +1,129 @@
+"""The leader lease on a real PostgreSQL: one winner, takeover when the leader's session ends, the fence at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+
+from bot.core.lease import LeaseTiming, Role
+from bot.postgres.lease import LeaderLease
+
+TIMING = LeaseTiming(lease_s=3, retry_s=0.1)
+
+
+@pytest.fixture
+def group() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"  # its own lock key: tests never elect against each other
+
+
+def lease(pg_cluster, group: str, timing: LeaseTiming = TIMING) -> LeaderLease:
+    return LeaderLease(SecretStr(pg_cluster.dsn("postgres")), timing, group)
+
+
+async def wait_until(predicate, within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def backend_pid(pg_cluster, group_lease: LeaderLease) -> int:
+    conn = await asyncpg.connect(pg_cluster.dsn("postgres"))
+    try:
+        return int(
+            await conn.fetchval(
+                "select pid from pg_locks where locktype = 'advisory' and granted"
+                " and ((classid::bigint << 32) | objid::bigint) = $1",
+                group_lease.key & 0xFFFFFFFFFFFFFFFF,
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def terminate(pg_cluster, pid: int) -> None:
+    conn = await asyncpg.connect(pg_cluster.dsn("postgres"))
+    try:
+        assert await conn.fetchval("select pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+
+
+async def test_of_two_replicas_only_one_wins_and_the_other_waits(pg_cluster, group):
+    first, second = lease(pg_cluster, group), lease(pg_cluster, group)
+    stop = asyncio.Event()
+    try:
+        assert await first.try_once()
+        assert not await second.try_once() and not await second.try_once()
+        assert first.leading() and not second.leading()
+        assert (first.role, second.role) == (Role.LEADER, Role.STANDBY)
+        assert second.unready() is None  # a standby whose database answers is ready
+        assert first.state.epoch is not None
+        standby = asyncio.create_task(second.acquire(stop))
+        await asyncio.sleep(0.5)  # several attempts of the standby (retry_s 0.1) while the leader holds it
+        assert not standby.done() and await first.confirm()
+        await first.close()  # a clean stop releases the lock at once
+        assert await asyncio.wait_for(standby, 5)
+        assert second.leading() and second.state.epoch == first.state.epoch + 1  # a new generation
+    finally:
+        stop.set()
+        await first.close()
+        await second.close()
+
+
+async def test_terminating_the_leaders_backend_fences_it_at_once_and_the_standby_takes_over(pg_cluster, group):
+    first, second = lease(pg_cluster, group), lease(pg_cluster, group)
+    stop = asyncio.Event()
+    try:
+        assert await first.try_once()
+        holding = asyncio.create_task(first.hold())
+        standby = asyncio.create_task(second.acquire(stop))
+        pid = await backend_pid(pg_cluster, first)
+        killed_at = time.monotonic()
+        await terminate(pg_cluster, pid)
+        # the connection's end is noticed as it happens, not at the next check (lease_s/3 = 1 s away)
+        await wait_until(lambda: not first.leading(), within_s=0.9)
+        fenced_s = time.monotonic() - killed_at
+        assert await asyncio.wait_for(standby, 5) and second.leading()
+        takeover_s = time.monotonic() - killed_at
+        reason = await asyncio.wait_for(holding, 5)
+        assert first.role is Role.LOST and first.lost.is_set()
+        assert reason == "the lease's database connection closed"
+        assert fenced_s < 0.9 and takeover_s < TIMING.lease_s, (fenced_s, takeover_s)
+        assert not await first.try_once()  # a lost replica never leads again in this process
+    finally:
+        stop.set()
+        await first.close()
+        await second.close()
+
+
+async def test_the_server_releases_a_silent_leaders_lock_within_lease_s(pg_cluster, group):
+    """A leader that stopped checking (a frozen process, a cut network) keeps its TCP session; the server's
+    idle_session_timeout ends it, and the fence had closed before."""
+    first, second = lease(pg_cluster, group), lease(pg_cluster, group)
+    stop = asyncio.Event()
+    try:
+        assert await first.try_once()  # and never confirms again: hold() is not running
+        won_at = time.monotonic()
+        standby = asyncio.create_task(second.acquire(stop))
+        assert await asyncio.wait_for(standby, TIMING.lease_s + 5)
+        takeover_s = time.monotonic() - won_at
+        assert not first.leading()  # its own fence closed at 2/3 of lease_s, before the takeover
+        assert TIMING.trusted_s <= takeover_s < TIMING.lease_s + 1.5, takeover_s
+    finally:
+        stop.set()
+        await first.close()
+        await second.close()
+
+
+async def test_a_standby_with_an_unreachable_database_is_not_ready_and_says_why(pg_cluster, group):
+    dead = LeaderLease(SecretStr("postgresql://u:secret-pw@127.0.0.1:9/db"), TIMING, group)
+    assert not await dead.try_once()
+    reason = dead.unready()
+    assert reason is not None and reason.startswith("standby: incident store unreachable (")
+    assert "127.0.0.1:9" in reason and "secret-pw" not in reason
