@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from bot.core.lease import Fence, always_leading
 from bot.core.records import OutboxRow
 from bot.delivery.folding import EditFolding
 from bot.delivery.guard import StoreGuard
@@ -101,6 +102,7 @@ class Outbox(EditFolding):
         self.clock = clock
         self.sleep = sleep
         self.on_delivered: OnDelivered | None = None  # told when a row other than the caller's own lands
+        self.fence: Fence = always_leading  # a replica that lost the leader lease sends nothing (rows stay stored)
         self._queues: dict[str, list[QueuedRow]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._flush_lock = asyncio.Lock()
@@ -257,6 +259,8 @@ class Outbox(EditFolding):
                 await self.guard(lambda s: s.outbox_attempt(row.id))
             if item.finished:  # superseded during the store writes above
                 return True
+            if not self.fence():  # asked right before the request: the row waits for the new leader
+                return False
             row.attempts += 1
             item.in_flight = True
             result, error = await self._deliver(self.transport, row, meta)

@@ -74,9 +74,13 @@ class LeaderLease:
         return self.state.role
 
     def unready(self) -> str | None:
-        """Readiness as a standby: the store's database answers (a leader's readiness is the bot's)."""
+        """Why this replica is not ready as a standby (the store's database does not answer), or as a leader that
+        can no longer trust its lease; None otherwise (a trusted leader's readiness is the bot's own)."""
         if self.state.role is Role.LOST:
             return f"lost the leader lease ({self.state.lost_reason}): stopping"
+        overdue = self.state.overdue(self.clock())
+        if overdue is not None:
+            return f"leader: {overdue}"
         return standby_unready(self.timing, self.reached_at, self.error, self.clock())
 
     # -- standby ------------------------------------------------------------------------------------
