@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.conftest import write_config
@@ -85,6 +86,17 @@ async def until(check, within_s: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
+def same_config(fake, stack, tmp_path: Path) -> Path:
+    return write_config(
+        tmp_path / "c.yaml",
+        {"prod": stack.env_config(auto_recover=False)},
+        discord={"guild_ids": [fake.guild_id], "ops_channel_id": fake.ops_channel_id, "ops_role": "ops"},
+        monitor={"interval_s": 1, "failure_threshold": 2, "success_threshold": 1, "drift_interval_s": 0},
+        incidents={"store": {"env": "STORE_DSN"}, "lease_s": LEASE_S, "reminder_interval_s": 0},
+        metrics={"host": "127.0.0.1", "port": 0},  # the same config for both: each picks a free port
+    )
+
+
 @pytest.fixture
 def store_db(pg_cluster):
     """A database of its own for the shared incident store (and the lease)."""
@@ -98,14 +110,7 @@ async def test_kill_9_of_the_leader_mid_incident_the_standby_takes_over_one_crit
     fake, make_stack, store_db, tmp_path
 ):
     stack = make_stack()
-    config = write_config(
-        tmp_path / "c.yaml",
-        {"prod": stack.env_config(auto_recover=False)},
-        discord={"guild_ids": [fake.guild_id], "ops_channel_id": fake.ops_channel_id, "ops_role": "ops"},
-        monitor={"interval_s": 1, "failure_threshold": 2, "success_threshold": 1, "drift_interval_s": 0},
-        incidents={"store": {"env": "STORE_DSN"}, "lease_s": LEASE_S, "reminder_interval_s": 0},
-        metrics={"host": "127.0.0.1", "port": 0},  # the same config for both: each picks a free port
-    )
+    config = same_config(fake, stack, tmp_path)
     environ = {**stack.env_vars, "STORE_DSN": store_db}
     async with replica(fake, config, environ, "first") as first:
         await first.wait_log("connected as")
@@ -127,9 +132,12 @@ async def test_kill_9_of_the_leader_mid_incident_the_standby_takes_over_one_crit
             first.proc.send_signal(signal.SIGKILL)
             leads_at = await second.wait_log("leader of group 'default'", within_s=LEASE_S + 10)
             attached_at = await second.wait_log("re-attached open incident", within_s=30)
-            takeover_s, acting_s = leads_at - killed_at, attached_at - killed_at
-            print(f"\ntakeover after kill -9: lease {takeover_s:.2f} s, acting (re-attached) {acting_s:.2f} s")
-            await second.wait_log("connected as")
+            connected_at = await second.wait_log("connected as", within_s=30)
+            takeover_s = leads_at - killed_at
+            print(
+                f"\ntakeover after kill -9: lease {takeover_s:.2f} s, incident re-attached "
+                f"{attached_at - killed_at:.2f} s, connected to Discord {connected_at - killed_at:.2f} s"
+            )
             assert await second.get("/readyz") == (200, "ready: leader\n")
 
             stack.postgrest.start()  # fixed: the new leader resolves the incident it took over
@@ -146,3 +154,44 @@ async def test_kill_9_of_the_leader_mid_incident_the_standby_takes_over_one_crit
     assert fake.message(alert.id).embeds[0]["title"] == "✅ RESOLVED · PROD: PostgREST healthy again"
     assert takeover_s < LEASE_S, takeover_s
     assert "leader of group 'default' (epoch 2)" in second.text()
+
+
+async def test_a_leader_whose_lease_connection_is_cut_stops_at_once_exits_3_and_the_standby_leads(
+    fake, make_stack, store_db, tmp_path
+):
+    """The database ends the leader's lease session (as a network cut or a failover would): it stops acting and
+    exits for its supervisor to restart it as a standby, and the other replica takes over."""
+    stack = make_stack()
+    config = same_config(fake, stack, tmp_path)
+    environ = {**stack.env_vars, "STORE_DSN": store_db}
+    async with replica(fake, config, environ, "first") as first:
+        await first.wait_log("connected as")  # the leader, before the second replica starts
+        async with replica(fake, config, environ, "second") as second:
+            await second.wait_log("standby: another replica leads group 'default'")
+            code, leads_at, cut_at, ready = await cut_the_leaders_lease(store_db, first, second)
+    assert code == 3, first.text()[-3000:]
+    assert "leader lease of group 'default' lost: the lease's database connection closed" in first.text()
+    assert "exiting with code 3: the leader lease is lost" in first.text()
+    assert ready == (200, "ready: leader\n") and leads_at - cut_at < LEASE_S
+
+
+async def cut_the_leaders_lease(store_db: str, first: Replica, second: Replica) -> tuple[int, float, float, tuple[int, str]]:
+    """pg_terminate_backend of the session holding the lock; the old leader's exit code, when the other led, when
+    the session was cut, and the new leader's /readyz."""
+    admin = await asyncpg.connect(store_db)
+    try:
+        (pid,) = [
+            row["pid"]
+            for row in await admin.fetch(
+                "select l.pid from pg_locks l join pg_stat_activity a using (pid)"
+                " where l.locktype = 'advisory' and l.granted and a.application_name = 'pgrst-ops lease'"
+            )
+        ]
+        cut_at = time.monotonic()
+        assert await admin.fetchval("select pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    code = await asyncio.wait_for(first.proc.wait(), 30)
+    leads_at = await second.wait_log("leader of group 'default' (epoch 2)", within_s=LEASE_S + 10)
+    await second.wait_log("connected as")
+    return code, leads_at, cut_at, await second.get("/readyz")
