@@ -175,7 +175,9 @@ async def test_a_leader_whose_lease_connection_is_cut_stops_at_once_exits_3_and_
     assert ready == (200, "ready: leader\n") and leads_at - cut_at < LEASE_S
 
 
-async def cut_the_leaders_lease(store_db: str, first: Replica, second: Replica) -> tuple[int, float, float, tuple[int, str]]:
+async def cut_the_leaders_lease(
+    store_db: str, first: Replica, second: Replica
+) -> tuple[int, float, float, tuple[int, str]]:
     """pg_terminate_backend of the session holding the lock; the old leader's exit code, when the other led, when
     the session was cut, and the new leader's /readyz."""
     admin = await asyncpg.connect(store_db)
