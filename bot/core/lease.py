@@ -6,9 +6,9 @@ while it holds it and keeps confirming it, and lost once a confirmation failed, 
 replica never leads again in this process (it exits and its supervisor restarts it as a standby).
 
 The fence is `LeaseState.leading(now)`: true only while the last good confirmation *started* less than
-`trusted_s` ago. The server drops a silent leader's session (so its lock) `lease_s` after its last query
-(`idle_session_timeout`), and that query started no earlier than the confirmation's start, so a leader always
-stops trusting itself before a standby can hold the lock. The clock is injected (monotonic seconds).
+`trusted_s` ago. The server drops a silent leader's session (so its lock) `release_s` after its last query
+(`idle_session_timeout`), later than `trusted_s`, and that query started no earlier than the confirmation's start,
+so a leader always stops trusting itself before a standby can hold the lock. The clock is injected (monotonic seconds).
 """
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ class LeaseTiming:
         return 2 * self.lease_s / 3
 
     @property
+    def release_s(self) -> float:
+        """The server ends a session idle this long: a silent leader's lock is free by then, and a standby trying
+        every `retry_s` holds it within `lease_s` of the leader's last query (for lease_s >= 6 * retry_s)."""
+        return self.lease_s - min(self.retry_s, self.lease_s / 6)
+
+    @property
     def reachable_s(self) -> float:
         """A standby whose last answer from the database is older than this says the store is unreachable."""
         return max(5.0, 3 * self.retry_s)
@@ -67,7 +73,7 @@ class LeaseTiming:
     def server_settings(self) -> dict[str, str]:
         """Session settings of the lease's connection, so the server itself releases a silent leader's lock.
 
-        `idle_session_timeout` ends a session that sent nothing for `lease_s` (a frozen process, a network cut:
+        `idle_session_timeout` ends a session that sent nothing for `release_s` (a frozen process, a network cut:
         the leader queries every `check_every_s`). The keepalives and `tcp_user_timeout` let the server's
         kernel drop a peer that vanished, so no backend lingers; neither fires before `trusted_s` has passed
         since the peer's last packet, so neither releases the lock while the old leader may still act.
@@ -76,7 +82,7 @@ class LeaseTiming:
         idle = max(1, math.ceil(self.trusted_s))
         interval = max(1, math.floor(self.lease_s / 9))
         return {
-            "idle_session_timeout": str(lease_ms),
+            "idle_session_timeout": str(math.ceil(self.release_s * 1000)),
             "tcp_keepalives_idle": str(idle),
             "tcp_keepalives_interval": str(interval),
             "tcp_keepalives_count": "3",

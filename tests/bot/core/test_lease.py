@@ -45,16 +45,22 @@ def test_a_lost_lease_stays_lost_and_keeps_its_first_reason():
 
 
 def test_a_stale_leader_stops_before_the_server_can_release_its_lock():
-    """The server drops a session lease_s after its last query ended; that query started after the last
-    confirmation started, so the fence closes at least lease_s/3 earlier than any standby can win."""
+    """The server drops a session release_s after its last query ended; that query started after the last
+    confirmation started, so the fence closes at least lease_s/6 before any standby can win."""
     for lease_s in (2, 3, 15, 600):
         timing = LeaseTiming(lease_s)
         settings = timing.server_settings()
-        assert int(settings["idle_session_timeout"]) == lease_s * 1000
+        released_ms = int(settings["idle_session_timeout"])
+        assert timing.trusted_s + lease_s / 6 <= released_ms / 1000 <= lease_s
         assert int(settings["tcp_user_timeout"]) == lease_s * 1000
-        assert timing.trusted_s + timing.lease_s / 3 <= lease_s + 1e-9
         assert int(settings["tcp_keepalives_idle"]) >= timing.trusted_s  # no keepalive drop while it trusts
         assert timing.check_every_s + timing.check_timeout_s <= timing.trusted_s + 1e-9  # one check can fail
+
+
+def test_a_silent_leader_is_taken_over_within_lease_s_of_its_last_query():
+    timing = LeaseTiming(15)  # the default: one standby attempt a second
+    assert timing.server_settings()["idle_session_timeout"] == "14000"
+    assert timing.release_s + timing.retry_s <= timing.lease_s
 
 
 def test_lock_keys_are_stable_64_bit_and_differ_per_group():

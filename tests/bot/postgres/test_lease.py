@@ -39,7 +39,7 @@ async def backend_pid(pg_cluster, group_lease: LeaderLease) -> int:
             await conn.fetchval(
                 "select pid from pg_locks where locktype = 'advisory' and granted"
                 " and ((classid::bigint << 32) | objid::bigint) = $1",
-                group_lease.key & 0xFFFFFFFFFFFFFFFF,
+                group_lease.key,
             )
         )
     finally:
@@ -91,6 +91,7 @@ async def test_terminating_the_leaders_backend_fences_it_at_once_and_the_standby
         fenced_s = time.monotonic() - killed_at
         assert await asyncio.wait_for(standby, 5) and second.leading()
         takeover_s = time.monotonic() - killed_at
+        print(f"\nbackend terminated: fenced after {fenced_s * 1000:.0f} ms, standby leads after {takeover_s:.2f} s")
         reason = await asyncio.wait_for(holding, 5)
         assert first.role is Role.LOST and first.lost.is_set()
         assert reason == "the lease's database connection closed"
@@ -102,7 +103,7 @@ async def test_terminating_the_leaders_backend_fences_it_at_once_and_the_standby
         await second.close()
 
 
-async def test_the_server_releases_a_silent_leaders_lock_within_lease_s(pg_cluster, group):
+async def test_the_server_releases_a_silent_leaders_lock_after_release_s(pg_cluster, group):
     """A leader that stopped checking (a frozen process, a cut network) keeps its TCP session; the server's
     idle_session_timeout ends it, and the fence had closed before."""
     first, second = lease(pg_cluster, group), lease(pg_cluster, group)
@@ -113,8 +114,9 @@ async def test_the_server_releases_a_silent_leaders_lock_within_lease_s(pg_clust
         standby = asyncio.create_task(second.acquire(stop))
         assert await asyncio.wait_for(standby, TIMING.lease_s + 5)
         takeover_s = time.monotonic() - won_at
+        print(f"\ntakeover of a silent leader (lease_s {TIMING.lease_s:g}): {takeover_s:.2f} s after its last query")
         assert not first.leading()  # its own fence closed at 2/3 of lease_s, before the takeover
-        assert TIMING.trusted_s <= takeover_s < TIMING.lease_s + 1.5, takeover_s
+        assert TIMING.release_s <= takeover_s < TIMING.lease_s + 1.0, takeover_s
     finally:
         stop.set()
         await first.close()
