@@ -103,6 +103,7 @@ class Outbox(EditFolding):
         self.sleep = sleep
         self.on_delivered: OnDelivered | None = None  # told when a row other than the caller's own lands
         self.fence: Fence = always_leading  # a replica that lost the leader lease sends nothing (rows stay stored)
+        self.envs: frozenset[str] | None = None  # replicas: leader groups share a store, each adopts its own rows
         self._queues: dict[str, list[QueuedRow]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._flush_lock = asyncio.Lock()
@@ -207,7 +208,7 @@ class Outbox(EditFolding):
         known = set(self._finished) | {i.row.nonce for q in self._queues.values() for i in q}
         older: dict[str, list[QueuedRow]] = {}
         for row in stored:
-            if row.nonce not in known:
+            if row.nonce not in known and (self.envs is None or row.env in self.envs):
                 older.setdefault(row.env, []).append(QueuedRow(row))
         for env, items in older.items():
             self._queues[env] = items + self._queues.get(env, [])

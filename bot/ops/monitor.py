@@ -70,6 +70,8 @@ class Monitor:
         if outbox is not None:  # a post delivered later (in the background) is remembered on its incident
             outbox.on_delivered = self.desk.delivered
             outbox.fence = fence
+            if fence is not always_leading:  # replicas: another leader group may share the store
+                outbox.envs = frozenset(states)
             self.metrics.watch_backlog(outbox.waiting)
 
     # The desk holds the state; these keep the monitor the one object callers (and tests) hold.

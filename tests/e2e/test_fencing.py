@@ -79,3 +79,18 @@ async def test_a_fenced_monitor_records_and_alerts_nothing_and_acts_again_once_i
         await fake.wait_for(lambda: len(criticals(fake)) == 1, 10)
     assert fenced == (None, None, 0) and fenced_incidents == []
     assert len(await read_incidents(tmp_path / "incidents.db")) == 1
+
+
+async def test_a_leader_adopts_only_its_own_environments_rows_from_a_store_two_groups_share(tmp_path):
+    store = await Store(tmp_path / "incidents.db").open()
+    try:
+        await store.outbox_add("eu", POST, {"content": "the eu group's"}, {}, "nonce-eu")
+        await store.outbox_add("prod", POST, {"content": "ours"}, {}, "nonce-prod")
+        ours = Recorder()
+        outbox = Outbox(StoreGuard(store), ours)
+        outbox.envs = frozenset({"prod"})
+        await outbox.flush()
+        left = [row.env for row in await store.outbox_pending()]
+    finally:
+        await store.close()
+    assert ours.sent == ["ours"] and left == ["eu"]  # the eu row waits for the eu group's leader
