@@ -10,8 +10,10 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from bot.config import ConfigError
 from bot.core.lease import LeaseTiming, Role
 from bot.postgres.lease import LeaderLease
+from tests.conftest import build_settings
 
 TIMING = LeaseTiming(lease_s=3, retry_s=0.1)
 
@@ -129,3 +131,22 @@ async def test_a_standby_with_an_unreachable_database_is_not_ready_and_says_why(
     reason = dead.unready()
     assert reason is not None and reason.startswith("standby: incident store unreachable (")
     assert "127.0.0.1:9" in reason and "secret-pw" not in reason
+
+
+async def test_two_leader_groups_on_one_database_each_elect_their_own_leader(pg_cluster, group):
+    settings = build_settings({"dev": {"rest_url": "http://127.0.0.1:9"}}, incidents={"leader_group": f"{group}-eu"})
+    eu, eu_too = lease(pg_cluster, settings.incidents.leader_group), lease(pg_cluster, f"{group}-eu")
+    us = lease(pg_cluster, f"{group}-us")
+    try:
+        assert await eu.try_once() and await us.try_once()  # different keys: both lead
+        assert not await eu_too.try_once()  # the same group: one leader
+        assert eu.key != us.key and eu.state.epoch == us.state.epoch == 1  # each group counts its own epochs
+    finally:
+        for each in (eu, eu_too, us):
+            await each.close()
+
+
+def test_leader_group_defaults_to_default_and_takes_a_plain_name():
+    assert build_settings({"dev": {"rest_url": "http://127.0.0.1:9"}}).incidents.leader_group == "default"
+    with pytest.raises(ConfigError, match=r"incidents.leader_group: a plain name: letters, digits"):
+        build_settings({"dev": {"rest_url": "http://127.0.0.1:9"}}, incidents={"leader_group": "eu prod"})
