@@ -340,8 +340,7 @@ exit codes:
   0  stopped by SIGTERM or SIGINT (Ctrl-C), cleanly
   1  the Discord connection ended with an error
   2  usage or configuration error (one line on stderr naming the key), or Discord rejected the token
-  3  replicas (a PostgreSQL store): this replica lost the leader lease and stopped acting; restart it (a
-     supervisor's restart policy does), it waits as a standby
+  3  a replica (PostgreSQL store) lost the leader lease and stopped acting; restarted, it is a standby
 
 examples:
   python -m bot --config config.yaml --env dev   # monitor dev (console mode without a token)
