@@ -1,4 +1,5 @@
-"""`pgrst-ops check` and `pgrst-ops fix`: the runbook's health probe and recovery operator for CI and people.
+"""`pgrst-ops check`, `fix`, `drift` and `restart`: the runbook's health probe and recovery operator for CI and
+people, the drift check, and a Supabase project's restart.
 
 Exit codes: 0 healthy / recovered, 1 unhealthy / escalated, 2 usage or configuration error.
 """
@@ -6,45 +7,25 @@ Exit codes: 0 healthy / recovered, 1 unhealthy / escalated, 2 usage or configura
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
-import importlib.metadata
 import json
 import logging
 import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn, TextIO, cast
+from typing import TYPE_CHECKING, NoReturn, TextIO, cast
 
-import httpx
+# Everything else is imported by the command that needs it, so `check` loads no asyncpg unless it diagnoses,
+# `--help` no pydantic, and no command the store, the webhook or the drift code it does not use (start-up
+# is part of every run's wall time: bench/README.md "Start-up"). The CLI never imports discord.
+if TYPE_CHECKING:
+    import httpx
 
-from bot.config import (
-    ConfigError,
-    RecoveryConfig,
-    Settings,
-    Target,
-    load_settings,
-    read_optional_secret,
-    resolve_targets,
-)
-from bot.core.recovery import Outcome, RecoveryResult
-from bot.core.schema_version import SchemaVersionReport
-from bot.delivery.guard import StoreGuard
-from bot.delivery.webhook import post_webhook
-from bot.messages.alert import build_critical_alert
-from bot.messages.cli_text import print_outcome, render_drift, render_report, step_printer, version_line
-from bot.ops.check import check_environments
-from bot.ops.drift import check_drift
-from bot.ops.incident_log import record_incident
-from bot.ops.recovery import RecoveryOperator
-from bot.postgres.schema_version import check_target_schema_version
-from bot.postgrest.probe import Prober
-from bot.postgrest.requests import make_http_client
-from bot.redact import install_log_filter, scrub
-from bot.store import MEMORY, open_store
-from bot.supabase.watch import ProjectWatch
+    from bot.config import RecoveryConfig, Settings, Target
+    from bot.core.recovery import RecoveryResult
+    from bot.core.schema_version import SchemaVersionReport
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 
@@ -62,6 +43,8 @@ examples:
 
 def package_version() -> str:
     """The installed package's version (pyproject.toml), the one --version and the start line show."""
+    import importlib.metadata  # ~20 ms, needed only for --version and the bot's start line
+
     try:
         return importlib.metadata.version("pgrst-ops")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
@@ -112,16 +95,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="send the NOTIFY even if the pre-flight check finds it would break the cache or not be heard",
     )
     fix.add_argument("--verbose", "-v", action="store_true")
+    restart = sub.add_parser(
+        "restart", help="restart the environment's Supabase project and follow it until PostgREST is healthy"
+    )
+    restart.add_argument("--env", required=True, metavar="NAME", help="environment whose project to restart")
+    restart.add_argument("--yes", action="store_true", help="confirm: required for a protected environment")
+    restart.add_argument("--reason", default="pgrst-ops restart (CLI)", help="why, for the log (default: CLI)")
+    restart.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    restart.add_argument("--verbose", "-v", action="store_true")
     return parser
 
 
 def with_optional_dsn(target: Target) -> Target:
     """`check` needs no DSN; when one is set anyway, use it to diagnose what the probe found."""
+    from bot.config import read_optional_secret
+
     dsn = read_optional_secret(target.config.database_dsn)
     return dataclasses.replace(target, secrets=dataclasses.replace(target.secrets, database_dsn=dsn))
 
 
 async def run_check(settings: Settings, targets: list[Target], *, as_json: bool, verbose: bool, out: TextIO) -> int:
+    from bot.messages.cli_text import render_report, version_line
+    from bot.ops.check import check_environments
+    from bot.postgrest.probe import Prober
+    from bot.postgrest.requests import make_http_client
+    from bot.supabase.watch import ProjectWatch
+
     rec = settings.recovery
     targets = [with_optional_dsn(t) for t in targets]  # secrets read once, for diagnosis and the version guard
     async with make_http_client(t.config for t in targets) as client:
@@ -154,6 +153,12 @@ async def run_check(settings: Settings, targets: list[Target], *, as_json: bool,
 async def schema_versions(targets: list[Target], rec: RecoveryConfig) -> dict[str, SchemaVersionReport]:
     """The schema version guard of each environment that has one (and a DSN to read the database's)."""
     guarded = [t for t in targets if t.config.schema_version is not None]
+    if not guarded:
+        return {}
+    import asyncio
+
+    from bot.postgres.schema_version import check_target_schema_version  # asyncpg: only with a guard to check
+
     found = await asyncio.gather(
         *(
             check_target_schema_version(
@@ -166,11 +171,17 @@ async def schema_versions(targets: list[Target], rec: RecoveryConfig) -> dict[st
 
 
 async def run_drift(settings: Settings, targets: list[Target], *, as_json: bool, per_object: bool, out: TextIO) -> int:
+    import asyncio
+
+    from bot.delivery.guard import StoreGuard
+    from bot.messages.cli_text import render_drift
+    from bot.ops.drift import check_drift
+    from bot.postgrest.requests import make_http_client
+    from bot.store import open_store, store_in_use
+
     rec = settings.recovery
-    # The bot's store, when it exists on this machine, remembers each run's objects (drift finds dropped ones).
-    path = settings.incidents.store_path
-    exists = path != MEMORY and await asyncio.to_thread(os.path.exists, path)
-    memory = StoreGuard(await open_store(path) if exists else None)
+    # The bot's store (PostgreSQL, or its SQLite file when that exists here) remembers each run's objects.
+    memory = StoreGuard(await open_store(settings.incidents) if await store_in_use(settings.incidents) else None)
     try:
         async with make_http_client(t.config for t in targets) as client:
             reports = await asyncio.gather(
@@ -212,6 +223,12 @@ async def run_fix(
     out: TextIO,
     force: bool = False,
 ) -> int:
+    from bot.core.recovery import Outcome
+    from bot.messages.cli_text import print_outcome, step_printer
+    from bot.ops.recovery import RecoveryOperator
+    from bot.postgrest.probe import Prober
+    from bot.postgrest.requests import make_http_client
+
     async with make_http_client([target.config]) as client:
         prober = Prober(client, max_body_bytes=settings.max_body_bytes)
         operator = RecoveryOperator(prober, settings.recovery)
@@ -227,6 +244,8 @@ async def run_fix(
         alert_status = None
         if result.outcome is Outcome.ESCALATED and alert:
             alert_status = await _send_alert(client, settings, target, result)
+        from bot.ops.incident_log import record_incident  # the store's code: after the recovery, not before
+
         incident = await record_incident(settings, result)
     if as_json:
         doc = result.to_json()
@@ -241,7 +260,75 @@ async def run_fix(
     return EXIT_OK if result.ok else EXIT_UNHEALTHY
 
 
+async def run_restart(settings: Settings, target: Target, *, reason: str, as_json: bool, out: TextIO) -> int:
+    """Restart the project once, print each phase, exit 0 once PostgREST is healthy again (1 otherwise)."""
+    from bot.core.restart import Phase, Progress, refusal
+    from bot.messages.restart import cli_progress_line
+    from bot.ops.incident_log import record_audit
+    from bot.ops.restart import follow_restart, send_restart
+    from bot.postgrest.probe import Prober
+    from bot.postgrest.requests import make_http_client
+    from bot.supabase.watch import ProjectWatch
+
+    name, supabase = target.name, target.config.supabase
+    assert supabase is not None
+    async with make_http_client([target.config]) as client:
+        projects = ProjectWatch.build(client, [target])
+        assert projects is not None
+        management, ref = projects.client(name), projects.ref(name)
+        assert management is not None
+        state = await projects.state(name, healthy=False)
+        why = refusal(
+            can_restart=True,
+            status=state.status if state else None,
+            running=False,
+            protected=False,  # --yes was given
+            confirmed_name=None,
+            env=name,
+            reason=reason,
+        )
+        if why is None and (failed := await send_restart(management, ref)) is not None:
+            progress = Progress(Phase.FAILED, 0.0, detail=failed)
+        elif why is None:
+            prober = Prober(client, max_body_bytes=settings.max_body_bytes)
+
+            def said(step: Progress) -> None:
+                if not as_json:
+                    out.write(cli_progress_line(name, step) + "\n")
+                    out.flush()
+
+            progress, _ = await follow_restart(
+                management,
+                ref,
+                lambda: prober.probe(target),
+                poll_s=supabase.restart_poll_s,
+                deadline_s=supabase.restart_deadline_s,
+                on_progress=said,
+            )
+    if why is not None:
+        progress = Progress(Phase.FAILED, 0.0, detail=f"not sent: {why}")
+    outcome = f"{progress.phase} after {progress.elapsed_s:.0f} s"
+    if progress.phase is Phase.FAILED:
+        outcome = f"{'refused' if why else 'failed'}: {why or progress.detail}"
+    audit = await record_audit(settings, "cli", "restart", name, f"{outcome} (reason: {reason[:200]})")
+    if as_json:
+        doc = {"env": name, "phase": str(progress.phase), "elapsed_s": round(progress.elapsed_s, 1)}
+        doc |= {"status": progress.status, "detail": progress.detail, "audit": audit}
+        json.dump(doc, out, ensure_ascii=False)
+        out.write("\n")
+    else:
+        if progress.phase is Phase.FAILED:
+            out.write(cli_progress_line(name, progress) + "\n")
+        if audit:
+            out.write(f"{name}: incident log: {audit}\n")
+    return EXIT_OK if progress.phase is Phase.HEALTHY else EXIT_UNHEALTHY
+
+
 async def _send_alert(client: httpx.AsyncClient, settings: Settings, target: Target, result: RecoveryResult) -> str:
+    from bot.config import read_optional_secret
+    from bot.delivery.webhook import post_webhook
+    from bot.messages.alert import build_critical_alert
+
     ref = settings.discord.webhook_url
     url = read_optional_secret(ref)
     if url is None:
@@ -281,6 +368,8 @@ class _Scrubbed:
         self.stream = stream
 
     def write(self, text: str) -> int:
+        from bot.redact import scrub  # pydantic: not for --help or a usage error
+
         return self.stream.write(scrub(text))
 
     def flush(self) -> None:
@@ -319,12 +408,24 @@ def _main(argv: Sequence[str] | None, *, out: TextIO | None, err: TextIO | None)
         as_json = any(len(word) >= 3 and "--json".startswith(word) for word in argv)
         return _fail(f"usage error: {exc}", exc.key, as_json=as_json, out=out, err=err, usage=parser.format_usage())
     as_json = args.json
+    # httpx imports its own command-line tool whenever click, rich and pygments happen to be installed (a dev
+    # environment; the runtime lock has none of them): ~70 ms this CLI never uses. A None entry makes that
+    # optional import fail as it does without them.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    # pgrst-ops uses no pydantic plugin; looking for them reads every installed distribution's entry points
+    # when the first config model is built (3-13 ms here). Set to a name list to keep plugins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    import asyncio
+
+    from bot.config import ConfigError, load_settings, resolve_targets
+    from bot.redact import install_log_filter
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=err)
     install_log_filter()
     try:
         settings = load_settings(args.config)
-        if args.command in ("check", "drift"):
-            targets = resolve_targets(settings, args.env, need_dsn=False)
+        if args.command in ("check", "drift", "restart"):  # a restart needs the project's token, not the DSN
+            targets = resolve_targets(settings, [args.env] if args.command == "restart" else args.env, need_dsn=False)
         else:
             targets = resolve_targets(settings, [args.env])
     except ConfigError as exc:
@@ -333,6 +434,16 @@ def _main(argv: Sequence[str] | None, *, out: TextIO | None, err: TextIO | None)
         return asyncio.run(run_check(settings, targets, as_json=args.json, verbose=args.verbose, out=out))
     if args.command == "drift":
         return asyncio.run(run_drift(settings, targets, as_json=args.json, per_object=args.per_object, out=out))
+    if args.command == "restart":
+        target = targets[0]
+        if target.config.supabase is None:
+            key = f"environments.{target.name}.supabase"
+            why = f"configuration error: {key}: not set; a restart needs the project ref and an access token"
+            return _fail(why, key, as_json=as_json, out=out, err=err)
+        if target.config.protected and not args.yes:
+            why = f"usage error: {target.name} is protected: add --yes to restart its project"
+            return _fail(why, "--yes", as_json=as_json, out=out, err=err)
+        return asyncio.run(run_restart(settings, target, reason=args.reason, as_json=as_json, out=out))
     if args.retries is not None and args.retries < 1:
         return _fail("usage error: --retries must be >= 1", "--retries", as_json=as_json, out=out, err=err)
     if args.delay is not None and args.delay <= 0:

@@ -7,7 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.bot import PgrstOpsBot
-from bot.chat.checks import configured_guild, find_target, per_environment, services, unknown_env
+from bot.chat.checks import answered_unknown, configured_guild, per_environment, services
 from bot.messages.embeds import drift_embed
 
 
@@ -16,8 +16,7 @@ class Drift(commands.Cog):
     @app_commands.describe(env="Environment to compare")
     @per_environment(configured_guild)
     async def drift(self, interaction: discord.Interaction, env: str) -> None:
-        if find_target(interaction, env) is None:
-            await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
+        if await answered_unknown(interaction, env):
             return
         await interaction.response.defer(thinking=True)  # catalog + API reads can take seconds
         report = await services(interaction).drift(env)

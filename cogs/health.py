@@ -11,8 +11,8 @@ from discord.ext import commands
 
 from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import (
+    answered_unknown,
     configured_guild,
-    find_target,
     in_configured_guild,
     passes,
     per_environment,
@@ -74,8 +74,7 @@ class Health(commands.Cog):
     @app_commands.describe(env="Environment to probe (default: all)")
     @per_environment(configured_guild)
     async def health(self, interaction: discord.Interaction, env: str | None = None) -> None:
-        if env is not None and find_target(interaction, env) is None:
-            await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
+        if await answered_unknown(interaction, env):
             return
         await interaction.response.defer(thinking=True)  # Discord's 3-second rule: acknowledge before any I/O
         embeds = await probe_embeds(interaction, env) or []

@@ -2,8 +2,8 @@
 
 The buttons are bot.chat.views.IncidentButton (the incident id is in the custom id, the rest in the store), so
 they work after the bot restarts. They apply the checks of the command each stands for (bot.chat.checks):
-Acknowledge and Silence 1h those of /silence (ops role), Retry reload those of /reload (the environment's
-reload role).
+Acknowledge and Silence 1h those of /silence (ops role), Retry reload and Restart project those of /reload
+and /restart (the environment's reload role).
 """
 
 from __future__ import annotations
@@ -14,32 +14,24 @@ from discord.ext import commands
 
 from bot.chat.bot import PgrstOpsBot
 from bot.chat.checks import (
+    answered_unknown,
     configured_guild,
-    find_target,
     has_ops_role,
     may_reload,
     ops_only,
     passes,
     per_environment,
     services,
-    unknown_env,
 )
 from bot.chat.views import IncidentButton
 from bot.messages import replies
 from bot.messages.incidents import incidents_embed
 from bot.ops.facade import Interrupted
+from cogs.restart import BUTTON, open_restart
 
 
 def who(interaction: discord.Interaction) -> str:
     return interaction.user.display_name
-
-
-async def refused(interaction: discord.Interaction, env: str) -> bool:
-    """Unknown environment: answer (ephemeral) and return True."""
-    if find_target(interaction, env) is None:
-        await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
-        return True
-    return False
 
 
 class AlertButton(IncidentButton):
@@ -47,9 +39,10 @@ class AlertButton(IncidentButton):
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         """Exactly the checks of the command the button stands for (before anything is looked up)."""
-        if self.action == "retry":
+        if self.action in ("retry", "restart"):
             env = services(interaction).incident_env(self.incident_id)
-            return await passes(interaction, lambda i: may_reload(i, env, "Retry reload"))
+            what = "Retry reload" if self.action == "retry" else "Restart project"
+            return await passes(interaction, lambda i: may_reload(i, env, what))
         label = "Acknowledge" if self.action == "ack" else "Silence 1h"
         return await passes(interaction, lambda i: has_ops_role(i, label))
 
@@ -58,6 +51,9 @@ class AlertButton(IncidentButton):
         alert_env = ops.incident_env(self.incident_id)
         if alert_env is None:
             await interaction.response.send_message(replies.already_resolved(self.incident_id), ephemeral=True)
+            return
+        if self.action == "restart":  # answered with the modal (reason, confirmation), nothing deferred
+            await open_restart(interaction, alert_env, BUTTON)
             return
         if self.action == "retry" and ops.targets[alert_env].config.protected:
             await interaction.response.send_message(replies.protected_retry(alert_env), ephemeral=True)
@@ -86,8 +82,7 @@ class Incidents(commands.Cog):
     async def incidents(
         self, interaction: discord.Interaction, env: str | None = None, limit: app_commands.Range[int, 1, 25] = 10
     ) -> None:
-        if env is not None and find_target(interaction, env) is None:
-            await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
+        if await answered_unknown(interaction, env):
             return
         ops = services(interaction)
         problem = ops.store_problem()
@@ -112,7 +107,7 @@ class Incidents(commands.Cog):
         duration: str,
         reason: app_commands.Range[str, 3, 200],
     ) -> None:
-        if await refused(interaction, env):
+        if await answered_unknown(interaction, env):
             return
         ops = services(interaction)
         try:
@@ -132,7 +127,7 @@ class Incidents(commands.Cog):
     @app_commands.describe(env="Environment")
     @per_environment(ops_only)
     async def unsilence(self, interaction: discord.Interaction, env: str) -> None:
-        if await refused(interaction, env):
+        if await answered_unknown(interaction, env):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         ended = await services(interaction).unsilence(env, who(interaction))

@@ -24,13 +24,16 @@ SERVER = "postgrest/12.0.2"
 PGRST002 = "503 PGRST002 Could not query the database for the schema cache. Retrying."
 
 
-def env_config(name: str = "prod") -> EnvironmentConfig:
+def env_config(name: str = "prod", *, project_token: bool = False) -> EnvironmentConfig:
+    """The environment; `project_token`: it names its Supabase project with a token (the restart is a button)."""
+    supabase = {"supabase": {"project_ref": f"{name}refabcdefghijklmn"[:20]}} if project_token else {}
     return EnvironmentConfig.model_validate(
         {
             "rest_url": f"https://{name}ref.supabase.co/rest/v1",
             "dashboard_url": f"https://supabase.com/dashboard/project/{name}ref",
             "restart_url": f"https://supabase.com/dashboard/project/{name}ref/settings/general",
             "probe_tables": ["profiles", "orders"],
+            **supabase,
         }
     )
 

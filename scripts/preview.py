@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.incident import MonitorHealth
-from bot.core.incidents import AUTO_RECOVERED, RECOVERED_BY_ITSELF
+from bot.core.incidents import AFTER_RESTART, AUTO_RECOVERED, RECOVERED_BY_ITSELF
+from bot.core.restart import Phase, Progress
 from bot.messages import embeds, reload, replies
 from bot.messages import incidents as notices
 from bot.messages.alert import alert_buttons, build_critical_alert, build_resolved_alert, outgoing
+from bot.messages.restart import with_restart
 from scripts import command_samples
 from scripts import message_samples as samples
 
@@ -47,7 +49,9 @@ def alert_button_row(payload: dict[str, Any], restart_url: str | None, *, resolv
     row.append(("Silence 1h", "secondary", False))
     if buttons.retry:
         row.append(("Retry reload", "secondary", False))
-    if restart_url:
+    if buttons.restart:
+        row.append(("Restarting…" if buttons.restarting else "Restart project", "danger", buttons.restarting))
+    elif restart_url:
         row.append(("Restart project ↗", "link", False))
     return row
 
@@ -86,6 +90,30 @@ def alert_messages() -> Iterator[Shown]:
         "prod", stale, since, samples.AT + timedelta(seconds=40), resolution=AUTO_RECOVERED
     )
     yield Shown("Resolved by a reload: the line", fixed_line)
+    deaf = samples.no_listener_diagnosis()
+    with_token = build_critical_alert(
+        "prod",
+        samples.env_config(project_token=True),
+        deaf.report,
+        result=samples.escalated(samples.stale(), deaf, refused=True),
+        diagnosis=deaf,
+        since=since,
+        alert_role_id=77,
+    )
+    yield Shown("CRITICAL with a project token: Restart is a button", with_token, alert_button_row(with_token, restart))
+    reason = "stale, nobody listens"
+    going = with_restart(with_token, Progress(Phase.COMING_UP, 84, "COMING_UP"), "alice", reason)
+    yield Shown("The alert following the restart", going, alert_button_row(going, restart))
+    restarted, restarted_line = build_resolved_alert(
+        "prod",
+        going,
+        since,
+        samples.AT + timedelta(minutes=6),
+        resolution=AFTER_RESTART,
+        resolution_detail="healthy 1 min 52 s after the restart by alice",
+    )
+    yield Shown("Resolved after the restart", restarted, alert_button_row(restarted, restart, resolved=True))
+    yield Shown("Resolved after the restart: the line", restarted_line)
     flapping = notices.flapping_alert("prod", 6, 900, samples.AT, 77)
     yield Shown("FLAPPING", flapping, alert_button_row(flapping, restart))
 
@@ -234,7 +262,7 @@ code{background:#2b2d31;border:1px solid #1e1f22;border-radius:4px;padding:0 3px
 .field.wide{grid-column:1/-1}.fname{font-weight:600;color:#f2f3f5}.footer{font-size:12px;margin-top:8px;color:#b5bac1}
 .buttons{margin-top:8px;display:flex;gap:8px;flex-wrap:wrap}.btn{border-radius:3px;padding:2px 16px;font-size:14px;
 line-height:28px;color:#fff}.btn.primary{background:#5865f2}.btn.secondary{background:#4e5058}
-.btn.link{background:#4e5058}.btn.disabled{opacity:.5}.note{font-size:12px;color:#949ba4;margin-top:4px}
+.btn.link{background:#4e5058}.btn.danger{background:#da373c}.btn.disabled{opacity:.5}.note{font-size:12px;color:#949ba4;margin-top:4px}
 """
 
 

@@ -23,7 +23,7 @@ from bot.delivery.sink import AlertSink
 from bot.ops.facade import Ops
 
 log = logging.getLogger("pgrst_ops")
-COGS = ("cogs.health", "cogs.reload", "cogs.status", "cogs.drift", "cogs.incidents")
+COGS = ("cogs.health", "cogs.reload", "cogs.restart", "cogs.status", "cogs.drift", "cogs.incidents")
 
 
 class PgrstOpsBot(commands.Bot):

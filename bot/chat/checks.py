@@ -81,7 +81,13 @@ configured_guild = app_commands.check(in_configured_guild)
 ops_only = app_commands.check(
     lambda interaction: has_ops_role(interaction, f"/{interaction.command.name if interaction.command else '?'}")
 )
-reload_allowed = app_commands.check(lambda interaction: may_reload(interaction, interaction.namespace.env))
+reload_allowed = app_commands.check(
+    lambda interaction: may_reload(
+        interaction,
+        interaction.namespace.env,
+        f"/{interaction.command.name if interaction.command else 'reload'} {interaction.namespace.env}",
+    )
+)
 
 
 async def refuse(interaction: discord.Interaction, text: str) -> None:
@@ -116,6 +122,14 @@ def find_target(interaction: discord.Interaction, env: str) -> Target | None:
 def unknown_env(interaction: discord.Interaction, env: str) -> str:
     known = ", ".join(sorted(services(interaction).targets))
     return f"⚠️ Unknown environment `{env[:50]}`. Configured: {known}."
+
+
+async def answered_unknown(interaction: discord.Interaction, env: str | None) -> bool:
+    """An environment the config does not have: answered (ephemeral, naming the configured ones) and True."""
+    if env is None or find_target(interaction, env) is not None:
+        return False
+    await interaction.response.send_message(unknown_env(interaction, env), ephemeral=True)
+    return True
 
 
 def per_environment(check: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -14,9 +14,16 @@ import discord
 from bot.messages.alert import AlertButtons
 
 # Buttons on the CRITICAL alert; cogs.incidents handles them (DynamicItem: they work after a restart).
-INCIDENT_BUTTONS = (("ack", "Acknowledge"), ("silence", "Silence 1h"), ("retry", "Retry reload"))
+INCIDENT_BUTTONS = (
+    ("ack", "Acknowledge"),
+    ("silence", "Silence 1h"),
+    ("retry", "Retry reload"),
+    ("restart", "Restart project"),
+)
+# A pressed button shown disabled: Acknowledge once taken, Restart while a restart is followed.
+DONE_LABELS = {"ack": "Acknowledged", "restart": "Restarting…"}
 # Alerts already posted carry this id: it must never change.
-INCIDENT_ID = re.compile(r"pgrst:incident:(?P<action>ack|silence|retry):(?P<id>[0-9]{1,18})")
+INCIDENT_ID = re.compile(r"pgrst:incident:(?P<action>ack|silence|retry|restart):(?P<id>[0-9]{1,18})")
 
 
 class IncidentButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=INCIDENT_ID):
@@ -30,12 +37,14 @@ class IncidentButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=IN
         super().__init_subclass__(template=kwargs.pop("template", INCIDENT_ID), **kwargs)
 
     def __init__(self, action: str, incident_id: int, *, done: bool = False) -> None:
-        """`done`: an Acknowledge already pressed, shown disabled as "Acknowledged"."""
+        """`done`: shown disabled (an Acknowledge already taken, a restart being followed)."""
         labels = dict(INCIDENT_BUTTONS)
         if action not in labels:
             raise ValueError(f"no alert button for {action!r}")
-        label = "Acknowledged" if done else labels[action]
-        style = discord.ButtonStyle.primary if action == "ack" else discord.ButtonStyle.secondary
+        label = DONE_LABELS.get(action, labels[action]) if done else labels[action]
+        style = {"ack": discord.ButtonStyle.primary, "restart": discord.ButtonStyle.danger}.get(
+            action, discord.ButtonStyle.secondary
+        )
         custom_id = f"pgrst:incident:{action}:{incident_id}"
         super().__init__(discord.ui.Button(style=style, label=label, custom_id=custom_id, disabled=done))
         self.action = action
@@ -80,7 +89,7 @@ def alert_view(
     incident_id: int | None, restart_url: str | None, buttons: AlertButtons | None = None
 ) -> discord.ui.View | None:
     """The alert's buttons as the payload says (Acknowledge disabled once taken, Retry reload only where a reload
-    can help), then the one restart link."""
+    can help), then the restart: a button where the project's token can restart it, else the one link."""
     buttons = buttons or AlertButtons()
     view = discord.ui.View(timeout=None)
     if incident_id:
@@ -88,7 +97,9 @@ def alert_view(
         view.add_item(IncidentButton("silence", incident_id))
         if buttons.retry:
             view.add_item(IncidentButton("retry", incident_id))
-    if restart_url:
+        if buttons.restart:
+            view.add_item(IncidentButton("restart", incident_id, done=buttons.restarting))
+    if restart_url and not (incident_id and buttons.restart):
         view.add_item(discord.ui.Button(style=discord.ButtonStyle.link, label="Restart project", url=restart_url))
     if not view.children:
         return None

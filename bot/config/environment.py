@@ -139,6 +139,9 @@ class SupabaseConfig(StrictModel):
     healthy_cache_s: Number = Field(default=300.0, ge=30, le=86_400)
     # How long a restarting / coming-up project holds the alert before it goes out anyway.
     transition_hold_s: Number = Field(default=600.0, ge=0, le=7200)
+    # A restart asked from Discord or the CLI: how often it is looked at, and when it counts as failed.
+    restart_poll_s: Number = Field(default=5.0, ge=0.1, le=60)
+    restart_deadline_s: Number = Field(default=600.0, ge=10, le=7200)
 
     @field_validator("project_ref")
     @classmethod

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bot.config.environment import EnvironmentConfig, KpiThresholds
 from bot.config.errors import ConfigError, shown_value
@@ -137,6 +137,11 @@ class IncidentsConfig(StrictModel):
     @classmethod
     def _no_inline_dsn(cls, value: Any) -> Any:
         # Never quote it: a DSN written here carries its password.
+        if isinstance(value, dict):  # a reference: its own one readable error, not one per union branch
+            try:
+                return SecretRef.model_validate(value)
+            except ValidationError as err:
+                raise ValueError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
         if isinstance(value, str) and ("://" in value or "password=" in value.lower() or "host=" in value.lower()):
             raise ValueError(f"a PostgreSQL store is named by reference; {INLINE_SECRET_HINT}")
         return value

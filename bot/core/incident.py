@@ -55,6 +55,8 @@ class OpenAlert:
     restored: bool = False  # re-attached after a restart
     resolution_hint: str | None = None  # set by a reload that fixed it
     restart_asked: bool = False  # the alert asked for a manual restart
+    restart_by: str | None = None  # who restarted the project (Restart button or /restart), once it was sent
+    restart_sent_at: datetime | None = None
 
 
 @dataclass

@@ -49,6 +49,8 @@ class AlertButtons:
 
     retry: bool = True
     acknowledged: bool = False
+    restart: bool = False  # a Restart project button (the project's token can restart it), not only the link
+    restarting: bool = False  # a restart is being followed: its button is disabled
 
 
 def facts(payload: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +60,12 @@ def facts(payload: dict[str, Any]) -> dict[str, Any]:
 def alert_buttons(payload: dict[str, Any]) -> AlertButtons:
     """What the alert's buttons are now (an alert stored before the facts existed gets all three)."""
     known = facts(payload)
-    return AlertButtons(retry=bool(known.get("retry", True)), acknowledged=bool(known.get("acknowledged_by")))
+    return AlertButtons(
+        retry=bool(known.get("retry", True)),
+        acknowledged=bool(known.get("acknowledged_by")),
+        restart=bool(known.get("restart")),
+        restarting=bool(known.get("restarting")),
+    )
 
 
 def outgoing(payload: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +256,8 @@ def build_critical_alert(
         "verdict": str(verdict),
         "cause": cause.title if cause else meta.words,
         "retry": reload_can_help(report, result, diagnosis),
+        # With a Supabase project and its token, the restart is a button (a paused project is restored instead).
+        "restart": env.supabase is not None and verdict is not Verdict.PROJECT_PAUSED,
     }
     return payload
 
@@ -276,11 +285,15 @@ def build_resolved_alert(
     *,
     resolution: str,
     acknowledged_by: str | None = None,
+    resolution_detail: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The alert edited to a short resolved card (no instructions, no buttons), and the one resolved line."""
+    """The alert edited to a short resolved card (no instructions, no buttons), and the one resolved line;
+    `resolution_detail` is said with the resolution ("healthy 95 s after alice's restart")."""
     duration = format_duration((resolved_at - started).total_seconds())
     known = facts(alert_payload)
     how = RESOLUTION_TEXT.get(resolution, resolution)
+    if resolution_detail:
+        how = f"{how}: {resolution_detail}"
     lines = [
         f"Down for {duration} (<t:{int(started.timestamp())}:t> → <t:{int(resolved_at.timestamp())}:t>)",
         f"Resolution: {how}",
@@ -300,7 +313,7 @@ def build_resolved_alert(
     }
     # The content is emptied: the channel's one "resolved" line is the short line posted below.
     edited: dict[str, Any] = {"content": "", "embeds": [fit_embed(embed)], "allowed_mentions": {"parse": []}}
-    edited[FACTS] = {**known, "resolution": resolution, "acknowledged_by": acknowledged_by}
+    edited[FACTS] = {**known, "resolution": resolution, "acknowledged_by": acknowledged_by, "restarting": False}
     line = build_info_line(env_name, f"✅ PostgREST {env_name.upper()} resolved after {duration} ({how}).")
     return edited, line
 

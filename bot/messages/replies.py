@@ -122,7 +122,7 @@ def protected_retry(env: str) -> str:
 
 
 def no_incident_log(why: str) -> str:
-    return f"⚠️ No incident log: {why}. Check `incidents.store_path` in the config and the bot's log."
+    return f"⚠️ No incident log: {why}. Check `incidents.store` in the config and the bot's log."
 
 
 def store_failed(error: str | None) -> str:

@@ -17,7 +17,6 @@ from bot.core.diagnosis import Diagnosis
 from bot.core.project import ProjectState, refine, served_only
 from bot.core.report import EnvReport, unreachable
 from bot.core.verdicts import Verdict
-from bot.postgres.diagnose import diagnose
 from bot.postgrest.probe import Prober
 from bot.supabase.watch import ProjectWatch
 
@@ -45,6 +44,8 @@ async def diagnose_failure(
         return None
     if skip_unreachable and unreachable(report):  # no HTTP answer at all: likely our own network, no point
         return None
+    from bot.postgres.diagnose import diagnose  # asyncpg: `pgrst-ops check` without a DSN never loads it
+
     return await diagnose(
         target,
         report,

@@ -24,13 +24,15 @@ from bot.core.incident import (
     restart_asked,
     unreachable_everywhere,
 )
-from bot.core.incidents import CLI, MONITOR, RELOAD, active_window
+from bot.core.incidents import AFTER_RESTART, CLI, MONITOR, RELOAD, active_window
 from bot.core.project import transition_hold
 from bot.core.records import Silence
 from bot.core.recovery import RecoveryResult
 from bot.core.report import EnvReport, unreachable
+from bot.core.restart import Phase, Progress
 from bot.messages import incidents as inc
-from bot.messages.alert import build_critical_alert, build_resolved_alert, facts
+from bot.messages.alert import build_critical_alert, build_resolved_alert, facts, format_duration
+from bot.messages.restart import with_restart
 from bot.messages.routing import with_pings
 from bot.observe import CRITICAL, FLAPPING, REMINDER, RESOLVED, Metrics
 from bot.ops.incident_log import IncidentLog, open_incident_row
@@ -187,6 +189,7 @@ class IncidentDesk(IncidentLog):
             resolved_at,
             resolution=resolution,
             acknowledged_by=alert.acknowledged_by,
+            resolution_detail=restart_detail(alert, resolution, resolved_at),
         )
         if alert.handle:
             await self.sink.resolve_alert(state.name, alert.handle, resolved)
@@ -287,6 +290,27 @@ class IncidentDesk(IncidentLog):
             )
         return f"You acknowledged incident #{incident_id} ({state.name.upper()}). Reminders stopped."
 
+    async def restart_progress(self, incident_id: int, progress: Progress, actor: str, reason: str) -> None:
+        """A restart of this incident's project moved on: its line on the alert, and the incident's record.
+
+        Once Supabase accepted it, the incident resolves as after_restart whoever sees it healthy first."""
+        state = self.find(incident_id)
+        if state is None or state.alert is None:
+            return
+        alert = state.alert
+        if progress.phase is Phase.SENT:
+            alert.restart_by, alert.restart_sent_at = actor, datetime.now(UTC)
+            alert.resolution_hint = AFTER_RESTART
+            await self._action(alert, actor, "restart", reason)
+        elif progress.phase.done:
+            await self._action(alert, actor, "restart", str(progress.phase))
+        alert.payload = with_restart(alert.payload, progress, actor, reason)
+        await self._update(alert, alert_payload=alert.payload)
+        if alert.handle and progress.phase is not Phase.HEALTHY:  # healthy: the resolved card replaces it
+            await self.sink.edit_alert(
+                state.name, alert.handle, alert.payload, restart_url=alert.restart_url, incident_id=incident_id
+            )
+
     async def silence(self, env: str, duration_s: float, reason: str, actor: str) -> Silence:
         until = self.now() + timedelta(seconds=duration_s)
         silence = Silence(env, until, reason, actor, self.now())
@@ -310,6 +334,14 @@ class IncidentDesk(IncidentLog):
         still_down = self.states[env].alert is not None
         await self.sink.post_line(env, inc.unsilenced_line(env, actor, still_down))
         return True
+
+
+def restart_detail(alert: OpenAlert, resolution: str, resolved_at: datetime) -> str | None:
+    """How long the project took to be healthy after the restart someone sent (None: no restart)."""
+    if resolution != AFTER_RESTART or alert.restart_sent_at is None:
+        return None
+    took = format_duration((resolved_at - alert.restart_sent_at).total_seconds())
+    return f"healthy {took} after the restart by {alert.restart_by}"
 
 
 def restart_link(target: Target) -> str | None:

@@ -28,11 +28,12 @@ from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, S
 from bot.delivery.guard import StoreGuard
 from bot.ops.check import Checked, check_environments
 from bot.ops.drift import check_drift
-from bot.ops.inflight import Action, InFlight
+from bot.ops.inflight import Action, InFlight, Interrupted
 from bot.ops.monitor import Monitor, open_summary
 from bot.ops.recovery import RecoveryOperator
+from bot.ops.restart import Restarts
 from bot.postgrest.probe import Prober
-from bot.store import IncidentStore, open_store
+from bot.store import IncidentStore, open_store, store_label
 from bot.supabase.watch import ProjectWatch
 
 log = logging.getLogger("pgrst_ops")
@@ -60,13 +61,6 @@ class IncidentLog:
     now: datetime
 
 
-@dataclass(frozen=True)
-class Interrupted:
-    """A changing action a stop cut short; `how` says whether the NOTIFY went out."""
-
-    how: str
-
-
 @dataclass
 class Ops:
     """Everything the cogs use, built once by the composition root and injected into the bot."""
@@ -82,6 +76,10 @@ class Ops:
     roles: RoleIds | None = None  # resolved at start (setup_hook); every check fails closed until then
     inflight: InFlight = field(default_factory=InFlight)  # changing actions running now (for a clean stop)
     projects: ProjectWatch | None = None  # the Supabase Management API's view of each project
+    restarts: Restarts = field(init=False)  # the Restart button and /restart
+
+    def __post_init__(self) -> None:
+        self.restarts = Restarts(self.monitor, self.projects, self.inflight)
 
     @property
     def store(self) -> IncidentStore | None:
@@ -95,9 +93,9 @@ class Ops:
 
     async def open_store(self) -> None:
         if self.guard.store is None:
-            self.guard.store = await open_store(self.settings.incidents.store_path)
+            self.guard.store = await open_store(self.settings.incidents)
             if self.guard.store is None:
-                self.guard.error = f"incident store {self.settings.incidents.store_path} could not be opened"
+                self.guard.error = f"{store_label(self.settings.incidents)} could not be opened"
                 return
         unfinished = await self.guard(lambda s: s.audit_mark_unfinished())
         if unfinished:

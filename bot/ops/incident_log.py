@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -35,7 +34,7 @@ from bot.core.verdicts import Verdict
 from bot.delivery.guard import StoreGuard
 from bot.delivery.sink import AlertSink
 from bot.messages.alert import build_info_line
-from bot.store import MEMORY, IncidentStore, StoreError, open_store
+from bot.store import IncidentStore, StoreError, open_store, store_in_use, store_label
 
 T = TypeVar("T")
 
@@ -173,16 +172,16 @@ class IncidentLog:
 
 
 async def record_incident(settings: Settings, result: RecoveryResult) -> str | None:
-    """Write the run to the bot's incident log (trigger `cli`) when that store exists on this machine.
+    """Write the run to the bot's incident log (trigger `cli`): its PostgreSQL store, or its SQLite file when that
+    exists on this machine.
 
-    A CI runner without the bot's store gets no stray database file: nothing is created here.
+    A CI runner without the bot's SQLite file gets no stray database file: nothing is created here.
     """
-    path = settings.incidents.store_path
-    if path == MEMORY or not await asyncio.to_thread(os.path.exists, path):
+    if not await store_in_use(settings.incidents):
         return None
-    store = await open_store(path)
+    store = await open_store(settings.incidents)
     if store is None:
-        return f"not recorded: the incident store {path} cannot be opened (see the log)"
+        return f"not recorded: {store_label(settings.incidents)} cannot be opened (see the log)"
     try:
         await store.audit(result.actor, "fix", result.env, str(result.outcome))
         if result.outcome is Outcome.ALREADY_HEALTHY:
@@ -201,6 +200,22 @@ async def record_incident(settings: Settings, result: RecoveryResult) -> str | N
             await store.update_incident(incident.id, resolved_at=result.finished_at, resolution=MANUAL_RELOAD)
             return f"incident #{incident.id} recorded (resolved: {MANUAL_RELOAD})"
         return f"incident #{incident.id} opened; the bot's monitor takes it over and resolves it"
+    except StoreError as err:
+        return f"not recorded: {err}"
+    finally:
+        await store.close()
+
+
+async def record_audit(settings: Settings, actor: str, action: str, env: str, outcome: str) -> str | None:
+    """One audit row for a CLI action (a restart) in the bot's store, where `record_incident` would write."""
+    if not await store_in_use(settings.incidents):
+        return None
+    store = await open_store(settings.incidents)
+    if store is None:
+        return f"not recorded: {store_label(settings.incidents)} cannot be opened (see the log)"
+    try:
+        await store.audit(actor, action, env, outcome)
+        return "audit entry written"
     except StoreError as err:
         return f"not recorded: {err}"
     finally:

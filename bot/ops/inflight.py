@@ -21,6 +21,13 @@ T = TypeVar("T")
 FINALIZE_S = 5.0  # time an interrupted action gets to edit its message and write its audit row
 
 
+@dataclass(frozen=True)
+class Interrupted:
+    """A changing action a stop cut short; `how` says what had been done (e.g. whether the NOTIFY went out)."""
+
+    how: str
+
+
 @dataclass(eq=False)
 class Action:
     what: str  # "/reload dev by Bob", for the log

@@ -329,12 +329,18 @@ class Monitor:
         result = await self.operator.recover(self.targets[state.name], actor=actor, on_step=on_step)
         self.desk.record_reload(result, audited=True)
         if result.outcome is not Outcome.ESCALATED:
-            async with self._locks[state.name]:
-                self._record(state, result.report_after)
-                if state.alert is not None and state.alert.incident_id == incident_id:
-                    hint = MANUAL_RELOAD if result.outcome is Outcome.RECOVERED else RECOVERED_BY_ITSELF
-                    await self.desk.resolve(state, hint)
+            hint = MANUAL_RELOAD if result.outcome is Outcome.RECOVERED else RECOVERED_BY_ITSELF
+            await self.resolve_with(state.name, incident_id, result.report_after, hint)
         return result
+
+    async def resolve_with(self, env: str, incident_id: int, report: EnvReport, resolution: str) -> None:
+        """A person's action (Retry reload, a followed restart) left the environment healthy: `report` recorded,
+        and this incident ends with `resolution` (unless a check already ended it)."""
+        async with self._locks[env]:
+            state = self.states[env]
+            self._record(state, report)
+            if state.alert is not None and state.alert.incident_id == incident_id:
+                await self.desk.resolve(state, resolution)
 
     def incident_for(self, env: str) -> OpenAlert | None:
         state = self.states.get(env)

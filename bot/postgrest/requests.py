@@ -47,45 +47,67 @@ def utf8_headers(values: dict[str, str]) -> httpx.Headers:
     return httpx.Headers(values, encoding="utf-8")
 
 
-def _origin_pattern(url: str) -> str:
-    parsed = httpx.URL(url)
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{parsed.host}{port}"
-
-
 @functools.cache
 def shared_ssl_context() -> ssl.SSLContext:
     """The process's one verifying SSL context (httpx's defaults: certifi's CA bundle)."""
     return httpx.create_ssl_context()
 
 
-# For http:// transports: httpx builds a context for every transport; this one loads no certificates.
+# For http:// origins: httpx builds a context for every transport; this one loads no certificates.
 _NO_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 _NO_TLS.check_hostname = False
 _NO_TLS.verify_mode = ssl.CERT_NONE
 
+PER_ORIGIN_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=8)
+
+
+class OriginPools(httpx.AsyncBaseTransport):
+    """The client's one transport: a small connection pool per origin, made on its first request.
+
+    Why not httpx's mounts: httpx finds a mounted transport by scanning every mount on every request (155 us
+    per request at 1,000 origins), while this is one dict lookup whatever the number of environments. Why a
+    pool per origin and not one shared pool: one environment can never use up the connections another needs,
+    and httpcore's pool bookkeeping, which grows with the cube of the connections in one pool, stays cheap
+    (bench/README.md). Every https origin shares one SSL context; plain-HTTP origins load no certificates.
+    """
+
+    def __init__(self, limits: httpx.Limits = PER_ORIGIN_LIMITS) -> None:
+        self.limits = limits
+        self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
+
+    @property
+    def origins(self) -> int:
+        """How many origins have a pool (one per origin asked so far)."""
+        return len(self._pools)
+
+    def _pool(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
+        key = (url.raw_scheme, url.raw_host, url.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            tls = shared_ssl_context() if url.scheme == "https" else _NO_TLS
+            pool = self._pools[key] = httpx.AsyncHTTPTransport(limits=self.limits, verify=tls)
+        return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._pool(request.url).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
+
 
 def make_http_client(envs: Iterable[EnvironmentConfig] = ()) -> httpx.AsyncClient:
-    """The one shared client: no redirects (a redirect is itself a finding), explicit timeouts.
+    """The one shared client: no redirects (a redirect is itself a finding), explicit timeouts, and one
+    transport whose cost does not grow with the number of environments (`OriginPools`).
 
-    Each environment origin gets a small connection pool of its own: one environment can never use up
-    the connections another needs, and httpcore's pool bookkeeping, which grows with the cube of the
-    connections in one pool, stays cheap for a 100-environment sweep (see bench/README.md).
+    `envs` is accepted for the callers that name their environments; pools are made on first use, so a
+    configured environment that is never asked costs nothing.
     """
-    per_origin = httpx.Limits(max_connections=16, max_keepalive_connections=8)
-    origins = {_origin_pattern(url) for env in envs for url in (env.rest_base, env.admin_base) if url}
-    # One CA bundle load per process, not one per transport (each ~15-35 ms of CPU and ~0.85 MB); a plain-HTTP
-    # origin's transport never does TLS (no redirects are followed), so it loads none.
+    del envs
     return httpx.AsyncClient(
         timeout=httpx.Timeout(10.0, connect=5.0),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-        verify=shared_ssl_context(),
-        mounts={
-            origin: httpx.AsyncHTTPTransport(
-                limits=per_origin, verify=shared_ssl_context() if origin.startswith("https:") else _NO_TLS
-            )
-            for origin in origins
-        },
+        transport=OriginPools(),
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
     )

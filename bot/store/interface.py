@@ -1,7 +1,7 @@
 """IncidentStore: what the rest of the bot may ask of the incident store, whatever database holds it.
 
-The SQLite store (bot.store.sqlite.Store) implements it today; a PostgreSQL store is to implement the same
-calls with the same migrations and behaviour. Every call may raise StoreError (bot.store.errors), which callers
+The SQLite store (bot.store.sqlite.Store) and the PostgreSQL store (bot.store.postgres.PostgresStore) implement
+it with the same migrations and behaviour (tests/bot/store/test_contract.py runs on both). Every call may raise StoreError (bot.store.errors), which callers
 treat as "the store is unavailable". Imports the records only: no database library.
 """
 

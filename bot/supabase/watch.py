@@ -64,6 +64,10 @@ class ProjectWatch:
         project = self._projects.get(env)
         return project.client if project else None
 
+    def ref(self, env: str) -> str:
+        """The environment's project ref (KeyError without a project)."""
+        return self._projects[env].config.project_ref
+
     def cached(self, env: str) -> ProjectState | None:
         project = self._projects.get(env)
         return project.state if project else None

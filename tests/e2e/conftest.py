@@ -35,7 +35,9 @@ async def running_bot(
     }
     cogs = top.pop("cogs", COGS)
     monitor_cfg = {"interval_s": 3600, "failure_threshold": 2, "success_threshold": 1, **top.pop("monitor", {})}
-    top["incidents"] = {"store_path": ":memory:", **top.pop("incidents", {})}
+    incidents = top.pop("incidents", {})
+    named = "store" in incidents or "store_path" in incidents  # given under either name, never both
+    top["incidents"] = incidents if named else {"store": ":memory:", **incidents}
     settings = build_settings(envs, discord=discord_cfg, monitor=monitor_cfg, **top)
     targets = resolve_targets(settings, environ=environ)
     async with make_http_client(t.config for t in targets) as http:

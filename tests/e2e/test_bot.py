@@ -22,7 +22,9 @@ async def test_commands_are_synced_to_the_guild_with_their_options(fake, make_st
     stack = make_stack()
     async with running_bot(fake, {"dev": stack.env_config()}, stack.env_vars):
         commands = {c["name"]: c for c in fake.commands[fake.guild_id]}
-    assert set(commands) == {"health", "reload", "status", "drift", "incidents", "silence", "unsilence"}
+    assert set(commands) == {"health", "reload", "restart", "status", "drift", "incidents", "silence", "unsilence"}
+    (restart_env,) = commands["restart"]["options"]
+    assert restart_env["name"] == "env" and restart_env["required"] and restart_env["autocomplete"]
     (health_env,) = commands["health"]["options"]
     assert health_env["name"] == "env" and not health_env.get("required") and health_env["autocomplete"]
     reload_env, reload_force = commands["reload"]["options"]

@@ -74,6 +74,7 @@ class _Failure:
     status: int
     count: int
     body: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class FakeManagementApi:
@@ -108,9 +109,17 @@ class FakeManagementApi:
         self.projects[ref] = project
         return project
 
-    def fail_next(self, status: int = 500, *, count: int = 1, body: str = '{"message": "Internal error"}') -> None:
-        """The next `count` requests answer `status` (after the auth and rate-limit checks)."""
-        self._failures.append(_Failure(status, count, body))
+    def fail_next(
+        self,
+        status: int = 500,
+        *,
+        count: int = 1,
+        body: str = '{"message": "Internal error"}',
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """The next `count` requests answer `status` (after the auth and rate-limit checks), with `headers`
+        (a 429's Retry-After, say)."""
+        self._failures.append(_Failure(status, count, body, dict(headers or {})))
 
     def calls(self, method: str, suffix: str = "") -> list[str]:
         """Paths of the requests with this method whose path (without the query) ends with `suffix`."""
@@ -152,7 +161,9 @@ class FakeManagementApi:
         for failure in self._failures:
             if failure.count > 0:
                 failure.count -= 1
-                return web.Response(status=failure.status, text=failure.body, content_type="application/json")
+                return web.Response(
+                    status=failure.status, text=failure.body, content_type="application/json", headers=failure.headers
+                )
         project = self.projects.get(request.match_info["ref"])
         if project is None:
             return web.json_response({"message": "Project not found"}, status=404)

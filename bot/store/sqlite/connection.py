@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from bot.core.records import now, ts
+from bot.store.columns import OUTBOX_KEEP_DAYS
 from bot.store.errors import StoreError, cause_code, describe
 from bot.store.migrations import migrate
 
 T = TypeVar("T")
 
 MEMORY = ":memory:"
-OUTBOX_KEEP_DAYS = 30  # delivered outbox rows are deleted at open after this many days
 
 
 class SqliteConnection:

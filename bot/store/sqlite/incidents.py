@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.core.records import Incident, now, parse_ts, ts
+from bot.store.columns import check_incident_fields
 from bot.store.sqlite.connection import SqliteConnection
 
 
@@ -29,22 +30,7 @@ class IncidentTables(SqliteConnection):
         return await self.call(run)
 
     async def update_incident(self, incident_id: int, **fields: Any) -> None:
-        allowed = {
-            "acknowledged_by",
-            "acknowledged_at",
-            "resolved_at",
-            "resolution",
-            "channel_id",
-            "message_id",
-            "alert_payload",
-            "last_reminder_at",
-            "flapping",
-            "silenced",
-            "verdict",
-        }
-        unknown = set(fields) - allowed
-        if unknown:
-            raise ValueError(f"not incident fields: {sorted(unknown)}")
+        check_incident_fields(fields)
         if not fields:
             return
         values = []
@@ -88,7 +74,7 @@ class IncidentTables(SqliteConnection):
     async def resolved_since(self, since: datetime) -> list[Incident]:
         def run() -> list[Incident]:
             rows = self._exec(
-                "SELECT * FROM incidents WHERE resolved_at IS NOT NULL AND opened_at >= ?", (ts(since),)
+                "SELECT * FROM incidents WHERE resolved_at IS NOT NULL AND opened_at >= ? ORDER BY id", (ts(since),)
             ).fetchall()
             return [Incident.from_row(r) for r in rows]
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from bot.chat.views import INCIDENT_ID, IncidentButton, alert_view
+from bot.messages.alert import AlertButtons
 
 
-@pytest.mark.parametrize("action", ["ack", "silence", "retry"])
+@pytest.mark.parametrize("action", ["ack", "silence", "retry", "restart"])
 async def test_the_custom_id_round_trips(action: str) -> None:
     button = IncidentButton(action, 4711)
     assert button.custom_id == f"pgrst:incident:{action}:4711"
@@ -62,3 +63,22 @@ async def test_the_alert_view_carries_the_three_buttons_and_the_restart_link() -
 
 async def test_no_incident_and_no_link_means_no_view() -> None:
     assert alert_view(None, None) is None
+
+
+async def test_with_a_project_token_the_restart_is_a_button_not_the_link() -> None:
+    view = alert_view(42, "https://example.com/restart", AlertButtons(retry=False, restart=True))
+    assert view is not None
+    assert [getattr(item, "custom_id", None) for item in view.children] == [
+        "pgrst:incident:ack:42",
+        "pgrst:incident:silence:42",
+        "pgrst:incident:restart:42",
+    ]
+    assert not [item for item in view.children if getattr(item, "url", None)]
+
+
+async def test_the_restart_button_is_disabled_while_a_restart_is_followed() -> None:
+    view = alert_view(42, None, AlertButtons(retry=False, restart=True, restarting=True))
+    assert view is not None
+    restart = view.children[-1]
+    assert isinstance(restart, IncidentButton) and restart.action == "restart"
+    assert restart.item.disabled and restart.item.label == "Restarting…"

@@ -1,10 +1,13 @@
-"""The SQLite store offers every call of the IncidentStore interface, with the same parameters."""
+"""Each store (SQLite, PostgreSQL) offers every call of the IncidentStore interface, with the same parameters."""
 
 from __future__ import annotations
 
 import inspect
 
+import pytest
+
 from bot.store.interface import IncidentStore
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import Store
 
 
@@ -22,7 +25,8 @@ def test_the_interface_names_what_the_rest_of_the_bot_calls():
     )
 
 
-def test_the_sqlite_store_implements_every_call_with_the_same_parameters():
+@pytest.mark.parametrize("Store", [Store, PostgresStore], ids=["sqlite", "postgres"])
+def test_each_store_implements_every_call_with_the_same_parameters(Store):
     for name, signature in interface_calls().items():
         implementation = getattr(Store, name, None)
         assert inspect.iscoroutinefunction(implementation), name

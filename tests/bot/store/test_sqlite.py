@@ -1,5 +1,6 @@
-"""The SQLite incident store: records round-trip, old outbox rows are pruned, and every failure (corrupt, full,
-read-only, locked) is one clear error the caller goes on after. Its migrations: test_migrations.py."""
+"""The SQLite incident store: every failure (corrupt, full, read-only, locked) is one clear error the caller goes
+on after. What every store does (records round-trip, old outbox rows pruned): test_contract.py; its migrations:
+test_migrations.py."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ import os
 import sqlite3
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from bot.core.records import RememberedObject
 from bot.delivery.guard import StoreGuard
 from bot.store.errors import StoreError
 from bot.store.sqlite import Store, open_store
@@ -114,70 +113,3 @@ async def test_a_locked_database_is_a_store_error_and_the_guard_logs_it_once(tmp
         other.close()
         await store.close()
     assert (entry.actor, entry.action, entry.env, entry.outcome) == ("alice", "reload", "prod", "recovered")
-
-
-async def test_incidents_actions_outbox_and_silences_round_trip():
-    store = await Store(":memory:").open()
-    try:
-        opened = datetime.now(UTC) - timedelta(minutes=5)
-        incident = await store.open_incident(
-            "prod", opened_at=opened, verdict="postgrest_down", status=None, code=None, trigger="monitor"
-        )
-        await store.add_action(incident.id, "alice", "ack")
-        await store.update_incident(incident.id, resolved_at=datetime.now(UTC), resolution="manual_reload")
-        (stored,) = await store.recent_incidents("prod")
-        actions = await store.actions(incident.id)
-        row = await store.outbox_add("prod", "post", {"content": "x"}, {"incident_id": incident.id}, "nonce1")
-        pending = await store.outbox_pending()
-        await store.outbox_sent(row, {"channel_id": 1, "message_id": 2})
-        still = await store.outbox_pending()
-        until = datetime.now(UTC) + timedelta(hours=1)
-        await store.add_silence("prod", until, "deploy", "bob")
-        (silence,) = await store.active_silences()
-        await store.end_silence("prod")
-        ended = await store.active_silences()
-    finally:
-        await store.close()
-    assert stored.resolution == "manual_reload" and stored.duration_s is not None and stored.duration_s >= 299
-    assert [(a[1], a[2]) for a in actions] == [("alice", "ack")]
-    assert [p.nonce for p in pending] == ["nonce1"] and pending[0].meta == {"incident_id": incident.id}
-    assert still == [] and (silence.reason, silence.actor) == ("deploy", "bob") and ended == []
-
-
-async def test_delivered_outbox_rows_older_than_30_days_are_pruned_at_open(tmp_path):
-    path = tmp_path / "incidents.db"
-    store = await Store(path).open()
-    old = await store.outbox_add("prod", "post", {"content": "old"}, {}, "n-old")
-    await store.outbox_sent(old, {"message_id": 1})
-    await store.outbox_add("prod", "post", {"content": "unsent"}, {}, "n-unsent")
-    await store.call(
-        lambda: store.conn.execute("UPDATE outbox SET sent_at = '2020-01-01T00:00:00+00:00' WHERE id = ?", (old,))
-    )
-    await store.close()
-    store = await Store(path).open()
-    try:
-        assert await store.outbox_count() == 1 and [r.nonce for r in await store.outbox_pending()] == ["n-unsent"]
-    finally:
-        await store.close()
-
-
-async def test_drift_memory_is_replaced_per_environment_and_survives_a_reopen(tmp_path):
-    path = tmp_path / "incidents.db"
-    store = await Store(path).open()
-    try:
-        await store.replace_drift_memory("prod", [RememberedObject("relation", "public", "orders")])
-        await store.replace_drift_memory("dev", [RememberedObject("column", "public", "t", "c")])
-        await store.replace_drift_memory(
-            "prod", [RememberedObject("function", "api", "add", detail='[[["a", "b"], null]]')]
-        )
-    finally:
-        await store.close()
-    again = await Store(path).open()
-    try:
-        assert await again.drift_memory("prod") == [
-            RememberedObject("function", "api", "add", "", '[[["a", "b"], null]]')
-        ]
-        assert await again.drift_memory("dev") == [RememberedObject("column", "public", "t", "c")]
-        assert await again.drift_memory("qa") == []
-    finally:
-        await again.close()
