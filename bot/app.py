@@ -3,6 +3,11 @@
 `python -m bot` runs `main()`: the Discord bot, or console mode when no token is set. Everything is built here
 and passed in through constructors (the bot gets complete services: nothing is "not started yet"). This module
 imports every package but discord itself: the Discord adapter is bot.chat.
+
+With a PostgreSQL store the process is one of possibly several replicas: it first waits as a standby for the
+leader lease (bot/postgres/lease.py; no gateway, no monitor, no delivery, only the endpoints), then runs as
+without replicas, with the lease's fence in the monitor and the outbox; once the lease is lost it stops acting
+at once and exits with LOST_LEASE, for its supervisor to restart it as a standby.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -23,6 +28,7 @@ from bot.chat.bot import COGS, PgrstOpsBot, run_bot
 from bot.chat.sink import Channels, DiscordSink
 from bot.cli import package_version, program_parser
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
+from bot.core.lease import Fence, LeaseTiming, Role, always_leading
 from bot.delivery.console import TEXT, ConsoleSink
 from bot.delivery.guard import StoreGuard
 from bot.delivery.sink import AlertSink
@@ -34,11 +40,14 @@ from bot.observe import Metrics, disable_created_metrics
 from bot.ops.facade import Ops
 from bot.ops.monitor import Monitor
 from bot.ops.recovery import RecoveryOperator
+from bot.postgres.lease import LeaderLease
 from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client
 from bot.supabase.watch import ProjectWatch
 
 log = logging.getLogger("pgrst_ops")
+
+LOST_LEASE = 3  # exit code: this replica lost the leader lease and stopped acting (restart it: it is a standby)
 
 
 @dataclass(frozen=True)
@@ -54,9 +63,12 @@ class Parts:
     guard: StoreGuard  # the incident store, once open
     metrics: Metrics  # what /metrics shows; one registry per bot
     projects: ProjectWatch | None = None  # the Supabase Management API, for environments that name a project
+    fence: Fence = always_leading  # replicas: "still the leader?", asked before the monitor or the outbox acts
 
 
-def build_parts(settings: Settings, targets: list[Target], http: httpx.AsyncClient) -> Parts:
+def build_parts(
+    settings: Settings, targets: list[Target], http: httpx.AsyncClient, fence: Fence = always_leading
+) -> Parts:
     prober = Prober(http, max_body_bytes=settings.max_body_bytes)
     cfg = settings.incidents
     limiter = RateLimiter(((cfg.webhook_per_2s, 2.0), (cfg.webhook_per_min, 60.0)))
@@ -64,7 +76,8 @@ def build_parts(settings: Settings, targets: list[Target], http: httpx.AsyncClie
     operator = RecoveryOperator(prober, settings.recovery)
     metrics = Metrics(t.name for t in targets)
     projects = ProjectWatch.build(http, targets)  # the same shared client, its own timeouts and rate limit
-    return Parts(settings, targets, http, prober, operator, webhook, StoreGuard(None, metrics), metrics, projects)
+    guard = StoreGuard(None, metrics)
+    return Parts(settings, targets, http, prober, operator, webhook, guard, metrics, projects, fence)
 
 
 def build_ops(parts: Parts, sink: AlertSink, *, autostart_monitor: bool = True) -> Ops:
@@ -77,6 +90,7 @@ def build_ops(parts: Parts, sink: AlertSink, *, autostart_monitor: bool = True) 
         guard=parts.guard,
         metrics=parts.metrics,
         projects=parts.projects,
+        fence=parts.fence,
     )
     targets = {t.name: t for t in parts.targets}
     return Ops(
@@ -99,8 +113,9 @@ def build_console(
     out: TextIO | None = None,
     *,
     log_format: str = TEXT,
+    fence: Fence = always_leading,
 ) -> Ops:
-    parts = build_parts(settings, targets, http)
+    parts = build_parts(settings, targets, http, fence)
     return build_ops(parts, ConsoleSink(parts.webhook, out, guard=parts.guard, log_format=log_format))
 
 
@@ -111,10 +126,11 @@ def build_bot(
     *,
     cogs: tuple[str, ...] = COGS,
     autostart_monitor: bool = True,
+    fence: Fence = always_leading,
     **options: Any,
 ) -> PgrstOpsBot:
     """The bot, not started: tests and embedders run it in-process (`options` go to discord.py's client)."""
-    parts = build_parts(settings, targets, http)
+    parts = build_parts(settings, targets, http, fence)
     channels = Channels()  # the sink needs the bot's channel lookup, the bot needs the monitor: bound below
     sink = DiscordSink(
         channels,
@@ -154,14 +170,27 @@ def bot_readiness(bot: PgrstOpsBot) -> Readiness:
     return unready
 
 
+def leased(ready: Readiness, lease: LeaderLease | None) -> Readiness:
+    """With replicas: a trusted leader is ready as the bot is; a standby while the store's database answers."""
+    if lease is None:
+        return ready
+
+    async def unready() -> str | None:
+        return await ready() if lease.role is Role.LEADER and lease.leading() else lease.unready()
+
+    return unready
+
+
 @contextlib.asynccontextmanager
-async def serving(settings: Settings, metrics: Metrics, ready: Readiness) -> AsyncIterator[Endpoints | None]:
+async def serving(
+    settings: Settings, metrics: Metrics, ready: Readiness, lease: LeaderLease | None = None
+) -> AsyncIterator[Endpoints | None]:
     """The listener for the run (None when the config has no `metrics` section); stopped on the way out."""
     cfg = settings.metrics
     if cfg is None:
         yield None
         return
-    endpoints = Endpoints(metrics, ready)
+    endpoints = Endpoints(metrics, leased(ready, lease), (lambda: lease.role.value) if lease is not None else None)
     try:
         await endpoints.start(cfg.host, cfg.port)
     except OSError as err:
@@ -174,12 +203,16 @@ async def serving(settings: Settings, metrics: Metrics, ready: Readiness) -> Asy
         await endpoints.stop()
 
 
-def serve_bot(bot: PgrstOpsBot) -> contextlib.AbstractAsyncContextManager[Endpoints | None]:
-    return serving(bot.services.settings, bot.services.monitor.metrics, bot_readiness(bot))
+def serve_bot(
+    bot: PgrstOpsBot, lease: LeaderLease | None = None
+) -> contextlib.AbstractAsyncContextManager[Endpoints | None]:
+    return serving(bot.services.settings, bot.services.monitor.metrics, bot_readiness(bot), lease)
 
 
-def serve_console(ops: Ops) -> contextlib.AbstractAsyncContextManager[Endpoints | None]:
-    return serving(ops.settings, ops.monitor.metrics, console_readiness(ops))
+def serve_console(
+    ops: Ops, lease: LeaderLease | None = None
+) -> contextlib.AbstractAsyncContextManager[Endpoints | None]:
+    return serving(ops.settings, ops.monitor.metrics, console_readiness(ops), lease)
 
 
 async def run_console(ops: Ops, stop: asyncio.Event) -> None:
@@ -216,18 +249,80 @@ async def run_console(ops: Ops, stop: asyncio.Event) -> None:
         await ops.close_store()
 
 
+# -- replicas: the leader lease ---------------------------------------------------------------------
+def leader_lease(settings: Settings) -> LeaderLease | None:
+    """With a PostgreSQL store the replicas sharing it elect one leader; None with SQLite (one process acts)."""
+    cfg = settings.incidents
+    if cfg.store_dsn is None:
+        return None
+    dsn = read_optional_secret(cfg.store_dsn)
+    if dsn is None:
+        raise ConfigError(f"incidents.store: {cfg.store_dsn.describe()} is not set or empty", key="incidents.store")
+    return LeaderLease(dsn, LeaseTiming(cfg.lease_s), cfg.leader_group)
+
+
+Act = Callable[[asyncio.Event], Awaitable[int]]  # runs the bot (or the console) until the event is set
+
+
+async def lead(lease: LeaderLease | None, metrics: Metrics, stop: asyncio.Event, act: Act) -> int:
+    """Act until `stop`; with replicas, first wait as a standby for the lease, and stop once it is lost."""
+    if lease is None:
+        return await act(stop)
+    metrics.watch_leader(lease.leading)
+    try:
+        log.info("standby: waiting for the leader lease (%s; lease_s %g)", lease.describe(), lease.timing.lease_s)
+        if not await lease.acquire(stop):
+            return 0  # stopped while a standby
+        until = asyncio.Event()
+        holding = asyncio.create_task(stop_when_lost(lease, stop, until), name="lease")
+        try:
+            code = await act(until)
+        finally:
+            holding.cancel()
+            await asyncio.gather(holding, return_exceptions=True)
+        if lease.lost.is_set():
+            log.error(
+                "exiting with code %d: the leader lease is lost (%s); restarted, this replica waits as a standby",
+                LOST_LEASE,
+                lease.state.lost_reason,
+            )
+            return LOST_LEASE
+        return code
+    finally:
+        await lease.close()
+
+
+async def stop_when_lost(lease: LeaderLease, stop: asyncio.Event, until: asyncio.Event) -> None:
+    """Keep confirming the lease; `until` is set on `stop` or as soon as the lease is lost."""
+    tasks = {asyncio.create_task(lease.hold()), asyncio.create_task(stop.wait())}
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        until.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def run(settings: Settings, targets: list[Target], stop: asyncio.Event, *, log_format: str = TEXT) -> int:
     async with make_http_client(t.config for t in targets) as http:
         token = read_optional_secret(settings.discord.token)
+        lease = leader_lease(settings)
+        fence = lease.leading if lease is not None else always_leading
         if token is None:
-            ops = build_console(settings, targets, http, log_format=log_format)
-            async with serve_console(ops):
-                await run_console(ops, stop)
-            return 0
+            ops = build_console(settings, targets, http, log_format=log_format, fence=fence)
+
+            async def console(until: asyncio.Event) -> int:
+                await run_console(ops, until)
+                return 0
+
+            async with serve_console(ops, lease):
+                return await lead(lease, ops.monitor.metrics, stop, console)
         settings.discord.require_guilds()
-        bot = build_bot(settings, targets, http)
-        async with serve_bot(bot):
-            return await run_bot(bot, token.get_secret_value(), stop)
+        secret = token.get_secret_value()
+        bot = build_bot(settings, targets, http, fence=fence)
+        async with serve_bot(bot, lease):
+            return await lead(lease, bot.services.monitor.metrics, stop, lambda until: run_bot(bot, secret, until))
 
 
 def config_error(exc: ConfigError) -> int:
@@ -245,6 +340,7 @@ exit codes:
   0  stopped by SIGTERM or SIGINT (Ctrl-C), cleanly
   1  the Discord connection ended with an error
   2  usage or configuration error (one line on stderr naming the key), or Discord rejected the token
+  3  a replica (PostgreSQL store) lost the leader lease and stopped acting; restarted, it is a standby
 
 examples:
   python -m bot --config config.yaml --env dev   # monitor dev (console mode without a token)

@@ -1,8 +1,9 @@
 """The HTTP listener for Prometheus and orchestrators: `/metrics`, `/healthz` and `/readyz` (aiohttp's web server).
 
 `/healthz` answers 200 whenever its handler runs: the event loop answers, which is what a liveness probe or the
-image's HEALTHCHECK asks. `/readyz` asks the composition root's readiness check (connected to Discord, the
-incident store reachable) and answers 200, or 503 with the short reason in plain text. The composition root
+image's HEALTHCHECK asks. `/readyz` asks the composition root's readiness check (the leader: connected to Discord
+and the incident store; a standby replica: the store's database reachable) and answers 200, or 503 with the
+short reason in plain text; with replicas its body names the role ("ready: standby"). The composition root
 (bot/app.py) starts it in both modes when the config has a `metrics` section and stops it on shutdown.
 Imports aiohttp, prometheus_client, bot.observe and bot.redact (a reason never shows a secret).
 """
@@ -28,9 +29,10 @@ READY_TIMEOUT_S = 5.0  # a store that hangs makes the bot not ready, never a hun
 
 
 class Endpoints:
-    def __init__(self, metrics: Metrics, ready: Readiness) -> None:
+    def __init__(self, metrics: Metrics, ready: Readiness, role: Callable[[], str] | None = None) -> None:
         self.metrics = metrics
         self.ready = ready
+        self.role = role  # replicas: "leader" or "standby", shown in /readyz's body
         self._runner: web.AppRunner | None = None
         self.port: int | None = None  # the bound port (the configured one, or the one chosen for port 0)
 
@@ -73,4 +75,4 @@ class Endpoints:
             reason = f"readiness check took longer than {READY_TIMEOUT_S:g} s"
         if reason is not None:
             return web.Response(status=503, text=f"not ready: {scrub(reason)[:300]}\n")
-        return web.Response(text="ready\n")
+        return web.Response(text=f"ready: {self.role()}\n" if self.role is not None else "ready\n")

@@ -105,7 +105,7 @@ class Metrics:
         )
         self._store_errors = Counter(PREFIX + "store_errors", "Incident store calls that failed", registry=r)
         self._leader = Gauge(PREFIX + "leader", "1 while this process acts (monitor, alerts, outbox)", registry=r)
-        self._leader.set(1)  # one process today; a standby will report 0
+        self._leader.set(1)  # without replicas (an SQLite store) the one process always leads
         self._live = _LiveState()
         r.register(self._live)
         for env in envs:
@@ -149,6 +149,10 @@ class Metrics:
 
     def set_leader(self, leading: bool) -> None:
         self._leader.set(1 if leading else 0)
+
+    def watch_leader(self, leading: Callable[[], bool]) -> None:
+        """Replicas: the lease's fence, read at each scrape (0 the moment leadership is lost)."""
+        self._leader.set_function(lambda: 1.0 if leading() else 0.0)
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

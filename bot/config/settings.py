@@ -98,6 +98,9 @@ class IncidentsConfig(StrictModel):
     lease_s: Number = Field(
         default=15.0, ge=2, le=600, description="with a PostgreSQL store: how soon a standby takes over a dead leader"
     )
+    # Replicas with the same leader_group elect one leader (the advisory lock's key); a second group with other
+    # environments can share the database (sharding: each config watches its own environments).
+    leader_group: str = Field(default="default", min_length=1, max_length=100)
     reminder_interval_s: Number = Field(default=1800.0, ge=0, le=DAY_S, description="0 = no reminders, else >= 1 s")
     silence_button_s: Number = Field(default=3600.0, ge=60, le=30 * DAY_S)
     max_silence_s: Number = Field(default=7 * DAY_S, ge=60, le=30 * DAY_S)
@@ -112,6 +115,13 @@ class IncidentsConfig(StrictModel):
     @classmethod
     def _off_or_an_interval(cls, value: float) -> float:
         return off_or_an_interval(value)
+
+    @field_validator("leader_group")
+    @classmethod
+    def _a_plain_group_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]+", value):
+            raise ValueError("a plain name: letters, digits, '.', '_', ':' or '-' (e.g. eu or team-a)")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from bot.core.lease import Fence, always_leading
 from bot.core.records import OutboxRow
 from bot.delivery.folding import EditFolding
 from bot.delivery.guard import StoreGuard
@@ -101,6 +102,8 @@ class Outbox(EditFolding):
         self.clock = clock
         self.sleep = sleep
         self.on_delivered: OnDelivered | None = None  # told when a row other than the caller's own lands
+        self.fence: Fence = always_leading  # a replica that lost the leader lease sends nothing (rows stay stored)
+        self.envs: frozenset[str] | None = None  # replicas: leader groups share a store, each adopts its own rows
         self._queues: dict[str, list[QueuedRow]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._flush_lock = asyncio.Lock()
@@ -205,7 +208,7 @@ class Outbox(EditFolding):
         known = set(self._finished) | {i.row.nonce for q in self._queues.values() for i in q}
         older: dict[str, list[QueuedRow]] = {}
         for row in stored:
-            if row.nonce not in known:
+            if row.nonce not in known and (self.envs is None or row.env in self.envs):
                 older.setdefault(row.env, []).append(QueuedRow(row))
         for env, items in older.items():
             self._queues[env] = items + self._queues.get(env, [])
@@ -257,6 +260,8 @@ class Outbox(EditFolding):
                 await self.guard(lambda s: s.outbox_attempt(row.id))
             if item.finished:  # superseded during the store writes above
                 return True
+            if not self.fence():  # asked right before the request: the row waits for the new leader
+                return False
             row.attempts += 1
             item.in_flight = True
             result, error = await self._deliver(self.transport, row, meta)

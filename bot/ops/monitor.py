@@ -20,6 +20,7 @@ from bot.core.diagnosis import Diagnosis
 from bot.core.drift import DriftReport
 from bot.core.incident import EnvState, MonitorHealth, Next, OpenAlert, Policy, decide, record_report
 from bot.core.incidents import MANUAL_RELOAD, RECOVERED_BY_ITSELF, FlapDetector
+from bot.core.lease import Fence, always_leading
 from bot.core.records import Silence
 from bot.core.recovery import Outcome, RecoveryResult, StepListener
 from bot.core.report import EnvReport
@@ -50,7 +51,9 @@ class Monitor:
         guard: StoreGuard | None = None,
         metrics: Metrics | None = None,
         projects: ProjectWatch | None = None,
+        fence: Fence = always_leading,
     ) -> None:
+        self.fence = fence  # "still the leader?": a replica that lost the lease decides and acts on nothing
         self.prober = prober
         self.projects = projects  # the Supabase Management API's view of each project (None: none configured)
         self.operator = operator
@@ -66,6 +69,9 @@ class Monitor:
         outbox = getattr(sink, "outbox", None)
         if outbox is not None:  # a post delivered later (in the background) is remembered on its incident
             outbox.on_delivered = self.desk.delivered
+            outbox.fence = fence
+            if fence is not always_leading:  # replicas: another leader group may share the store
+                outbox.envs = frozenset(states)
             self.metrics.watch_backlog(outbox.waiting)
 
     # The desk holds the state; these keep the monitor the one object callers (and tests) hold.
@@ -182,7 +188,8 @@ class Monitor:
         """Drift and the schema version guard: heavier than a probe, so on their own slower interval."""
         while True:
             try:
-                await self.slow_check(name)
+                if self.fence():  # drift may reload: only the leader's
+                    await self.slow_check(name)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -227,6 +234,8 @@ class Monitor:
             state.diagnosis = None if paused else await self._diagnose(name, report)
             if state.diagnosis is not None:
                 report = state.diagnosis.report  # stale confirmed, or missing / not granted
+            if not self.fence():  # asked after the slow probe, before anything is recorded, decided or sent
+                return state
             self._record(state, report)
             self.metrics.checked(name, report.verdict, self.health.last_sweep_ms)
             now = self.now()
