@@ -65,6 +65,7 @@ class _Env:
     snapshot: Catalog | None = None  # the objects as the last check read them
     fingerprint_ms: float | None = None
     connected: bool = False
+    attempts: int = 0  # connections tried
 
 
 class CatalogWatch:
@@ -82,6 +83,7 @@ class CatalogWatch:
         self.clock = clock
         self._envs: dict[str, _Env] = {}
         self.fixes: list[WatchFix] = []
+        self.checks: list[tuple[str, str, str]] = []  # (env, what changed, what was not served) per check
 
     def poll_s(self, target: Target) -> float:
         """The configured poll interval (the environment's own, else the monitor's); 0 = off."""
@@ -90,6 +92,10 @@ class CatalogWatch:
 
     def watches(self, target: Target) -> bool:
         return target.secrets.database_dsn is not None and self.poll_s(target) > 0
+
+    def attempts(self, name: str) -> int:
+        env = self._envs.get(name)
+        return 0 if env is None else env.attempts
 
     def connected(self, name: str) -> bool:
         env = self._envs.get(name)
@@ -127,6 +133,7 @@ class CatalogWatch:
         assert dsn is not None
         rec = self.desk.settings.recovery
         timeout = rec.db_command_timeout_s
+        env.attempts += 1
         async with connect(dsn, connect_timeout=rec.db_connect_timeout_s, command_timeout=timeout) as conn:
 
             def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
@@ -165,6 +172,7 @@ class CatalogWatch:
         if not changes:
             return
         found = await unserved(self._api(target), changes)
+        self.checks.append((target.name, changes.describe(), found.describe()))
         if found.unverified:
             log.info("%s: catalog watch could not verify %s", target.name, ", ".join(found.unverified))
         if not found:
