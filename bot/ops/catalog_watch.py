@@ -142,7 +142,10 @@ class CatalogWatch:
 
             await conn.add_listener(target.config.notify_channel, on_notify)
             if env.snapshot is None:
-                env.snapshot = await read_objects(conn, target.config.exposed_schemas, target.config.api_roles)
+                # The baseline: fingerprint and objects from one snapshot, so no change falls between them.
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    env.state.observe(await read_fingerprint(conn), self.clock())
+                    env.snapshot = await read_objects(conn, target.config.exposed_schemas, target.config.api_roles)
             while True:
                 started = time.perf_counter()
                 fingerprint = await read_fingerprint(conn)
