@@ -95,8 +95,9 @@ class MonitorConfig(StrictModel):
     # The catalog watch (environments with a database_dsn): a fingerprint of the catalog polled this often over one
     # connection that also LISTENs on the channel; slower by itself on a catalog that is costly to read. 0 = off.
     catalog_watch_s: Number = Field(default=0.5, ge=0, le=600, description="0 = off, else >= 0.1 s")
-    # How long a change waits for someone else's reload NOTIFY before the watch checks the changed objects itself.
-    catalog_watch_grace_s: Number = Field(default=0.25, ge=0, le=30)
+    # How long a change waits for someone else's reload NOTIFY before the watch checks the changed objects itself
+    # (a NOTIFY heard while it checks still wins: the watch then lets that reload land instead of sending its own).
+    catalog_watch_grace_s: Number = Field(default=0.1, ge=0, le=30)
     # Schema drift (catalog vs what PostgREST serves) is heavier than a probe: run it less often. 0 = off.
     drift_interval_s: Number = Field(default=900.0, ge=0, le=DAY_S)
     # Drift reads the whole OpenAPI root (2.4 MB at 1,000 tables); above this it checks object by object.

@@ -24,6 +24,7 @@ from bot.config import Target
 from bot.core.catalog import Catalog
 from bot.core.recovery import PollSchedule
 from bot.core.watch import (
+    FOREIGN_RELOAD_SETTLE_S,
     CatalogChanges,
     Step,
     Unserved,
@@ -159,14 +160,17 @@ class CatalogWatch:
                 step, due = env.state.next_step(now, self.desk.settings.monitor.catalog_watch_grace_s)
                 if step is Step.CHECK:
                     changed_at = env.state.changed_at or now
+                    since = env.state.window_start if env.state.window_start is not None else changed_at
                     env.state.checked()
-                    await self._check(target, conn, env, changed_at)
+                    await self._check(target, conn, env, changed_at, since)
                 wait = poll_interval_s(self.poll_s(target), env.fingerprint_ms)
                 if step is Step.WAIT:
                     wait = min(wait, max(0.0, due - self.clock()))
                 await asyncio.sleep(wait)
 
-    async def _check(self, target: Target, conn: asyncpg.Connection, env: _Env, changed_at: float) -> None:
+    async def _check(
+        self, target: Target, conn: asyncpg.Connection, env: _Env, changed_at: float, since: float
+    ) -> None:
         """The catalog changed and no reload covered it: compare, ask the API about what changed, fix it."""
         assert env.snapshot is not None
         cfg = target.config
@@ -181,7 +185,18 @@ class CatalogWatch:
         if not found:
             log.debug("%s: changed and served: %s", target.name, changes.describe())
             return
+        if self._heard_since(env, since):
+            # Someone else's reload came while we looked (a NOTIFY sent just after the migration): let it land.
+            await asyncio.sleep(FOREIGN_RELOAD_SETTLE_S)
+            found = await unserved(self._api(target), changes)
+            if not found:
+                return
         await self._fix(target, changes, found, changed_at)
+
+    @staticmethod
+    def _heard_since(env: _Env, since: float) -> bool:
+        heard = env.state.reload_heard_at
+        return heard is not None and heard >= since
 
     def _api(self, target: Target) -> ServedApi:
         return ServedApi(self.prober.client, target, self.desk.settings.max_body_bytes)

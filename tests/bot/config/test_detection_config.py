@@ -15,7 +15,7 @@ def test_the_defaults_detect_in_seconds():
     mon = MonitorConfig()
     assert (mon.interval_s, mon.failure_threshold, mon.success_threshold) == (60, 2, 2)
     assert (mon.liveness_interval_s, mon.confirm_interval_s) == (5, 1)
-    assert (mon.catalog_watch_s, mon.catalog_watch_grace_s) == (0.5, 0.25)
+    assert (mon.catalog_watch_s, mon.catalog_watch_grace_s) == (0.5, 0.1)
 
 
 @pytest.mark.parametrize(
