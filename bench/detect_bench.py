@@ -248,11 +248,12 @@ async def one_outage(stack: Stack, client: httpx.AsyncClient, phase_s: float) ->
         assert run.ops is not None
         state = run.ops.monitor.states[stack.db]
         await run.until(lambda: state.last_report is not None and state.last_report.healthy, 30)
-        await asyncio.sleep(phase_s)  # where the break falls in the liveness cadence
+        await asyncio.sleep(phase_s)  # where the break falls in the liveness cadence (the heal likewise)
         await break_cache(stack)
         broken = await first_answer(client, f"{stack.url}/", is_pgrst002, 30)
         await run.until(lambda: run.out.first("CRITICAL", broken) is not None, 60)
         alerted = run.out.first("CRITICAL", broken)
+        await asyncio.sleep(phase_s)  # where the heal falls in the outage's 5 s cadence
         await heal_cache(stack)
         healed = await first_answer(client, f"{stack.url}/judgments", is_ok, 60)
         await run.until(lambda: run.out.first("resolved", healed) is not None, 60)
