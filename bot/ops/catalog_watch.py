@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 ACTOR = "auto (catalog watch)"
 RELOAD_PAYLOADS = ("", "reload schema")  # what PostgREST reloads its schema cache on
+KEPT = 100
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,9 @@ class CatalogWatch:
         self.operator = operator
         self.clock = clock
         self._envs: dict[str, _Env] = {}
-        self.fixes: list[WatchFix] = []
-        self.checks: list[tuple[str, str, str]] = []  # (env, what changed, what was not served) per check
+        # The last ones only: a bot that runs for months must not keep every migration in memory.
+        self.fixes: deque[WatchFix] = deque(maxlen=KEPT)
+        self.checks: deque[tuple[str, str, str]] = deque(maxlen=KEPT)  # (env, what changed, what was not served)
 
     def poll_s(self, target: Target) -> float:
         """The configured poll interval (the environment's own, else the monitor's); 0 = off."""
@@ -118,15 +121,17 @@ class CatalogWatch:
             except Exception as err:  # DatabaseError above all; nothing may end the watch or make it spin
                 failures = 1 if env.connected else failures + 1
                 what = str(err) if isinstance(err, DatabaseError) else type(err).__name__
-                if failures == 1:
-                    log.warning("%s: catalog watch lost its database connection (%s); retrying", name, what)
-                else:
-                    log.debug("%s: catalog watch: still no database connection (%s)", name, what)
+                pause = reconnect_delay_s(failures)
+                (log.warning if failures == 1 else log.debug)(
+                    "%s: catalog watch has no database connection (%s); next try in %g s", name, what, pause
+                )
                 if not isinstance(err, DatabaseError | OSError | TimeoutError):
                     log.exception("%s: catalog watch failed", name)
+            else:
+                pause = reconnect_delay_s(1)
             env.connected = False
             env.state.lost()
-            await asyncio.sleep(reconnect_delay_s(failures))
+            await asyncio.sleep(pause)
 
     async def _session(self, name: str, env: _Env) -> None:
         target = self.desk.targets[name]
@@ -161,17 +166,19 @@ class CatalogWatch:
                 if step is Step.CHECK:
                     changed_at = env.state.changed_at or now
                     since = env.state.window_start if env.state.window_start is not None else changed_at
+                    covered = env.state.covered()  # then the check comes after that reload had time to land
                     env.state.checked()
-                    await self._check(target, conn, env, changed_at, since)
+                    await self._check(target, conn, env, changed_at, None if covered else since)
                 wait = poll_interval_s(self.poll_s(target), env.fingerprint_ms)
                 if step is Step.WAIT:
                     wait = min(wait, max(0.0, due - self.clock()))
                 await asyncio.sleep(wait)
 
     async def _check(
-        self, target: Target, conn: asyncpg.Connection, env: _Env, changed_at: float, since: float
+        self, target: Target, conn: asyncpg.Connection, env: _Env, changed_at: float, since: float | None
     ) -> None:
-        """The catalog changed and no reload covered it: compare, ask the API about what changed, fix it."""
+        """The catalog changed: compare, ask the API about what changed, fix it. `since`: a reload heard from then
+        on still wins (None: the check already waited for one)."""
         assert env.snapshot is not None
         cfg = target.config
         new = await read_objects(conn, cfg.exposed_schemas, cfg.api_roles)
@@ -185,7 +192,7 @@ class CatalogWatch:
         if not found:
             log.debug("%s: changed and served: %s", target.name, changes.describe())
             return
-        if self._heard_since(env, since):
+        if since is not None and self._heard_since(env, since):
             # Someone else's reload came while we looked (a NOTIFY sent just after the migration): let it land.
             await asyncio.sleep(FOREIGN_RELOAD_SETTLE_S)
             found = await unserved(self._api(target), changes)

@@ -96,7 +96,7 @@ async def test_a_reload_sent_by_someone_else_needs_no_action(fake, make_stack):
             # The positive signal: the watch looked at the change once the reload had time to land.
             await until(lambda: bool(watch.checks), 15, "the watch checked the change")
         assert await notifies.reloads() == 1  # the migration's own NOTIFY only
-    assert watch.checks == [("dev", "public.invoices", "")] and not watch.fixes
+    assert list(watch.checks) == [("dev", "public.invoices", "")] and not watch.fixes
 
 
 async def test_pgrst002_alerts_at_the_fast_pace_and_resolves_within_seconds(fake, make_stack):
