@@ -48,6 +48,14 @@ async def monitoring(
             yield bot
 
 
+async def watching(bot: PgrstOpsBot, env: str = "dev") -> None:
+    """The catalog watch is connected, and the drift loop's first run (at start) is over: it would otherwise see
+    the same new table and say so in its own words."""
+    monitor = bot.services.monitor
+    await until(lambda: monitor.catalog_watch.connected(env), 15, "the catalog watch connected")
+    await until(lambda: monitor.states[env].drift is not None, 30, "the first drift check done")
+
+
 async def until(predicate: Callable[[], bool], within_s: float, what: str) -> None:
     deadline = time.monotonic() + within_s
     while not predicate():
@@ -70,7 +78,7 @@ async def test_a_table_created_behind_postgrests_back_is_served_within_seconds(f
     async with NotifyCounter(stack.dsn(), stack.channel) as notifies:
         async with monitoring(fake, {"dev": stack.env_config()}, stack.env_vars) as bot:
             watch = bot.services.monitor.catalog_watch
-            await until(lambda: watch.connected("dev"), 15, "the catalog watch connected")
+            await watching(bot)
             stack.sql(NEW_TABLE)  # no NOTIFY: PostgREST does not know
             elapsed = await served_within(f"{stack.postgrest.url}/invoices", 8)
             await until(lambda: bool(watch.fixes), 10, "the fix recorded")
@@ -90,7 +98,7 @@ async def test_a_reload_sent_by_someone_else_needs_no_action(fake, make_stack):
     async with NotifyCounter(stack.dsn(), stack.channel) as notifies:
         async with monitoring(fake, {"dev": stack.env_config()}, stack.env_vars) as bot:
             watch = bot.services.monitor.catalog_watch
-            await until(lambda: watch.connected("dev"), 15, "the catalog watch connected")
+            await watching(bot)
             stack.sql(f"BEGIN; {NEW_TABLE} NOTIFY {stack.channel}, 'reload schema'; COMMIT;")
             await served_within(f"{stack.postgrest.url}/invoices", 8)
             # The positive signal: the watch looked at the change once the reload had time to land.
@@ -150,7 +158,7 @@ async def test_the_watch_survives_its_database_restarting(fake, own_cluster):
     try:
         async with monitoring(fake, {"dev": stack.env_config()}, stack.env_vars) as bot:
             watch = bot.services.monitor.catalog_watch
-            await until(lambda: watch.connected("dev"), 15, "the catalog watch connected")
+            await watching(bot)
             own_cluster.stop()
             down = time.monotonic()
             await until(lambda: not watch.connected("dev"), 15, "the watch saw the database go")
@@ -176,7 +184,7 @@ async def test_without_auto_recover_the_watch_says_what_is_stale_and_sends_nothi
     async with NotifyCounter(stack.dsn(), stack.channel) as notifies:
         async with monitoring(fake, {"dev": stack.env_config(auto_recover=False)}, stack.env_vars) as bot:
             watch = bot.services.monitor.catalog_watch
-            await until(lambda: watch.connected("dev"), 15, "the catalog watch connected")
+            await watching(bot)
             stack.sql(NEW_TABLE)
             line = await fake.wait_for_message(fake.ops_channel_id, lambda m: "invoices" in (m.content or ""), 10)
         assert await notifies.reloads() == 0
