@@ -91,6 +91,7 @@ bench: setup
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.bot_bench
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.diagnose_bench
 	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.gzip_bomb
+	PGRST_OPS_POSTGREST_BIN=$(POSTGREST_BIN) $(BIN)/python -m bench.detect_bench
 
 # A local PostgreSQL + PostgREST sandbox and the console monitor: break the cache, watch it recover. Its incidents
 # go to a throwaway store in a temporary directory, never the pgrst-ops.db that `make run` uses.

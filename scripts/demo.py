@@ -63,9 +63,15 @@ async def demo(store_path: Path) -> None:
             },
             # 5 failures: the migration below lands within the first four checks even on a busy machine, so the
             # story is always "missing, then stale, then auto-recovered" (3 let a slow machine alert on "missing").
-            # (The drift loop is off: its first run would reload the new table before the monitor gets to, which
-            # is right, but not the story this demo tells.)
-            "monitor": {"interval_s": 1, "failure_threshold": 5, "success_threshold": 2, "drift_interval_s": 0},
+            # (The drift loop and the catalog watch are off: either would reload the new table before the monitor
+            # gets to, which is right, but not the story this demo tells.)
+            "monitor": {
+                "interval_s": 1,
+                "failure_threshold": 5,
+                "success_threshold": 2,
+                "drift_interval_s": 0,
+                "catalog_watch_s": 0,
+            },
             "incidents": {"store_path": str(store_path)},
         }
     )

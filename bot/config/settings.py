@@ -14,9 +14,18 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from bot.config.environment import EnvironmentConfig, KpiThresholds
+from bot.config.environment import EnvironmentConfig, KpiThresholds, off_or_a_poll
 from bot.config.errors import ConfigError, shown_value
-from bot.config.fields import DAY_S, NO_PING, Count, Number, RoleRef, Snowflake, StrictModel, off_or_an_interval
+from bot.config.fields import (
+    DAY_S,
+    NO_PING,
+    Count,
+    Number,
+    RoleRef,
+    Snowflake,
+    StrictModel,
+    off_or_an_interval,
+)
 from bot.config.secrets import INLINE_SECRET_HINT, EnvSecrets, SecretRef, resolve_secrets
 
 # Not starting with '-': `--env -h` would be read as an option, so such an environment could never be selected.
@@ -75,18 +84,34 @@ class DiscordConfig(StrictModel):
 
 
 class MonitorConfig(StrictModel):
-    interval_s: Number = Field(default=60.0, ge=1, le=DAY_S)
+    interval_s: Number = Field(default=60.0, ge=1, le=DAY_S, description="the full probe while healthy")
     failure_threshold: Count = Field(default=2, ge=1, le=100)
     success_threshold: Count = Field(default=2, ge=1, le=100)
+    # Detection in seconds at one cheap request per environment per 5 s (bench/README.md, "Detection"): OPTIONS /
+    # between full probes (a failure runs the full probe at once), and the full probe at this pace while unhealthy.
+    liveness_interval_s: Number = Field(default=5.0, ge=0, le=DAY_S, description="0 = off, else >= 1 s")
+    # Thresholds are counted at this pace: an outage alerts, and its end resolves, seconds after it is seen.
+    confirm_interval_s: Number = Field(default=1.0, ge=0.2, le=600)
+    # The catalog watch (environments with a database_dsn): a fingerprint of the catalog polled this often over one
+    # connection that also LISTENs on the channel; slower by itself on a catalog that is costly to read. 0 = off.
+    catalog_watch_s: Number = Field(default=0.5, ge=0, le=600, description="0 = off, else >= 0.1 s")
+    # How long a change waits for someone else's reload NOTIFY before the watch checks the changed objects itself
+    # (a NOTIFY heard while it checks still wins: the watch then lets that reload land instead of sending its own).
+    catalog_watch_grace_s: Number = Field(default=0.1, ge=0, le=30)
     # Schema drift (catalog vs what PostgREST serves) is heavier than a probe: run it less often. 0 = off.
     drift_interval_s: Number = Field(default=900.0, ge=0, le=DAY_S)
     # Drift reads the whole OpenAPI root (2.4 MB at 1,000 tables); above this it checks object by object.
     drift_max_body_bytes: Count = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
 
-    @field_validator("drift_interval_s")
+    @field_validator("drift_interval_s", "liveness_interval_s")
     @classmethod
     def _off_or_an_interval(cls, value: float) -> float:
         return off_or_an_interval(value)
+
+    @field_validator("catalog_watch_s")
+    @classmethod
+    def _off_or_a_poll(cls, value: float) -> float:
+        return off_or_a_poll(value)
 
 
 class IncidentsConfig(StrictModel):

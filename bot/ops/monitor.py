@@ -25,12 +25,15 @@ from bot.core.records import Silence
 from bot.core.recovery import Outcome, RecoveryResult, StepListener
 from bot.core.report import EnvReport
 from bot.core.verdicts import Verdict, info
+from bot.core.watch import Probe, next_probe
 from bot.delivery.guard import StoreGuard
 from bot.delivery.sink import AlertSink
 from bot.observe import AUTO_RECOVERED, Metrics
+from bot.ops.catalog_watch import CatalogWatch
 from bot.ops.check import config_note, diagnose_failure, served_schemas, with_project
 from bot.ops.desk import IncidentDesk
 from bot.ops.drift_watch import DriftWatch
+from bot.ops.liveness import alive, cadence_for, standing_of
 from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober
 from bot.store import IncidentStore
@@ -63,6 +66,7 @@ class Monitor:
         self.metrics = self.desk.metrics = metrics or Metrics(states)
         self.metrics.watch(states)
         self.drift_watch = DriftWatch(self.desk, prober, operator)
+        self.catalog_watch = CatalogWatch(self.desk, prober, operator)
         self.health = MonitorHealth()
         self._tasks: list[asyncio.Task[None]] = []
         self._locks = {t.name: asyncio.Lock() for t in targets}
@@ -134,6 +138,11 @@ class Monitor:
                 for name, target in self.targets.items()
                 if target.secrets.database_dsn is not None
             ]
+        self._tasks += [
+            asyncio.create_task(self.catalog_watch.run(name), name=f"monitor:watch:{name}")
+            for name, target in self.targets.items()
+            if self.catalog_watch.watches(target)
+        ]
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop the loops at once; background sends and store writes get `grace_s` (default shutdown_grace_s).
@@ -168,13 +177,29 @@ class Monitor:
         return self.health.running and any(not t.done() for t in self._tasks)
 
     async def _loop(self, name: str, *, wait_first: bool = False) -> None:
-        interval = self.settings.monitor.interval_s
-        if wait_first:
-            await asyncio.sleep(interval)
-        while True:
-            started = time.monotonic()
+        """The full probe on its interval, the cheap liveness check in between, thresholds counted at the confirm
+        pace (bot/core/watch.py next_probe); `wait_first`: check_all has just probed."""
+        last_full = time.monotonic()
+        if not wait_first:
             await self._checked(name)
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+        while True:
+            target = self.targets[name]
+            state = standing_of(self.settings, self.states[name])
+            kind, wait = next_probe(cadence_for(self.settings, target), state, time.monotonic() - last_full)
+            await asyncio.sleep(wait)
+            if kind is Probe.LIVENESS and await self._alive(target):
+                continue
+            last_full = time.monotonic()
+            await self._checked(name)
+
+    async def _alive(self, target: Target) -> bool:
+        try:
+            return await alive(self.prober, target)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the full probe says what is wrong
+            log.exception("liveness check of %s failed", target.name)
+            return False
 
     async def _checked(self, name: str) -> None:
         try:

@@ -1,0 +1,52 @@
+"""The cheap liveness check between full probes, and each environment's probe cadence (bot/core/watch.py).
+
+The liveness check is the probe's root check alone (`OPTIONS /`: ~2 ms for PostgREST at any schema size, and
+503 PGRST002 like every request while its cache cannot load), or the first probe table's cache check when the
+root check is off. It only decides whether the full probe runs now: it records nothing itself.
+"""
+
+from __future__ import annotations
+
+from bot.config import Settings, Target
+from bot.core.incident import EnvState
+from bot.core.watch import Cadence, Standing, standing
+from bot.postgrest.probe import Prober, plan_checks
+
+
+def liveness_check(target: Target) -> str | None:
+    """The name of the planned check the liveness check runs, or None when there is no cheap one."""
+    names = [spec.name for spec in plan_checks(target.config)]
+    if "root" in names:
+        return "root"
+    return next((n for n in names if n.startswith("cache:")), None)
+
+
+def cadence_for(settings: Settings, target: Target) -> Cadence:
+    mon = settings.monitor
+    own = target.config.liveness_interval_s
+    liveness = mon.liveness_interval_s if own is None else own
+    if liveness_check(target) is None:
+        liveness = 0.0
+    return Cadence(mon.interval_s, liveness, mon.confirm_interval_s)
+
+
+def standing_of(settings: Settings, state: EnvState) -> Standing:
+    mon = settings.monitor
+    healthy = None if state.last_report is None else state.last_report.healthy
+    return standing(
+        healthy,
+        alert_open=state.alert is not None,
+        fail_streak=state.fail_streak,
+        ok_streak=state.ok_streak,
+        failure_threshold=mon.failure_threshold,
+        success_threshold=mon.success_threshold,
+    )
+
+
+async def alive(prober: Prober, target: Target) -> bool:
+    """The cheap check answered as a healthy PostgREST does (bounded by the environment's total budget)."""
+    check = liveness_check(target)
+    if check is None:
+        return False
+    report = await prober.probe(target, only=[check])
+    return report.healthy
