@@ -237,7 +237,7 @@ async def run_console(ops: Ops, stop: asyncio.Event) -> None:
             return
         sink.say(
             "schedule",
-            schedule_line(mon.failure_threshold, mon.interval_s),
+            schedule_line(mon.failure_threshold, mon.interval_s, mon.liveness_interval_s),
             failure_threshold=mon.failure_threshold,
             next_check_s=mon.interval_s,
         )

@@ -11,16 +11,9 @@ from typing import Any, ClassVar
 
 from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
-from bot.config.fields import AlertRoleRef, Number, RoleRef, Snowflake, StrictModel, off_or_an_interval
+from bot.config.fields import AlertRoleRef, Number, OffOrInterval, OffOrPoll, RoleRef, Snowflake, StrictModel
 from bot.config.secrets import SecretRef
 from bot.core.identifiers import check_identifier, display_part, parse_qualified
-
-
-def off_or_a_poll(value: float) -> float:
-    """A poll of the database is 0 (off) or at least 0.1 s: it is one cheap query, but not a spin."""
-    if 0 < value < 0.1:
-        raise ValueError("must be 0 (off) or at least 0.1 seconds")
-    return value
 
 
 def _parsed_entry(value: Any, *, with_args: bool) -> Any:
@@ -242,18 +235,10 @@ class EnvironmentConfig(StrictModel):
     supabase: SupabaseConfig | None = None
     # This environment's own detection pace (None: the monitor section's): 0 turns the liveness check or the
     # catalog watch off here, e.g. for a database the bot should not keep a connection to.
-    liveness_interval_s: Number | None = Field(default=None, ge=0, le=24 * 3600, description="0 = off, else >= 1 s")
-    catalog_watch_s: Number | None = Field(default=None, ge=0, le=600, description="0 = off, else >= 0.1 s")
-
-    @field_validator("liveness_interval_s")
-    @classmethod
-    def _off_or_an_interval(cls, value: float | None) -> float | None:
-        return None if value is None else off_or_an_interval(value)
-
-    @field_validator("catalog_watch_s")
-    @classmethod
-    def _off_or_a_poll(cls, value: float | None) -> float | None:
-        return None if value is None else off_or_a_poll(value)
+    liveness_interval_s: OffOrInterval | None = Field(
+        default=None, ge=0, le=24 * 3600, description="0 = off, else >= 1 s"
+    )
+    catalog_watch_s: OffOrPoll | None = Field(default=None, ge=0, le=600, description="0 = off, else >= 0.1 s")
 
     @field_validator("exposed_schemas", "api_roles")
     @classmethod

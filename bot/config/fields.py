@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Strict
+from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Strict
 
 DAY_S = 86_400
 
@@ -74,3 +74,15 @@ def off_or_an_interval(value: float) -> float:
     if 0 < value < 1:
         raise ValueError("must be 0 (off) or at least 1 second")
     return value
+
+
+def off_or_a_poll(value: float) -> float:
+    """A poll of the database is 0 (off) or at least 0.1 s: it is one cheap query, but not a spin."""
+    if 0 < value < 0.1:
+        raise ValueError("must be 0 (off) or at least 0.1 seconds")
+    return value
+
+
+# Seconds that may also be 0 for "off": an interval (at least 1 s) or a database poll (at least 0.1 s).
+OffOrInterval = Annotated[float, Strict(), AllowInfNan(False), AfterValidator(off_or_an_interval)]
+OffOrPoll = Annotated[float, Strict(), AllowInfNan(False), AfterValidator(off_or_a_poll)]

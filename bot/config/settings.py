@@ -14,17 +14,18 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from bot.config.environment import EnvironmentConfig, KpiThresholds, off_or_a_poll
+from bot.config.environment import EnvironmentConfig, KpiThresholds
 from bot.config.errors import ConfigError, shown_value
 from bot.config.fields import (
     DAY_S,
     NO_PING,
     Count,
     Number,
+    OffOrInterval,
+    OffOrPoll,
     RoleRef,
     Snowflake,
     StrictModel,
-    off_or_an_interval,
 )
 from bot.config.secrets import INLINE_SECRET_HINT, EnvSecrets, SecretRef, resolve_secrets
 
@@ -89,29 +90,19 @@ class MonitorConfig(StrictModel):
     success_threshold: Count = Field(default=2, ge=1, le=100)
     # Detection in seconds at one cheap request per environment per 5 s (bench/README.md, "Detection"): OPTIONS /
     # between full probes (a failure runs the full probe at once), and the full probe at this pace while unhealthy.
-    liveness_interval_s: Number = Field(default=5.0, ge=0, le=DAY_S, description="0 = off, else >= 1 s")
+    liveness_interval_s: OffOrInterval = Field(default=5.0, ge=0, le=DAY_S, description="0 = off, else >= 1 s")
     # Thresholds are counted at this pace: an outage alerts, and its end resolves, seconds after it is seen.
     confirm_interval_s: Number = Field(default=1.0, ge=0.2, le=600)
     # The catalog watch (environments with a database_dsn): a fingerprint of the catalog polled this often over one
     # connection that also LISTENs on the channel; slower by itself on a catalog that is costly to read. 0 = off.
-    catalog_watch_s: Number = Field(default=0.5, ge=0, le=600, description="0 = off, else >= 0.1 s")
+    catalog_watch_s: OffOrPoll = Field(default=0.5, ge=0, le=600, description="0 = off, else >= 0.1 s")
     # How long a change waits for someone else's reload NOTIFY before the watch checks the changed objects itself
     # (a NOTIFY heard while it checks still wins: the watch then lets that reload land instead of sending its own).
     catalog_watch_grace_s: Number = Field(default=0.1, ge=0, le=30)
     # Schema drift (catalog vs what PostgREST serves) is heavier than a probe: run it less often. 0 = off.
-    drift_interval_s: Number = Field(default=900.0, ge=0, le=DAY_S)
+    drift_interval_s: OffOrInterval = Field(default=900.0, ge=0, le=DAY_S)
     # Drift reads the whole OpenAPI root (2.4 MB at 1,000 tables); above this it checks object by object.
     drift_max_body_bytes: Count = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
-
-    @field_validator("drift_interval_s", "liveness_interval_s")
-    @classmethod
-    def _off_or_an_interval(cls, value: float) -> float:
-        return off_or_an_interval(value)
-
-    @field_validator("catalog_watch_s")
-    @classmethod
-    def _off_or_a_poll(cls, value: float) -> float:
-        return off_or_a_poll(value)
 
 
 class IncidentsConfig(StrictModel):
@@ -126,7 +117,9 @@ class IncidentsConfig(StrictModel):
     # Replicas with the same leader_group elect one leader (the advisory lock's key); a second group with other
     # environments can share the database (sharding: each config watches its own environments).
     leader_group: str = Field(default="default", min_length=1, max_length=100)
-    reminder_interval_s: Number = Field(default=1800.0, ge=0, le=DAY_S, description="0 = no reminders, else >= 1 s")
+    reminder_interval_s: OffOrInterval = Field(
+        default=1800.0, ge=0, le=DAY_S, description="0 = no reminders, else >= 1 s"
+    )
     silence_button_s: Number = Field(default=3600.0, ge=60, le=30 * DAY_S)
     max_silence_s: Number = Field(default=7 * DAY_S, ge=60, le=30 * DAY_S)
     flap_flips: Count = Field(default=4, ge=2, le=1000, description="more flips than this within the window = flapping")
@@ -135,11 +128,6 @@ class IncidentsConfig(StrictModel):
     outbox_retry_s: Number = Field(default=30.0, ge=1, le=3600, description="how often unsent messages are retried")
     webhook_per_2s: Count = Field(default=5, ge=1, le=50)
     webhook_per_min: Count = Field(default=30, ge=1, le=500)
-
-    @field_validator("reminder_interval_s")
-    @classmethod
-    def _off_or_an_interval(cls, value: float) -> float:
-        return off_or_an_interval(value)
 
     @field_validator("leader_group")
     @classmethod

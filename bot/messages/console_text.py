@@ -153,9 +153,13 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def schedule_line(failure_threshold: int, interval_s: float) -> str:
-    """Said once the first check of every environment is in: what happens next, and when."""
-    return f"alerting after {plural(failure_threshold, 'consecutive failure')} (next check in {interval_s:g} s)"
+def schedule_line(failure_threshold: int, interval_s: float, liveness_s: float = 0.0) -> str:
+    """Said once the first check of every environment is in: what happens next, and when (the cheap liveness
+    check between full probes, when it runs more often than they do)."""
+    pace = f"next check in {interval_s:g} s"
+    if 0 < liveness_s < interval_s:
+        pace = f"liveness check every {liveness_s:g} s, full probe every {interval_s:g} s"
+    return f"alerting after {plural(failure_threshold, 'consecutive failure')} ({pace})"
 
 
 def json_event(event: str, at: datetime, **fields: Any) -> str:

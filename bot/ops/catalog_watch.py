@@ -79,7 +79,9 @@ class CatalogWatch:
         operator: RecoveryOperator,
         *,
         clock: Callable[[], float] = time.monotonic,
+        fence: Callable[[], bool] = lambda: True,
     ) -> None:
+        self.fence = fence  # "still the leader?": a replica that lost the lease reloads nothing
         self.desk = desk
         self.prober = prober
         self.operator = operator
@@ -210,6 +212,9 @@ class CatalogWatch:
 
     async def _fix(self, target: Target, changes: CatalogChanges, found: Unserved, changed_at: float) -> None:
         name, what = target.name, found.describe()
+        if not self.fence():
+            log.info("%s: not served after a change (%s); not this replica's to fix: it lost the lease", name, what)
+            return
         state = self.desk.states[name]
         held = self.desk.hold_reason(name)
         if state.alert is not None or held:

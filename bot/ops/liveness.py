@@ -2,15 +2,26 @@
 
 The liveness check is the probe's root check alone (`OPTIONS /`: ~2 ms for PostgREST at any schema size, and
 503 PGRST002 like every request while its cache cannot load), or the first probe table's cache check when the
-root check is off. It only decides whether the full probe runs now: it records nothing itself.
+root check is off. It only decides whether the full probe runs now: it records nothing itself. `probe_loop` is
+each environment's loop, which the monitor starts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
 from bot.config import Settings, Target
 from bot.core.incident import EnvState
-from bot.core.watch import Cadence, Standing, standing
+from bot.core.watch import Cadence, Probe, Standing, next_probe, standing
 from bot.postgrest.probe import Prober, plan_checks
+
+if TYPE_CHECKING:
+    from bot.ops.monitor import Monitor
+
+log = logging.getLogger(__name__)
 
 
 def liveness_check(target: Target) -> str | None:
@@ -50,3 +61,30 @@ async def alive(prober: Prober, target: Target) -> bool:
         return False
     report = await prober.probe(target, only=[check])
     return report.healthy
+
+
+async def probe_loop(monitor: Monitor, name: str, *, wait_first: bool = False) -> None:
+    """One environment's loop: the full probe on its interval, the cheap liveness check in between, thresholds
+    counted at the confirm pace (bot/core/watch.py next_probe); `wait_first`: check_all has just probed."""
+    last_full = time.monotonic()
+    if not wait_first:
+        await monitor.checked(name)
+    while True:
+        target = monitor.targets[name]
+        state = standing_of(monitor.settings, monitor.states[name])
+        kind, wait = next_probe(cadence_for(monitor.settings, target), state, time.monotonic() - last_full)
+        await asyncio.sleep(wait)
+        if kind is Probe.LIVENESS and await _alive(monitor.prober, target):
+            continue
+        last_full = time.monotonic()
+        await monitor.checked(name)
+
+
+async def _alive(prober: Prober, target: Target) -> bool:
+    try:
+        return await alive(prober, target)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # the full probe says what is wrong
+        log.exception("liveness check of %s failed", target.name)
+        return False

@@ -9,10 +9,12 @@ owns every store write and message. Knows nothing of Discord: messages go to an 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from bot.config import Settings, Target
@@ -25,7 +27,6 @@ from bot.core.records import Silence
 from bot.core.recovery import Outcome, RecoveryResult, StepListener
 from bot.core.report import EnvReport
 from bot.core.verdicts import Verdict, info
-from bot.core.watch import Probe, next_probe
 from bot.delivery.guard import StoreGuard
 from bot.delivery.sink import AlertSink
 from bot.observe import AUTO_RECOVERED, Metrics
@@ -33,7 +34,7 @@ from bot.ops.catalog_watch import CatalogWatch
 from bot.ops.check import config_note, diagnose_failure, served_schemas, with_project
 from bot.ops.desk import IncidentDesk
 from bot.ops.drift_watch import DriftWatch
-from bot.ops.liveness import alive, cadence_for, standing_of
+from bot.ops.liveness import probe_loop
 from bot.ops.recovery import RecoveryOperator
 from bot.postgrest.probe import Prober
 from bot.store import IncidentStore
@@ -66,7 +67,7 @@ class Monitor:
         self.metrics = self.desk.metrics = metrics or Metrics(states)
         self.metrics.watch(states)
         self.drift_watch = DriftWatch(self.desk, prober, operator)
-        self.catalog_watch = CatalogWatch(self.desk, prober, operator)
+        self.catalog_watch = CatalogWatch(self.desk, prober, operator, fence=fence)
         self.health = MonitorHealth()
         self._tasks: list[asyncio.Task[None]] = []
         self._locks = {t.name: asyncio.Lock() for t in targets}
@@ -119,7 +120,7 @@ class Monitor:
     async def check_all(self) -> None:
         """The first check of every environment at once, so console mode can say each verdict before the loops
         start (then `start(checked=True)`). A failing check is logged, as in the loop."""
-        await asyncio.gather(*(self._checked(name) for name in self.targets))
+        await asyncio.gather(*(self.checked(name) for name in self.targets))
 
     def start(self, *, checked: bool = False) -> None:
         """One task per environment: a slow environment never delays another's checks.
@@ -128,13 +129,22 @@ class Monitor:
         check_all has just done so: then each waits one interval first.
         """
         self.health.running = True
+        settle_heap()
         self._tasks = [
-            asyncio.create_task(self._loop(name, wait_first=checked), name=f"monitor:{name}") for name in self.targets
+            asyncio.create_task(probe_loop(self, name, wait_first=checked), name=f"monitor:{name}")
+            for name in self.targets
         ]
-        self._tasks.append(asyncio.create_task(self._outbox_loop(), name="monitor:outbox"))
+        # Unsent messages (Discord down for longer than the retries) go out as soon as Discord is back.
+        outbox = every(
+            lambda: self.settings.incidents.outbox_retry_s, self.flush_outbox, "outbox flush", sleep_first=True
+        )
+        self._tasks.append(asyncio.create_task(outbox, name="monitor:outbox"))
         if self.settings.monitor.drift_interval_s > 0:
             self._tasks += [
-                asyncio.create_task(self._slow_loop(name), name=f"monitor:drift:{name}")
+                asyncio.create_task(
+                    every(self._drift_interval_s, partial(self._drift_step, name), f"drift check of {name}"),
+                    name=f"monitor:drift:{name}",
+                )
                 for name, target in self.targets.items()
                 if target.secrets.database_dsn is not None
             ]
@@ -176,64 +186,25 @@ class Monitor:
     def alive(self) -> bool:
         return self.health.running and any(not t.done() for t in self._tasks)
 
-    async def _loop(self, name: str, *, wait_first: bool = False) -> None:
-        """The full probe on its interval, the cheap liveness check in between, thresholds counted at the confirm
-        pace (bot/core/watch.py next_probe); `wait_first`: check_all has just probed."""
-        last_full = time.monotonic()
-        if not wait_first:
-            await self._checked(name)
-        while True:
-            target = self.targets[name]
-            state = standing_of(self.settings, self.states[name])
-            kind, wait = next_probe(cadence_for(self.settings, target), state, time.monotonic() - last_full)
-            await asyncio.sleep(wait)
-            if kind is Probe.LIVENESS and await self._alive(target):
-                continue
-            last_full = time.monotonic()
-            await self._checked(name)
-
-    async def _alive(self, target: Target) -> bool:
-        try:
-            return await alive(self.prober, target)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the full probe says what is wrong
-            log.exception("liveness check of %s failed", target.name)
-            return False
-
-    async def _checked(self, name: str) -> None:
+    async def checked(self, name: str) -> None:
+        """One check whose failure is logged, never raised: one bad sweep must not kill the monitor."""
         try:
             await self.check(name)
         except asyncio.CancelledError:
             raise
-        except Exception:  # one bad sweep must not kill the monitor
+        except Exception:
             log.exception("monitor check of %s failed", name)
 
-    async def _slow_loop(self, name: str) -> None:
+    def _drift_interval_s(self) -> float:
+        return self.settings.monitor.drift_interval_s
+
+    async def _drift_step(self, name: str) -> None:
         """Drift and the schema version guard: heavier than a probe, so on their own slower interval."""
-        while True:
-            try:
-                if self.fence():  # drift may reload: only the leader's
-                    await self.slow_check(name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("drift check of %s failed", name)
-            await asyncio.sleep(self.settings.monitor.drift_interval_s)
+        if self.fence():  # drift may reload: only the leader's
+            await self.slow_check(name)
 
     async def slow_check(self, name: str) -> DriftReport:
         return await self.drift_watch.slow_check(name)
-
-    async def _outbox_loop(self) -> None:
-        """Unsent messages (Discord down for longer than the retries) go out as soon as Discord is back."""
-        while True:
-            await asyncio.sleep(self.settings.incidents.outbox_retry_s)
-            try:
-                await self.flush_outbox()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox flush failed")
 
     async def flush_outbox(self) -> None:
         outbox = getattr(self.sink, "outbox", None)
@@ -370,6 +341,32 @@ class Monitor:
     def incident_for(self, env: str) -> OpenAlert | None:
         state = self.states.get(env)
         return state.alert if state else None
+
+
+async def every(
+    interval_s: Callable[[], float], work: Callable[[], Awaitable[Any]], what: str, *, sleep_first: bool = False
+) -> None:
+    """`work` for ever, `interval_s()` apart (first after one interval with `sleep_first`); a failure is logged and
+    the loop goes on: one bad round must not end it."""
+    while True:
+        if sleep_first:
+            await asyncio.sleep(interval_s())
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", what)
+        if not sleep_first:
+            await asyncio.sleep(interval_s())
+
+
+def settle_heap() -> None:
+    """Start-up's objects (config, targets, clients) live as long as the process: frozen out of the collector's
+    walks (about 5% less CPU per check at 2,000 environments, bench/README.md). Once per process."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 def open_summary(monitor: Monitor) -> list[str]:

@@ -71,3 +71,6 @@ def test_colour_only_from_a_palette_that_has_it():
 def test_schedule_line_counts_right():
     assert schedule_line(2, 60) == "alerting after 2 consecutive failures (next check in 60 s)"
     assert schedule_line(1, 0.5) == "alerting after 1 consecutive failure (next check in 0.5 s)"
+    with_liveness = "alerting after 2 consecutive failures (liveness check every 5 s, full probe every 60 s)"
+    assert schedule_line(2, 60, 5) == with_liveness
+    assert schedule_line(2, 5, 5) == "alerting after 2 consecutive failures (next check in 5 s)"
