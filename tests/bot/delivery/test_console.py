@@ -78,7 +78,9 @@ async def test_first_check_prints_every_verdict_at_start_in_plain_text(make_stac
     started = time.monotonic()
     proc = await start_bot(config, env=console_env(**stack.env_vars))
     try:
-        seen = await read_until(proc.stdout, "alerting after 2 consecutive failures (liveness check every 5 s, full probe every 60 s)", 20)
+        seen = await read_until(
+            proc.stdout, "alerting after 2 consecutive failures (liveness check every 5 s, full probe every 60 s)", 20
+        )
         elapsed = time.monotonic() - started
     finally:
         code, rest, err = await stop(proc)
@@ -100,7 +102,9 @@ async def test_a_critical_alert_reads_as_plain_text_with_one_time_format(tmp_pat
     config = console_config(tmp_path, {"down": down_env()}, threshold=1)
     proc = await start_bot(config, env=console_env())
     try:
-        seen = await read_until(proc.stdout, "alerting after 1 consecutive failure (liveness check every 5 s, full probe every 60 s)", 20)
+        seen = await read_until(
+            proc.stdout, "alerting after 1 consecutive failure (liveness check every 5 s, full probe every 60 s)", 20
+        )
     finally:
         code, _, err = await stop(proc)
     assert code == 0, err
