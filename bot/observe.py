@@ -33,6 +33,8 @@ REMINDER = "reminder"
 RESOLVED = "resolved"
 AUTO_RECOVERED = "auto_recovered"
 ALERT_KINDS: Final = (CRITICAL, FLAPPING, REMINDER, RESOLVED, AUTO_RECOVERED)
+# How a restart asked for (Restart button, /restart) ended: its final phase, or refused, or cut short by a stop.
+RESTART_OUTCOMES: Final = ("healthy", "failed", "timed_out", "refused", "interrupted")
 
 NETWORK = "network"  # a Discord request that got no HTTP answer (connection refused, reset, DNS)
 
@@ -100,6 +102,9 @@ class Metrics:
             HEALTHY_BUCKETS,
         )
         self._alerts = counter("alerts", "Alert messages posted, by kind", ["env", "kind"])
+        self._restarts = counter(
+            "restarts", "Supabase project restarts asked for, by how they ended", ["env", "outcome"]
+        )
         self._discord_errors = counter(
             "discord_errors", "Discord requests that failed, by HTTP status (or network)", ["status"]
         )
@@ -117,6 +122,8 @@ class Metrics:
                 self._reloads.labels(env, outcome.value)
             for kind in ALERT_KINDS:
                 self._alerts.labels(env, kind)
+            for end in RESTART_OUTCOMES:
+                self._restarts.labels(env, end)
 
     # -- wiring: where the live gauges read from --------------------------------------------------
     def watch(self, states: Mapping[str, EnvState]) -> None:
@@ -140,6 +147,10 @@ class Metrics:
 
     def alerted(self, env: str, kind: str) -> None:
         self._alerts.labels(env, kind).inc()
+
+    def restarted(self, env: str, outcome: str) -> None:
+        """A restart ended: one of RESTART_OUTCOMES."""
+        self._restarts.labels(env, outcome).inc()
 
     def discord_error(self, status: int | None) -> None:
         self._discord_errors.labels(status_label(status)).inc()

@@ -179,6 +179,7 @@ class Restarts:
         why = await self.refusal(env, reason, confirmed_name)
         if why is not None:
             self.monitor.audit(actor, "restart", env, f"refused: {why}")
+            self.monitor.metrics.restarted(env, "refused")
             return why
         self.running.add(env)
         try:
@@ -187,7 +188,9 @@ class Restarts:
                 followed = await self._send_and_follow(env, who, reason, action, on_progress)
                 if followed is None:
                     await self.monitor.audit_end(audit_id, INTERRUPTED, interrupted=True)
+                    self.monitor.metrics.restarted(env, "interrupted")
                     return Interrupted(INTERRUPTED)
+                self.monitor.metrics.restarted(env, str(followed.phase).replace(" ", "_"))
                 outcome = f"{followed.phase} after {followed.elapsed_s:.0f} s"
                 if followed.phase is Phase.FAILED:
                     outcome = f"failed: {followed.detail}"

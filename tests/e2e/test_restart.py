@@ -10,6 +10,7 @@ import pytest
 from bot.core.records import AUDIT_INTERRUPTED
 from bot.store.sqlite import Store
 from tests.e2e.conftest import running_bot
+from tests.support.prom import samples_of, value
 from tests.support.supabase_api import FakeManagementApi, restarts_postgrest
 
 REF = "abcdefghijklmnopqrst"
@@ -112,16 +113,19 @@ async def test_slash_restart_follows_the_restart_in_its_answer(fake, make_stack,
     api.on_restart = restarts_postgrest(stack.postgrest)
     envs, environ = restart_env(stack, api)
     stack.sql(STALE_TABLE)
-    async with running_bot(fake, envs, environ):
+    async with running_bot(fake, envs, environ) as bot:
         record = await fake.invoke_slash("restart", user_id=fake.user_ids["alice"], options={"env": "prod"})
         await record.wait_acked()
         (modal,) = [cb["data"] for cb in record.callbacks if cb["type"] == 9]
         assert [c["components"][0]["custom_id"] for c in modal["components"]] == ["reason"]  # not protected
         submit = await fake.submit_modal(record, {"reason": "deploy left it stale"})
         await submit.wait_for(lambda r: r.original is not None and "healthy again" in (r.original.content or ""), 30)
+        scraped = samples_of(bot.services.monitor.metrics.exposition().decode())
     assert '✅ Restart by Alice ("deploy left it stale"): healthy after' in submit.original.content
     assert not submit.ephemeral
     assert len(api.calls("POST", "/restart")) == 1
+    assert value(scraped, "pgrst_ops_restarts_total", env="prod", outcome="healthy") == 1
+    assert value(scraped, "pgrst_ops_restarts_total", env="prod", outcome="failed") == 0
 
 
 async def test_slash_restart_without_the_role_is_refused(fake, make_stack, api):
