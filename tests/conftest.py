@@ -11,7 +11,7 @@ import contextlib
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import yaml
 
 from bot.config import Settings, Target, parse_settings, resolve_targets
 from tests.support.pgstack import STEADY_PGRST002, PgCluster, PostgrestServer
+from tests.support.supabase_api import ALL_SCOPES, REF, TOKEN, FakeManagementApi
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -135,3 +136,11 @@ def targets_for(
 def write_config(path: Path, envs: dict[str, dict[str, Any]], **top: Any) -> Path:
     path.write_text(yaml.safe_dump({"environments": envs, **top}, sort_keys=False))
     return path
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeManagementApi]:
+    """The local fake of Supabase's Management API with one project (REF) and a token with every scope (TOKEN)."""
+    async with FakeManagementApi(tokens={TOKEN: ALL_SCOPES}) as fake:
+        fake.add_project(REF)
+        yield fake

@@ -4,26 +4,15 @@ restart really stops and starts that PostgREST."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from bot.store.sqlite import Store
 from tests.bot.test_cli import acli
 from tests.conftest import write_config
-from tests.support.supabase_api import FakeManagementApi, restarts_postgrest
+from tests.support.supabase_api import REF, TOKEN, restarts_postgrest
 
-REF = "abcdefghijklmnopqrst"
-TOKEN = "sbp_cli_restart_token_0123456789"
 STALE_TABLE = "CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;"
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeManagementApi]:
-    async with FakeManagementApi(tokens={TOKEN: frozenset({"projects:read", "projects:write"})}) as fake:
-        fake.add_project(REF)
-        yield fake
 
 
 def config(tmp_path, stack, api, **overrides):

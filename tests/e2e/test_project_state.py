@@ -3,23 +3,10 @@ PostgreSQL, and the local fake of the Management API (tests/support/supabase_api
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
-
 from tests.e2e.conftest import running_bot
-from tests.support.supabase_api import FakeManagementApi
-
-REF = "abcdefghijklmnopqrst"
-TOKEN = "sbp_e2e_token_0123456789abcdef"
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeManagementApi]:
-    async with FakeManagementApi(tokens={TOKEN: frozenset({"projects:read", "projects:write"})}) as fake:
-        fake.add_project(REF)
-        yield fake
+from tests.support.supabase_api import REF, TOKEN, FakeManagementApi
 
 
 def project_env(stack, api: FakeManagementApi, **supabase):

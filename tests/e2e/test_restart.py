@@ -3,28 +3,15 @@ Management API whose restart really stops and starts that PostgREST (tests/suppo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from bot.core.records import AUDIT_INTERRUPTED
 from bot.store.sqlite import Store
 from tests.e2e.conftest import running_bot
 from tests.support.prom import samples_of, value
-from tests.support.supabase_api import FakeManagementApi, restarts_postgrest
+from tests.support.supabase_api import REF, TOKEN, FakeManagementApi, restarts_postgrest
 
-REF = "abcdefghijklmnopqrst"
-TOKEN = "sbp_e2e_restart_token_0123456789"
 STALE_TABLE = "CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;"
 RESTART_ID = "pgrst:incident:restart:{}"
 ALICE = "Restart by Alice"
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeManagementApi]:
-    async with FakeManagementApi(tokens={TOKEN: frozenset({"projects:read", "projects:write"})}) as fake:
-        fake.add_project(REF)
-        yield fake
 
 
 def restart_env(stack, api: FakeManagementApi, **overrides):

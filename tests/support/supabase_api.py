@@ -24,6 +24,9 @@ from aiohttp import web
 from tests.support.localhttp import LocalServer
 
 HEALTHY = "ACTIVE_HEALTHY"
+# The project and token of the `api` fixture (tests/conftest.py): a made-up token, not shaped like a real one.
+REF = "abcdefghijklmnopqrst"
+TOKEN = "sbp_fake_test_token_for_the_fake_api"
 KNOWN_SERVICES = ("auth", "db", "db_postgres_user", "pooler", "realtime", "rest", "storage", "pg_bouncer")
 READ, WRITE = "projects:read", "projects:write"
 ALL_SCOPES = frozenset({READ, WRITE})

@@ -13,17 +13,7 @@ from pydantic import SecretStr
 from bot.ops.restart import send_restart
 from bot.postgrest.requests import make_http_client
 from bot.supabase.management import ManagementClient, RateLimiter
-from tests.support.supabase_api import ALL_SCOPES, FakeManagementApi
-
-REF = "abcdefghijklmnopqrst"
-TOKEN = "sbp_send_restart_token_0123456789"
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeManagementApi]:
-    async with FakeManagementApi(tokens={TOKEN: ALL_SCOPES}) as fake:
-        fake.add_project(REF)
-        yield fake
+from tests.support.supabase_api import REF, TOKEN
 
 
 @pytest.fixture
