@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 ENV_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+# How a PostgreSQL DSN is written, for errors about one (in words: no example that looks like a credential).
+DSN_SHAPE = "a postgresql:// URL with user, password, host, port and database, or key=value settings"
+
 INLINE_SECRET_HINT = (
     "never write the secret itself here: put it in an environment variable and write {env: VARIABLE} "
     "(or in a file: {file: /path/to/file})"

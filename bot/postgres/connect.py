@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from pydantic import SecretStr
 
+from bot.config.secrets import DSN_SHAPE
 from bot.core.listener import ListenerSession, ListenerState, ListenerStatus
 from bot.redact import redact
 
@@ -57,7 +58,7 @@ def _describe(err: BaseException, dsn: str, timeout_s: float) -> str:
     if isinstance(err, OSError):
         return redact(f"cannot reach database {target}: {err.strerror or err}", dsn)
     if isinstance(err, ValueError | asyncpg.InterfaceError):
-        return "the database DSN is malformed (expected postgresql://user:password@host:port/db)"
+        return f"the database DSN is malformed (expected {DSN_SHAPE})"
     return redact(f"database error ({type(err).__name__}): {err}", dsn)
 
 

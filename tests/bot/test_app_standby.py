@@ -18,6 +18,7 @@ from bot.core.lease import LeaseTiming
 from bot.postgres.lease import LeaderLease
 from tests.conftest import write_config
 from tests.support.localhttp import get, start_bot, until
+from tests.support.pgstack import made_up_password, url_dsn
 from tests.support.prom import samples_of, value
 
 ADDRESS_RE = re.compile(r"metrics and health endpoints on http://127\.0\.0\.1:(\d+) ")
@@ -77,7 +78,8 @@ async def test_a_standby_is_ready_as_standby_leads_nothing_and_stops_cleanly(mak
 
 async def test_a_standby_whose_store_is_unreachable_is_not_ready_and_says_why(make_stack, tmp_path):
     stack = make_stack()
-    proc, port = await standby(tmp_path, stack, "postgresql://ops:store-secret-pw@127.0.0.1:9/store")
+    password = made_up_password()
+    proc, port = await standby(tmp_path, stack, url_dsn("ops", password, "127.0.0.1", 9, "store"))
     try:
         ready = await until(lambda: get(port, "/readyz"), lambda a: a[0] == 503)
         alive = await get(port, "/healthz")
@@ -85,4 +87,4 @@ async def test_a_standby_whose_store_is_unreachable_is_not_ready_and_says_why(ma
         code, _, err = await stopped(proc)
     status, text = ready
     assert text.startswith("not ready: standby: incident store unreachable (database 127.0.0.1:9/store refused")
-    assert status == 503 and "store-secret-pw" not in text + err and alive == (200, "ok\n") and code == 0
+    assert status == 503 and password not in text + err and alive == (200, "ok\n") and code == 0

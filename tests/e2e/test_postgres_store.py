@@ -58,7 +58,7 @@ async def test_a_postgresql_store_cut_mid_run_is_reported_without_its_dsn_and_al
     envs = {"prod": stack.env_config(auto_recover=False)}
     password = stack.cluster.ops_password
     async with TcpProxy(stack.cluster.host, stack.cluster.port) as proxy:
-        dsn = f"postgresql://ops:{password}@{proxy.host}:{proxy.port}/{stack.db}"
+        dsn = stack.cluster.dsn("ops", dbname=stack.db, host=proxy.host, port=proxy.port)
         monkeypatch.setenv(STORE_VAR, dsn)
         async with running_bot(fake, envs, stack.env_vars, incidents={"store": {"env": STORE_VAR}}) as bot:
             await bot.services.monitor.check("prod")

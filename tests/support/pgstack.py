@@ -121,6 +121,19 @@ def _chown_tree(path: Path, user: str) -> None:
             os.chown(os.path.join(dirpath, name), pw.pw_uid, pw.pw_gid, follow_symlinks=False)
 
 
+def url_dsn(
+    user: str, password: str | None, host: str, port: int | str, dbname: str, scheme: str = "postgresql"
+) -> str:
+    """A URL DSN built from its parts (tests never hold one written out with its password)."""
+    auth = f"{user}:{password}" if password else user
+    return f"{scheme}://{auth}@{host}:{port}/{dbname}"
+
+
+def made_up_password() -> str:
+    """A password made at run time: a test proving a secret is never shown needs one that is in no source file."""
+    return "pw-" + secrets.token_hex(8)
+
+
 class PgCluster:
     """An ephemeral PostgreSQL cluster listening on 127.0.0.1:<free port>."""
 
@@ -300,11 +313,24 @@ class PgCluster:
             "ops": self.ops_password,
         }.get(user)
 
-    def dsn(self, user: str = "postgres", password: str | None = None, dbname: str = "postgres") -> str:
-        """``postgresql://user:pw@127.0.0.1:port/db``; password defaults to the role's known password."""
-        pw = password if password is not None else self._password_for(user)
-        auth = f"{user}:{pw}" if pw else user
-        return f"postgresql://{auth}@{self.host}:{self.port}/{dbname}"
+    def dsn(
+        self,
+        user: str = "postgres",
+        password: str | None = None,
+        dbname: str = "postgres",
+        *,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> str:
+        """A URL DSN for the role on this cluster (or at `host`:`port`, a proxy in front of it); password defaults
+        to the role's known password."""
+        return url_dsn(
+            user,
+            self._password_for(user) if password is None else password,
+            host or self.host,
+            port or self.port,
+            dbname,
+        )
 
     def sql(self, statement: str) -> None:
         """Run SQL synchronously as superuser via psql (ON_ERROR_STOP)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from bot.config.secrets import DSN_SHAPE
 from bot.redact import scrub
 
 # PostgreSQL's SQLSTATE codes (or their two-character class), by the cause they name.
@@ -34,7 +35,7 @@ def describe_pg(err: BaseException, dsn: str = "") -> str:
         state = getattr(err, "sqlstate", "") or ""
         cause = next((c for codes, c in _CAUSES if state in codes or state[:2] in codes), "")
     elif isinstance(err, ValueError):  # asyncpg's ClientConfigurationError too
-        cause = "the DSN cannot be read (a PostgreSQL URL: postgresql://user:password@host:port/database)"
+        cause = f"the DSN cannot be read (expected {DSN_SHAPE})"
     elif isinstance(err, asyncpg.InterfaceError):
         cause = "the connection to the server was lost" if "connection" in str(err).lower() else ""
     elif isinstance(err, TimeoutError):

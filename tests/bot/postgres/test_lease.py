@@ -14,6 +14,7 @@ from bot.config import ConfigError
 from bot.core.lease import LeaseTiming, Role
 from bot.postgres.lease import LeaderLease
 from tests.conftest import build_settings
+from tests.support.pgstack import made_up_password, url_dsn
 
 TIMING = LeaseTiming(lease_s=3, retry_s=0.1)
 
@@ -126,11 +127,12 @@ async def test_the_server_releases_a_silent_leaders_lock_after_release_s(pg_clus
 
 
 async def test_a_standby_with_an_unreachable_database_is_not_ready_and_says_why(pg_cluster, group):
-    dead = LeaderLease(SecretStr("postgresql://u:secret-pw@127.0.0.1:9/db"), TIMING, group)
+    password = made_up_password()
+    dead = LeaderLease(SecretStr(url_dsn("u", password, "127.0.0.1", 9, "db")), TIMING, group)
     assert not await dead.try_once()
     reason = dead.unready()
     assert reason is not None and reason.startswith("standby: incident store unreachable (")
-    assert "127.0.0.1:9" in reason and "secret-pw" not in reason
+    assert "127.0.0.1:9" in reason and password not in reason
 
 
 async def test_two_leader_groups_on_one_database_each_elect_their_own_leader(pg_cluster, group):

@@ -21,6 +21,7 @@ from bot.store.migrations import SCHEMA_VERSION, migrate
 from bot.store.postgres import PostgresStore
 from bot.store.postgres.migrate import MIGRATION_LOCK
 from bot.store.postgres.migrate import migrate as pg_migrate
+from tests.support.pgstack import made_up_password, url_dsn
 from tests.support.tcpproxy import TcpProxy
 
 
@@ -183,9 +184,15 @@ async def test_a_cut_network_or_a_silent_database_is_a_store_error_and_the_store
             await store.close()
 
 
+PASSWORD = made_up_password()
+
+
 @pytest.mark.parametrize(
     "dsn",
-    ["postgresql://ops:Pw-in-the-dsn-1@127.0.0.1:notaport/db", "mysql://ops:Pw-in-the-dsn-1@127.0.0.1/db"],
+    [
+        url_dsn("ops", PASSWORD, "127.0.0.1", "notaport", "db"),
+        url_dsn("ops", PASSWORD, "127.0.0.1", 5432, "db", "mysql"),
+    ],
     ids=["bad port", "not PostgreSQL"],
 )
 async def test_a_malformed_dsn_says_so_without_showing_it(dsn):
@@ -193,7 +200,7 @@ async def test_a_malformed_dsn_says_so_without_showing_it(dsn):
         await PostgresStore(dsn, label="the PostgreSQL store (environment variable X)", timeout_s=2).open()
     text = str(raised.value)
     assert text.startswith("the PostgreSQL store (environment variable X): the DSN cannot be read"), text
-    assert "Pw-in-the-dsn-1" not in text and "127.0.0.1" not in text
+    assert PASSWORD not in text and "127.0.0.1" not in text
 
 
 async def test_a_migration_waits_for_the_advisory_lock_another_replica_holds(store_database, schema):
