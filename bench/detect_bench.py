@@ -1,8 +1,9 @@
 """Detection in seconds: the default monitor against the old defaults, the runbook loop and an uptime monitor.
 
 One run, one PostgreSQL 15 cluster, one PostgREST 12.0.2 per stack, everything side by side:
-- fingerprint: the catalog watch's one query at 20, 1,000 and 5,000 tables (median of 20 reads), and the poll
-  interval it leads to;
+- fingerprint: the catalog watch's one query at 20, 1,000 and 5,000 tables (median of 20 reads), on a quiet
+  database (the snapshot did not move: no scan) and after a write (the scan runs), and the poll interval each
+  leads to;
 - stack A (default settings, the monitor in this process, console sink with timestamps): a table created behind
   PostgREST's back (no NOTIFY), commit to served, against the floor (PostgREST's own reload of the watch's
   NOTIFY, seen by bench/floor_watch.py in another process); PGRST002 (statement_timeout on the authenticator
@@ -10,7 +11,9 @@ One run, one PostgreSQL 15 cluster, one PostgREST 12.0.2 per stack, everything s
 - stack B: the old defaults (60 s, threshold 2, no liveness, no watch) and a generic uptime monitor (GET / every
   60 s, 3 failures, expects 200) through one PGRST002 outage; a stale table under the uptime monitor; the user's
   old runbook loop (NOTIFY, sleep 3 s, re-check, up to 3 times) on stale tables;
-- stack C: the default monitor left alone; the requests PostgREST gets from it, per 5 s.
+- stack C: the default monitor left alone; the requests PostgREST gets from it, per 5 s;
+- stack E (5,000 tables): the stale table again, with the watch as it is and with a watch that scans the catalog
+  on every poll (the watch before the snapshot gate), interleaved trial by trial.
 
 Run: `python -m bench.detect_bench [trials]` (part of `make bench`); results go in bench/README.md.
 """
@@ -35,7 +38,7 @@ from bot.app import build_console
 from bot.config import parse_settings, resolve_targets
 from bot.core.watch import poll_interval_s
 from bot.ops.facade import Ops
-from bot.postgres.fingerprint import FINGERPRINT_SQL
+from bot.postgres.fingerprint import CatalogFingerprint
 from bot.postgrest.requests import make_http_client
 from tests.conftest import SCHEMA_SQL
 from tests.support.pgstack import STEADY_PGRST002, PgCluster, PostgrestServer
@@ -200,41 +203,70 @@ async def fingerprint_costs(cluster: PgCluster) -> list[str]:
         cluster.sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE); CREATE DATABASE {db}")
         cluster.psql("GRANT USAGE ON SCHEMA public TO anon, authenticated;" + tables_sql(tables), dbname=db)
         conn = await asyncpg.connect(cluster.dsn("ops", dbname=db))
-        times = []
+        writer = await asyncpg.connect(cluster.dsn(dbname=db))
+        await writer.execute("CREATE TABLE bench_writes (n int)")
+        reader = CatalogFingerprint()
+        await reader.read(conn)
+        times: dict[str, list[float]] = {"quiet": [], "after a write": []}
         for _ in range(20):
-            started = time.perf_counter()
-            await conn.fetchval(FINGERPRINT_SQL)
-            times.append((time.perf_counter() - started) * 1000)
+            for kind, scans in (("quiet", False), ("after a write", True)):
+                if scans:
+                    await writer.execute("INSERT INTO bench_writes VALUES (1)")  # moves the snapshot
+                started = time.perf_counter()
+                await reader.read(conn)
+                times[kind].append((time.perf_counter() - started) * 1000)
+                assert reader.scanned is scans
         await conn.close()
+        await writer.close()
         cluster.sql(f"DROP DATABASE {db} WITH (FORCE)")
-        ms = statistics.median(times)
-        lines.append(
-            f"{tables:6d} tables: fingerprint {ms:5.1f} ms (max {max(times):5.1f}); poll every "
-            f"{poll_interval_s(0.5, ms):.2f} s (default 0.5 s, slower when one read costs over 2 % of it)"
-        )
+        for kind, values in times.items():
+            ms = statistics.median(values)
+            lines.append(
+                f"{tables:6d} tables, {kind:13}: fingerprint {ms:5.1f} ms (max {max(values):5.1f}); poll every "
+                f"{poll_interval_s(0.5, ms):.2f} s"
+            )
     return lines
 
 
-async def stale_trials(stack: Stack, trials: int, client: httpx.AsyncClient) -> list[tuple[float, float, float, float]]:
-    """(commit to served, floor, commit to the watch's NOTIFY, commit to the change seen), ms, default monitor."""
-    results = []
+class ScanEveryPoll(CatalogFingerprint):
+    """The watch before the snapshot gate: the catalog scanned on every poll."""
+
+    async def read(self, conn: asyncpg.Connection) -> str:
+        self.snapshot = None
+        return await super().read(conn)
+
+
+Trial = tuple[float, float, float, float]
+
+
+async def stale_trials(
+    stack: Stack, trials: int, client: httpx.AsyncClient, *, before: list[Trial] | None = None
+) -> list[Trial]:
+    """(commit to served, floor, commit to the watch's NOTIFY, commit to the change seen), ms, default monitor.
+    With `before`, every other trial runs with the watch scanning on every poll and goes there."""
+    results: list[Trial] = []
     async with Running(stack) as run:
         assert run.ops is not None
         watch = run.ops.monitor.catalog_watch
         await run.until(lambda: watch.connected(stack.db), 30)
-        for _ in range(trials):
+        gated = watch._envs[stack.db].fingerprint
+        for trial in range(trials * (2 if before is not None else 1)):
+            old = before is not None and trial % 2 == 1
+            env = watch._envs[stack.db]
+            env.fingerprint = ScanEveryPoll(gated.snapshot, gated.value) if old else gated
+            into = before if old and before is not None else results
             table = f"s_{uuid.uuid4().hex[:8]}"
             floor = FloorWatch(stack, table)  # type: ignore[arg-type]  # duck-typed: url and ops_dsn
             async with floor:
-                await asyncio.sleep(0.3 + 0.5 * (len(results) / max(1, trials)))  # vary the poll's phase
+                await asyncio.sleep(0.3 + 0.5 * (len(into) / max(1, trials)))  # vary the poll's phase
                 committed = await stack.sql(
                     f"CREATE TABLE public.{table} (id int primary key); GRANT SELECT ON {table} TO anon"
                 )
                 notified, fresh = await floor.times()
-            wanted = len(results) + 1
+            wanted = trial + 1
             await run.until(lambda: len(watch.fixes) >= wanted, 30)  # noqa: B023 - awaited at once
             seen = watch.fixes[-1].changed_at  # time.monotonic(): the same clock as perf_counter on Linux
-            results.append(
+            into.append(
                 ((fresh - committed) * 1000, (fresh - notified) * 1000, (notified - committed) * 1000,
                  (seen - committed) * 1000)
             )  # fmt: skip
@@ -354,30 +386,38 @@ async def main(trials: int) -> None:
     cluster = PgCluster()
     cluster.start()
     a, b, c, d = Stack(cluster, "a", 20), Stack(cluster, "b", 20), Stack(cluster, "c", 20), Stack(cluster, "d", 1000)
+    e = Stack(cluster, "e", 5000)
     try:
         fingerprint = await fingerprint_costs(cluster)
-        for stack in (a, b, c, d):
+        for stack in (a, b, c, d, e):
             await stack.start()
         async with httpx.AsyncClient(timeout=10) as client, Running(c) as steady:
             steady_from = time.monotonic()
             base = asyncio.create_task(baselines(b, client, min(trials, 3)))
             stale = await stale_trials(a, trials, client)
             stale_1000 = await stale_trials(d, trials, client)
+            stale_5000_before: list[Trial] = []
+            stale_5000 = await stale_trials(e, trials, client, before=stale_5000_before)
             outages = await outage_trials(a, min(trials, 5), client)
             found = await base
             window = time.monotonic() - steady_from
             counted = [what for t, what in steady.requests if t >= steady_from]
     finally:
-        for stack in (a, b, c, d):
+        for stack in (a, b, c, d, e):
             await stack.stop()
         cluster.destroy()
 
     print(f"## Detection (medians; PostgREST 12.0.2, PostgreSQL 15, 20 tables unless said; {trials} trials)")
-    print("fingerprint of the catalog (one query over pg_class, pg_attribute, pg_proc, pg_namespace, pg_constraint):")
+    print(
+        "fingerprint of the catalog (one query: the snapshot, and only when it moved a scan of pg_class, pg_attribute,"
+        " pg_proc, pg_namespace, pg_constraint; the poll is 0.5 s, slower when one read costs over 2 % of it):"
+    )
     for line in fingerprint:
         print("  " + line)
     print("stale table (created without NOTIFY), commit to served by PostgREST, ms:")
-    for tables, trials_of in ((20, stale), (1000, stale_1000)):
+    rows = [("20 tables", stale), ("1000 tables", stale_1000), ("5000 tables", stale_5000)]
+    rows.append(("5000 tables, scanning every poll (before)", stale_5000_before))
+    for tables, trials_of in rows:
         served = [x for x, _, _, _ in trials_of]
         floors = [f for _, f, _, _ in trials_of]
         detect = [n for _, _, n, _ in trials_of]
@@ -385,7 +425,7 @@ async def main(trials: int) -> None:
         ordered = sorted(served)
         p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
         print(
-            f"  default monitor (catalog watch), {tables} tables: median {med(served):.0f}, p95 {p95:.0f} (max of "
+            f"  default monitor (catalog watch), {tables}: median {med(served):.0f}, p95 {p95:.0f} (max of "
             f"{len(served)}: {max(served):.0f}); the floor (PostgREST's own reload of the watch's NOTIFY) "
             f"{med(floors):.0f}; commit to that NOTIFY {med(detect):.0f}, of which to the change seen {med(seen):.0f}"
         )

@@ -38,8 +38,8 @@ from bot.core.watch import (
 from bot.messages.alert import build_info_line
 from bot.ops.desk import IncidentDesk
 from bot.ops.recovery import RecoveryOperator
-from bot.postgres.connect import DatabaseError, connect
-from bot.postgres.fingerprint import read_fingerprint, read_objects
+from bot.postgres.connect import DatabaseError, connect, listening
+from bot.postgres.fingerprint import CatalogFingerprint, read_objects
 from bot.postgrest.probe import Prober
 from bot.postgrest.served import ServedApi
 
@@ -66,7 +66,8 @@ class WatchFix:
 class _Env:
     state: WatchState = field(default_factory=WatchState)
     snapshot: Catalog | None = None  # the objects as the last check read them
-    fingerprint_ms: float | None = None
+    fingerprint: CatalogFingerprint = field(default_factory=CatalogFingerprint)
+    fingerprint_ms: float | None = None  # the last poll's cost (a scan only when the snapshot moved)
     connected: bool = False
     attempts: int = 0  # connections tried
 
@@ -148,33 +149,38 @@ class CatalogWatch:
                 if payload.strip().lower() in RELOAD_PAYLOADS:
                     env.state.heard_reload(self.clock())
 
-            await conn.add_listener(target.config.notify_channel, on_notify)
-            if env.snapshot is None:
-                # The baseline: fingerprint and objects from one snapshot, so no change falls between them.
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    env.state.observe(await read_fingerprint(conn), self.clock())
-                    env.snapshot = await read_objects(conn, target.config.exposed_schemas, target.config.api_roles)
-            while True:
-                started = time.perf_counter()
-                fingerprint = await read_fingerprint(conn)
-                env.fingerprint_ms = (time.perf_counter() - started) * 1000
-                if not env.connected:
-                    env.connected = True
-                    log.info("%s: catalog watch connected (fingerprint read in %.1f ms)", name, env.fingerprint_ms)
-                now = self.clock()
-                if env.state.observe(fingerprint, now):
-                    log.debug("%s: catalog changed", name)
-                step, due = env.state.next_step(now, self.desk.settings.monitor.catalog_watch_grace_s)
-                if step is Step.CHECK:
-                    changed_at = env.state.changed_at or now
-                    since = env.state.window_start if env.state.window_start is not None else changed_at
-                    covered = env.state.covered()  # then the check comes after that reload had time to land
-                    env.state.checked()
-                    await self._check(target, conn, env, changed_at, None if covered else since)
-                wait = poll_interval_s(self.poll_s(target), env.fingerprint_ms)
-                if step is Step.WAIT:
-                    wait = min(wait, max(0.0, due - self.clock()))
-                await asyncio.sleep(wait)
+            async with listening(conn, target.config.notify_channel, on_notify):
+                await self._poll(target, conn, env)
+
+    async def _poll(self, target: Target, conn: asyncpg.Connection, env: _Env) -> None:
+        """The baseline (first connection only), then the poll, until the connection fails."""
+        name = target.name
+        if env.snapshot is None:
+            # The baseline: fingerprint and objects from one snapshot, so no change falls between them.
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                env.state.observe(await env.fingerprint.read(conn), self.clock())
+                env.snapshot = await read_objects(conn, target.config.exposed_schemas, target.config.api_roles)
+        while True:
+            started = time.perf_counter()
+            fingerprint = await env.fingerprint.read(conn)
+            env.fingerprint_ms = (time.perf_counter() - started) * 1000
+            if not env.connected:
+                env.connected = True
+                log.info("%s: catalog watch connected (fingerprint read in %.1f ms)", name, env.fingerprint_ms)
+            now = self.clock()
+            if env.state.observe(fingerprint, now):
+                log.debug("%s: catalog changed", name)
+            step, due = env.state.next_step(now, self.desk.settings.monitor.catalog_watch_grace_s)
+            if step is Step.CHECK:
+                changed_at = env.state.changed_at or now
+                since = env.state.window_start if env.state.window_start is not None else changed_at
+                covered = env.state.covered()  # then the check comes after that reload had time to land
+                env.state.checked()
+                await self._check(target, conn, env, changed_at, None if covered else since)
+            wait = poll_interval_s(self.poll_s(target), env.fingerprint_ms)
+            if step is Step.WAIT:
+                wait = min(wait, max(0.0, due - self.clock()))
+            await asyncio.sleep(wait)
 
     async def _check(
         self, target: Target, conn: asyncpg.Connection, env: _Env, changed_at: float, since: float | None

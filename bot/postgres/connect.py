@@ -11,7 +11,8 @@ import contextlib
 import re
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -100,6 +101,27 @@ def listen_pattern(channel: str) -> str:
     return rf'^\s*[Ll][Ii][Ss][Tt][Ee][Nn]\s+("{quoted}"|{bare})\s*;?\s*$'
 
 
+# The bot's own LISTEN sessions (the catalog watch's), by session identity: (backend pid, backend start). A
+# session of ours that LISTENs on PostgREST's channel is not PostgREST listening, and must never be counted so.
+_OWN_LISTENERS: set[tuple[int, datetime]] = set()
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    conn: asyncpg.Connection, channel: str, callback: Callable[[object, int, str, str], None]
+) -> AsyncIterator[None]:
+    """LISTEN on `channel` for as long as the block runs, known to `listener_status` as one of ours."""
+    row = await conn.fetchrow("select pid, backend_start from pg_stat_activity where pid = pg_backend_pid()")
+    assert row is not None
+    session = (int(row["pid"]), row["backend_start"])
+    _OWN_LISTENERS.add(session)
+    try:
+        await conn.add_listener(channel, callback)
+        yield
+    finally:
+        _OWN_LISTENERS.discard(session)
+
+
 HIDDEN_QUERY = "<insufficient privilege>"
 _POOLER_NAME = re.compile(r"pgbouncer|supavisor|odyssey|pgcat", re.I)
 _LISTENER_SQL = f"""
@@ -110,6 +132,8 @@ from pg_stat_activity a
 where a.datname = current_database()  -- NOTIFY reaches listeners of this database only
   and coalesce(a.backend_type, 'client backend') = 'client backend'
   and a.pid <> pg_backend_pid()
+  and not exists (select 1 from unnest($3::int[], $4::timestamptz[]) as ours(pid, started)
+                  where ours.pid = a.pid and ours.started = a.backend_start)  -- the bot's own listeners
   and (a.query ~ $1 or a.query = '{HIDDEN_QUERY}' or {postgrest_session("a", "$2")})
 limit 500
 """
@@ -122,13 +146,16 @@ def _who(sessions: list[ListenerSession]) -> str:
 
 async def listener_status(conn: asyncpg.Connection, channel: str, authenticator_role: str) -> ListenerStatus:
     """Who LISTENs on `channel` in this database, and whether it is PostgREST (needs pg_read_all_stats)."""
-    rows = await conn.fetch(_LISTENER_SQL, listen_pattern(channel), authenticator_role)
+    ours = sorted(_OWN_LISTENERS)
+    rows = await conn.fetch(
+        _LISTENER_SQL, listen_pattern(channel), authenticator_role, [p for p, _ in ours], [t for _, t in ours]
+    )
     sessions = [
         ListenerSession(r["application_name"] or "", r["usename"] or "", r["client_addr"], bool(r["postgrest"]))
         for r in rows
         if r["listens"]
     ]
-    ours = [s for s in sessions if s.postgrest]
+    postgrest = [s for s in sessions if s.postgrest]
     others = [s for s in sessions if not s.postgrest]
     hidden = sum(1 for r in rows if r["hidden"])
     backends = sum(1 for r in rows if r["postgrest"])
@@ -137,8 +164,10 @@ async def listener_status(conn: asyncpg.Connection, channel: str, authenticator_
     def status(state: ListenerState, detail: str) -> ListenerStatus:
         return ListenerStatus(state, len(sessions), backends, detail, tuple(sessions), pooled)
 
-    if ours:
-        return status(ListenerState.PRESENT, f"{len(ours)} PostgREST session(s) listen on '{channel}': {_who(ours)}")
+    if postgrest:
+        return status(
+            ListenerState.PRESENT, f"{len(postgrest)} PostgREST session(s) listen on '{channel}': {_who(postgrest)}"
+        )
     if hidden:
         return status(
             ListenerState.UNKNOWN,

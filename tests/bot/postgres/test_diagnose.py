@@ -12,7 +12,7 @@ from bot.core.causes import SCHEMA_LOAD_BASE_MS, first_words, schema_load_estima
 from bot.core.diagnosis import Diagnosis
 from bot.core.listener import ListenerState
 from bot.core.verdicts import Verdict
-from bot.postgres.connect import listen_pattern
+from bot.postgres.connect import listen_pattern, listener_status, listening
 from bot.postgres.diagnose import diagnose
 from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client
@@ -208,6 +208,30 @@ async def test_a_listener_that_only_calls_itself_postgrest_is_not_postgrest(make
     (finding,) = [f for f in diagnosis.findings if f.cause == "no_listener"]
     assert "PostgREST 12.0.2 (user ops, from 127.0.0.1), not PostgREST" in finding.evidence, finding.evidence
     assert finding.blocks_reload
+
+
+async def test_the_bots_own_listener_is_never_taken_for_postgrest(make_stack):
+    # The catalog watch LISTENs on PostgREST's channel as the ops role. With PostgREST gone from the database, that
+    # session must not read as "someone listens, maybe PostgREST": the reload would be heard by nobody.
+    stack = make_stack()
+    stack.postgrest.stop()
+    own, other = await asyncpg.connect(stack.dsn()), await asyncpg.connect(stack.dsn())
+    try:
+        async with listening(own, stack.channel, lambda *_: None):
+            status = await listener_status(other, stack.channel, "authenticator")
+            assert status.state is ListenerState.ABSENT, status.detail
+            assert "no session of authenticator is connected" in status.detail
+            assert status.listeners == 0
+            foreign = await asyncpg.connect(stack.dsn())  # the same LISTEN from a session that is not ours
+            try:
+                await foreign.execute(f'LISTEN "{stack.channel}"')
+                status = await listener_status(other, stack.channel, "authenticator")
+            finally:
+                await foreign.close()
+            assert status.state is ListenerState.PRESENT and status.listeners == 1, status.detail
+    finally:
+        await own.close()
+        await other.close()
 
 
 async def test_admin_port_alone_answering_is_not_an_api_that_answers(make_stack):
