@@ -13,7 +13,8 @@ One run, one PostgreSQL 15 cluster, one PostgREST 12.0.2 per stack, everything s
   old runbook loop (NOTIFY, sleep 3 s, re-check, up to 3 times) on stale tables;
 - stack C: the default monitor left alone; the requests PostgREST gets from it, per 5 s;
 - stack E (5,000 tables): the stale table again, with the watch as it is and with a watch that scans the catalog
-  on every poll (the watch before the snapshot gate), interleaved trial by trial.
+  on every poll (the watch before the snapshot gate), interleaved trial by trial; then with the database written
+  all the time (an insert every 20 ms on another connection, so every poll scans).
 
 Run: `python -m bench.detect_bench [trials]` (part of `make bench`); results go in bench/README.md.
 """
@@ -21,6 +22,7 @@ Run: `python -m bench.detect_bench [trials]` (part of `make bench`); results go 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import statistics
 import sys
@@ -239,6 +241,37 @@ class ScanEveryPoll(CatalogFingerprint):
 Trial = tuple[float, float, float, float]
 
 
+def progress(what: str) -> None:
+    print(f"[detect_bench {time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+
+
+class WrittenAllTheTime:
+    """An insert every 20 ms on a connection of its own: the snapshot moves before every poll of the watch."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.task: asyncio.Task[None] | None = None
+
+    async def _write(self) -> None:
+        conn = await asyncpg.connect(self.stack.cluster.dsn(dbname=self.stack.db))
+        try:
+            await conn.execute("CREATE TABLE IF NOT EXISTS bench_writes (n int)")
+            while True:
+                await conn.execute("INSERT INTO bench_writes VALUES (1)")
+                await asyncio.sleep(0.02)
+        finally:
+            await conn.close()
+
+    async def __aenter__(self) -> None:
+        self.task = asyncio.create_task(self._write())
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
 async def stale_trials(
     stack: Stack, trials: int, client: httpx.AsyncClient, *, before: list[Trial] | None = None
 ) -> list[Trial]:
@@ -394,11 +427,19 @@ async def main(trials: int) -> None:
         async with httpx.AsyncClient(timeout=10) as client, Running(c) as steady:
             steady_from = time.monotonic()
             base = asyncio.create_task(baselines(b, client, min(trials, 3)))
+            progress("stale table, 20 tables")
             stale = await stale_trials(a, trials, client)
+            progress("stale table, 1,000 tables")
             stale_1000 = await stale_trials(d, trials, client)
+            progress("stale table, 5,000 tables, with and without the snapshot gate")
             stale_5000_before: list[Trial] = []
             stale_5000 = await stale_trials(e, trials, client, before=stale_5000_before)
+            progress("stale table, 5,000 tables, written all the time")
+            async with WrittenAllTheTime(e):
+                stale_5000_busy = await stale_trials(e, trials, client)
+            progress("PGRST002 outages")
             outages = await outage_trials(a, min(trials, 5), client)
+            progress("waiting for the old defaults and the uptime monitor")
             found = await base
             window = time.monotonic() - steady_from
             counted = [what for t, what in steady.requests if t >= steady_from]
@@ -417,6 +458,7 @@ async def main(trials: int) -> None:
     print("stale table (created without NOTIFY), commit to served by PostgREST, ms:")
     rows = [("20 tables", stale), ("1000 tables", stale_1000), ("5000 tables", stale_5000)]
     rows.append(("5000 tables, scanning every poll (before)", stale_5000_before))
+    rows.append(("5000 tables, written all the time", stale_5000_busy))
     for tables, trials_of in rows:
         served = [x for x, _, _, _ in trials_of]
         floors = [f for _, f, _, _ in trials_of]

@@ -27,8 +27,12 @@ from bot.core.drift import Presence, ServedLookup
 from bot.core.foreign_keys import ForeignKey
 
 # How long the cost of one fingerprint read may be, as a share of the poll interval: the watch stays under ~2 % of
-# one database core (measured: 2 ms at 20 tables, 7 ms at 1,000, 29 ms at 5,000; bench/README.md).
+# one database core (a scan: 2 ms at 20 tables, 9 ms at 1,000, 31 ms at 5,000; a poll without one, ~0.4 ms at any
+# size; bench/README.md).
 FINGERPRINT_LOAD_SHARE = 0.02
+# The cost is averaged over the recent polls, since the scan runs only when the snapshot moved: one migration's
+# scan does not slow the next polls, and a database written all the time (a scan on every poll) pays its share.
+POLL_COST_WEIGHT = 0.2
 # Someone else's reload was heard for the change: look again once it has had time to land (a reload of 5,000
 # tables takes ~1.3 s on a busy machine).
 FOREIGN_RELOAD_SETTLE_S = 3.0
@@ -42,6 +46,11 @@ def poll_interval_s(configured_s: float, fingerprint_ms: float | None) -> float:
     if fingerprint_ms is None:
         return configured_s
     return max(configured_s, fingerprint_ms / 1000 / FINGERPRINT_LOAD_SHARE)
+
+
+def average_cost_ms(average_ms: float | None, latest_ms: float) -> float:
+    """The running average of the polls' cost, with the latest poll's (the first poll starts it)."""
+    return latest_ms if average_ms is None else average_ms + POLL_COST_WEIGHT * (latest_ms - average_ms)
 
 
 def reconnect_delay_s(failures: int) -> float:

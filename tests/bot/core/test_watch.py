@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from bot.core.catalog import Catalog, CatalogFunction, CatalogRelation
 from bot.core.drift import Presence
 from bot.core.foreign_keys import ForeignKey
@@ -14,6 +16,7 @@ from bot.core.watch import (
     Standing,
     Step,
     WatchState,
+    average_cost_ms,
     catalog_changes,
     next_probe,
     poll_interval_s,
@@ -83,6 +86,18 @@ def test_the_poll_slows_down_when_the_fingerprint_is_costly_and_reconnects_back_
     assert poll_interval_s(0.5, 29.0) == 29.0 / 1000 / 0.02  # 5,000 tables: 1.45 s, 2 % of a core
     assert poll_interval_s(0.5, None) == 0.5
     assert [reconnect_delay_s(n) for n in (1, 2, 3, 6, 20)] == [1, 2, 4, 30, 30]
+
+
+def test_one_scan_among_cheap_polls_does_not_slow_the_poll_but_a_scan_on_every_poll_does():
+    quiet = None
+    for cost in [31.0] + [0.4] * 20:  # the baseline scan at 5,000 tables, then 10 s of polls with no scan
+        quiet = average_cost_ms(quiet, cost)
+    assert quiet is not None and poll_interval_s(0.5, quiet) == 0.5
+    assert poll_interval_s(0.5, average_cost_ms(quiet, 31.0)) == 0.5  # a migration's scan: still 0.5 s next
+    busy = None
+    for _ in range(30):  # a database written all the time: every poll scans
+        busy = average_cost_ms(busy, 31.0)
+    assert busy is not None and poll_interval_s(0.5, busy) == pytest.approx(31.0 / 1000 / 0.02)
 
 
 def rel(name: str, *columns: str, usable: bool = True) -> CatalogRelation:
