@@ -38,7 +38,7 @@ import httpx
 from bench.floor_bench import CHANNEL, Watch, tables_sql
 from bot.app import build_console
 from bot.config import parse_settings, resolve_targets
-from bot.core.watch import poll_interval_s
+from bot.core.watch import PollCost, poll_interval_s
 from bot.ops.facade import Ops
 from bot.postgres.fingerprint import CatalogFingerprint
 from bot.postgrest.requests import make_http_client
@@ -287,6 +287,7 @@ async def stale_trials(
             old = before is not None and trial % 2 == 1
             env = watch._envs[stack.db]
             env.fingerprint = ScanEveryPoll(gated.snapshot, gated.value) if old else gated
+            env.poll_cost = PollCost()  # the other kind's polls must not set this one's pace
             into = before if old and before is not None else results
             table = f"s_{uuid.uuid4().hex[:8]}"
             floor = FloorWatch(stack, table)  # type: ignore[arg-type]  # duck-typed: url and ops_dsn

@@ -18,6 +18,8 @@ Imports only bot.core (the catalog's types); no I/O.
 from __future__ import annotations
 
 import asyncio
+import statistics
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,9 +32,10 @@ from bot.core.foreign_keys import ForeignKey
 # one database core (a scan: 2 ms at 20 tables, 9 ms at 1,000, 31 ms at 5,000; a poll without one, ~0.4 ms at any
 # size; bench/README.md).
 FINGERPRINT_LOAD_SHARE = 0.02
-# The cost is averaged over the recent polls, since the scan runs only when the snapshot moved: one migration's
-# scan does not slow the next polls, and a database written all the time (a scan on every poll) pays its share.
-POLL_COST_WEIGHT = 0.2
+# The cost is the median of the recent polls', since the scan runs only when the snapshot moved: one migration's
+# scan, or one slow first read on a new connection (its catalog caches are cold), does not slow the next polls,
+# while a database written all the time (a scan on nearly every poll) pays its share.
+POLL_COST_WINDOW = 9
 # Someone else's reload was heard for the change: look again once it has had time to land (a reload of 5,000
 # tables takes ~1.3 s on a busy machine).
 FOREIGN_RELOAD_SETTLE_S = 3.0
@@ -48,9 +51,18 @@ def poll_interval_s(configured_s: float, fingerprint_ms: float | None) -> float:
     return max(configured_s, fingerprint_ms / 1000 / FINGERPRINT_LOAD_SHARE)
 
 
-def average_cost_ms(average_ms: float | None, latest_ms: float) -> float:
-    """The running average of the polls' cost, with the latest poll's (the first poll starts it)."""
-    return latest_ms if average_ms is None else average_ms + POLL_COST_WEIGHT * (latest_ms - average_ms)
+class PollCost:
+    """The typical cost of one fingerprint poll: the median of the last `POLL_COST_WINDOW` polls (ms)."""
+
+    def __init__(self) -> None:
+        self._recent: deque[float] = deque(maxlen=POLL_COST_WINDOW)
+
+    def observe(self, ms: float) -> None:
+        self._recent.append(ms)
+
+    @property
+    def typical_ms(self) -> float | None:
+        return statistics.median(self._recent) if self._recent else None
 
 
 def reconnect_delay_s(failures: int) -> float:

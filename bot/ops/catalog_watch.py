@@ -27,6 +27,7 @@ from bot.core.recovery import PollSchedule
 from bot.core.watch import (
     FOREIGN_RELOAD_SETTLE_S,
     CatalogChanges,
+    PollCost,
     Step,
     Unserved,
     WatchState,
@@ -68,7 +69,7 @@ class _Env:
     snapshot: Catalog | None = None  # the objects as the last check read them
     early: Catalog | None = None  # the objects read as soon as the pending change was seen
     fingerprint: CatalogFingerprint = field(default_factory=CatalogFingerprint)
-    fingerprint_ms: float | None = None  # the polls' average cost (a scan only when the snapshot moved)
+    poll_cost: PollCost = field(default_factory=PollCost)  # a scan only when the snapshot moved
     connected: bool = False
     attempts: int = 0  # connections tried
 
@@ -164,10 +165,10 @@ class CatalogWatch:
         while True:
             started = time.perf_counter()
             fingerprint = await env.fingerprint.read(conn)
-            env.fingerprint_ms = (time.perf_counter() - started) * 1000
+            env.poll_cost.observe((time.perf_counter() - started) * 1000)
             if not env.connected:
                 env.connected = True
-                log.info("%s: catalog watch connected (fingerprint read in %.1f ms)", name, env.fingerprint_ms)
+                log.info("%s: catalog watch connected (fingerprint read in %.1f ms)", name, env.poll_cost.typical_ms)
             now = self.clock()
             if env.state.observe(fingerprint, now):
                 log.debug("%s: catalog changed", name)
@@ -183,7 +184,7 @@ class CatalogWatch:
                 covered = env.state.covered()  # then the check comes after that reload had time to land
                 env.state.checked()
                 await self._check(target, conn, env, changed_at, None if covered else since)
-            wait = poll_interval_s(self.poll_s(target), env.fingerprint_ms)
+            wait = poll_interval_s(self.poll_s(target), env.poll_cost.typical_ms)
             if step is Step.WAIT:
                 wait = min(wait, max(0.0, due - self.clock()))
             await asyncio.sleep(wait)

@@ -12,11 +12,11 @@ from bot.core.foreign_keys import ForeignKey
 from bot.core.watch import (
     FOREIGN_RELOAD_SETTLE_S,
     Cadence,
+    PollCost,
     Probe,
     Standing,
     Step,
     WatchState,
-    average_cost_ms,
     catalog_changes,
     next_probe,
     poll_interval_s,
@@ -88,16 +88,20 @@ def test_the_poll_slows_down_when_the_fingerprint_is_costly_and_reconnects_back_
     assert [reconnect_delay_s(n) for n in (1, 2, 3, 6, 20)] == [1, 2, 4, 30, 30]
 
 
-def test_one_scan_among_cheap_polls_does_not_slow_the_poll_but_a_scan_on_every_poll_does():
-    quiet = None
-    for cost in [31.0] + [0.4] * 20:  # the baseline scan at 5,000 tables, then 10 s of polls with no scan
-        quiet = average_cost_ms(quiet, cost)
-    assert quiet is not None and poll_interval_s(0.5, quiet) == 0.5
-    assert poll_interval_s(0.5, average_cost_ms(quiet, 31.0)) == 0.5  # a migration's scan: still 0.5 s next
-    busy = None
-    for _ in range(30):  # a database written all the time: every poll scans
-        busy = average_cost_ms(busy, 31.0)
-    assert busy is not None and poll_interval_s(0.5, busy) == pytest.approx(31.0 / 1000 / 0.02)
+def poll_after(costs: list[float]) -> float:
+    cost = PollCost()
+    for ms in costs:
+        cost.observe(ms)
+    return poll_interval_s(0.5, cost.typical_ms)
+
+
+def test_one_costly_poll_does_not_slow_the_watch_but_a_scan_on_nearly_every_poll_does():
+    # 5,000 tables: a scan costs ~31 ms (1.55 s of polling at 2 %), a poll whose snapshot did not move ~0.4 ms.
+    assert poll_after([260.0]) == 13.0  # the very first poll only: all there is to go by
+    assert poll_after([260.0, 0.4, 0.4]) == 0.5  # a cold first read on a new connection is forgotten at once
+    assert poll_after([0.4] * 8 + [31.0]) == 0.5  # one migration's scan
+    assert poll_after([31.0, 0.4] * 4 + [31.0]) == pytest.approx(1.55)  # written all the time
+    assert poll_after([0.4] * 20 + [31.0] * 5) == pytest.approx(1.55)  # the last 9 polls count, not the first
 
 
 def rel(name: str, *columns: str, usable: bool = True) -> CatalogRelation:
