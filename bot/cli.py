@@ -261,7 +261,7 @@ async def run_fix(
         def on_step(step: RecoveryStep) -> None:
             if printer is not None:
                 printer(step)
-            if step.kind is StepKind.NOTIFY:
+            if step.kind is StepKind.NOTIFY and loading.ident is None:  # one NOTIFY per recovery; started once
                 loading.start()
 
         actor = "cli --force" if force else "cli"
