@@ -6,10 +6,13 @@ hits every method alike), each on a table created after the last reload (stale):
   ("alone"), and of the very NOTIFY each pgrst-ops and fix trial sends (bench/floor_watch.py, another process);
 - pgrst-ops: `RecoveryOperator.recover()`'s time_to_healthy_ms (in process), with its request count;
 - runbook: the user's old loop (NOTIFY, sleep 3 s, re-check, up to 3 times);
-- fix: `pgrst-ops fix --json --no-alert` as a whole process (spawn to exit).
+- fix: `pgrst-ops fix --json --no-alert` as a whole process (spawn to exit); with `--base REF`, the same
+  from an export of that git revision too (same interpreter and site-packages), in the same rounds.
 Also the root check's own cost on PostgREST (GET / builds the OpenAPI document; OPTIONS / does not).
+Bytecode is compiled for the tree (and the base) first, as an installed package has it.
 
-Run: `python -m bench.floor_bench [trials] [sizes...]` (part of `make bench`); results go in bench/README.md.
+Run: `python -m bench.floor_bench [trials] [sizes...] [--base REF]` (part of `make bench`); results go in
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -176,9 +179,9 @@ async def runbook_ms(size: Size, client: httpx.AsyncClient) -> float:
     raise RuntimeError("the runbook loop never saw healthy")
 
 
-async def fix_wall_ms(size: Size, workdir: Path) -> tuple[float, float, float]:
-    """`pgrst-ops fix` as a whole process: spawn to exit, the time_to_healthy_ms it reports, and the floor of
-    the same NOTIFY."""
+async def fix_wall_ms(size: Size, workdir: Path, tree: Path | None = None) -> tuple[float, float, float]:
+    """`pgrst-ops fix` as a whole process (from `tree`, default this one): spawn to exit, the
+    time_to_healthy_ms it reports, and the floor of the same NOTIFY."""
     table = await size.stale_table()
     config = workdir / f"{table}.yaml"
     config.write_text(json.dumps({"environments": {"b": size.env_config(table)}}))  # JSON is YAML
@@ -186,7 +189,9 @@ async def fix_wall_ms(size: Size, workdir: Path) -> tuple[float, float, float]:
     env = {**os.environ, "FLOOR_DSN": size.ops_dsn}
     async with Watch(size, table) as watch:
         started = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(*args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            *args, env=env, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         out, err = await proc.communicate()
         wall = (time.perf_counter() - started) * 1000
         floor = await watch.floor_ms()
@@ -223,11 +228,26 @@ async def settle() -> None:
     await asyncio.sleep(0.3)  # let PostgREST finish whatever the last trial started
 
 
-async def bench_size(cluster: PgCluster, tables: int, workdir: Path) -> dict:
+def export(ref: str, into: Path) -> Path:
+    """The tree of git revision `ref`, byte-compiled, for the side-by-side `fix` wall."""
+    tree = into / "base"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    compile_tree(tree)
+    return tree
+
+
+def compile_tree(tree: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "bot", "cogs"], cwd=tree, env=env, check=True)
+
+
+async def bench_size(cluster: PgCluster, tables: int, workdir: Path, base: Path | None = None) -> dict:
     size = Size(cluster, tables)
     await size.start()
     keys = ("floor_alone", "floor", "tth", "lag", "requests", "runbook", "fix_floor", "fix", "fix_over", "fix_tth")
-    keys += ("import",)
+    keys += ("import", "base_fix", "base_fix_over")
     rows: dict[str, list[float]] = {k: [] for k in keys}
     try:
         async with make_http_client() as client, httpx.AsyncClient(timeout=30) as raw:
@@ -248,14 +268,20 @@ async def bench_size(cluster: PgCluster, tables: int, workdir: Path) -> dict:
                 rows["fix_tth"].append(fix_tth)
                 rows["import"].append(await import_wall_ms())
                 await settle()
+                if base is not None:
+                    wall, _, fix_floor = await fix_wall_ms(size, workdir, base)
+                    rows["base_fix"].append(wall)
+                    rows["base_fix_over"].append(wall - fix_floor)
+                    await settle()
                 rows["runbook"].append(await runbook_ms(size, client))
                 await settle()
     finally:
         await size.stop()
-    return {"tables": tables, "roots": roots, **{k: statistics.median(v) for k, v in rows.items()}, "raw": rows}
+    medians = {k: statistics.median(v) for k, v in rows.items() if v}
+    return {"tables": tables, "roots": roots, **medians, "raw": rows}
 
 
-def report(results: list[dict], trials: int, elapsed_s: float) -> None:
+def report(results: list[dict], trials: int, elapsed_s: float, base: str | None = None) -> None:
     print(f"## Recovery at the floor (ms, medians of {trials} interleaved trials; PostgREST 12.0.2, PostgreSQL 15)")
     print("floor = PostgREST's own reload of the same NOTIFY: notification received by a LISTEN session to the first")
     print("OPTIONS /<table> = 200, polled every 1 ms from another process; 'alone' = a NOTIFY of its own, nothing else")
@@ -280,6 +306,14 @@ def report(results: list[dict], trials: int, elapsed_s: float) -> None:
         )
     imports = statistics.median(v for r in results for v in r["raw"]["import"])
     print(f"- of fix's wall, starting Python and importing bot.cli alone (spawn to exit): median {imports:.0f} ms")
+    if base is not None:
+        print(f"- fix wall side by side with base {base} (same rounds, each its own NOTIFY and floor):")
+        for r in results:
+            print(
+                f"  {r['tables']} tables: this tree {r['fix']:.0f} ms, over its floor {r['fix_over']:+.0f}; "
+                f"base {r['base_fix']:.0f} ms, over its floor {r['base_fix_over']:+.0f} "
+                f"(each trial {fmt(r['raw']['base_fix_over'])})"
+            )
     print("\n## Root check cost on PostgREST (ms, median of each form; body bytes)")
     for r in results:
         forms = ", ".join(f"{label} {ms:.1f} ms ({nbytes:,} B)" for label, (ms, nbytes) in r["roots"].items())
@@ -299,21 +333,29 @@ def fmt(values: list[float]) -> str:
     return " ".join(f"{v:.0f}" for v in values)
 
 
-async def main(trials: int, sizes: tuple[int, ...]) -> None:
+async def main(trials: int, sizes: tuple[int, ...], base: str | None = None) -> None:
     global TRIALS
     TRIALS = trials
     started = time.perf_counter()
+    compile_tree(Path.cwd())
     cluster = PgCluster()
     cluster.start()
     try:
         with tempfile.TemporaryDirectory(prefix="floor-bench-") as tmp:
-            results = [await bench_size(cluster, n, Path(tmp)) for n in sizes]
+            base_tree = export(base, Path(tmp)) if base else None
+            results = [await bench_size(cluster, n, Path(tmp), base_tree) for n in sizes]
     finally:
         cluster.destroy()
-    report(results, trials, time.perf_counter() - started)
+    report(results, trials, time.perf_counter() - started, base)
 
 
 if __name__ == "__main__":
-    trials = int(sys.argv[1]) if len(sys.argv) > 1 else TRIALS
-    sizes = tuple(int(a) for a in sys.argv[2:]) or SIZES
-    asyncio.run(main(trials, sizes))
+    argv = sys.argv[1:]
+    ref = None
+    if "--base" in argv:
+        at = argv.index("--base")
+        ref = argv[at + 1]
+        del argv[at : at + 2]
+    trials = int(argv[0]) if argv else TRIALS
+    sizes = tuple(int(a) for a in argv[1:]) or SIZES
+    asyncio.run(main(trials, sizes, ref))

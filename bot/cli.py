@@ -7,15 +7,19 @@ Exit codes: 0 healthy / recovered, 1 unhealthy / escalated, 2 usage or configura
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
+import gc
+import importlib
 import json
 import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn, TextIO, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 
 # Everything else is imported by the command that needs it, so `check` loads no asyncpg unless it diagnoses,
 # `--help` no pydantic, and no command the store, the webhook or the drift code it does not use (start-up
@@ -53,6 +57,18 @@ def package_version() -> str:
         return __version__
 
 
+class _VersionAction(argparse.Action):
+    """--version, with the version read only when it is asked for (importlib.metadata costs ~20 ms per run)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "show program's version number and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> NoReturn:
+        sys.stdout.write(f"pgrst-ops {package_version()}\n")  # stdout, as argparse's own action writes it
+        parser.exit()
+
+
 def program_parser(
     prog: str, description: str, epilog: str, kind: type[argparse.ArgumentParser] = argparse.ArgumentParser
 ) -> argparse.ArgumentParser:
@@ -60,7 +76,7 @@ def program_parser(
     parser = kind(
         prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=f"pgrst-ops {package_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--config", help="config file (default: $PGRST_OPS_CONFIG, else ./config.yaml)")
     return parser
 
@@ -223,7 +239,7 @@ async def run_fix(
     out: TextIO,
     force: bool = False,
 ) -> int:
-    from bot.core.recovery import Outcome
+    from bot.core.recovery import Outcome, RecoveryStep, StepKind
     from bot.messages.cli_text import print_outcome, step_printer
     from bot.ops.recovery import RecoveryOperator
     from bot.postgrest.probe import Prober
@@ -236,7 +252,18 @@ async def run_fix(
             out.write(
                 f"{'=' * 70}\n  OPERATOR-GRADE SCHEMA CACHE RECOVERY\n{'=' * 70}\n\n  Environment: {target.name.upper()}\n"
             )
-        on_step = None if as_json else step_printer(out, verbose)
+        printer = None if as_json else step_printer(out, verbose)
+        # PostgREST reloads after the NOTIFY (70 ms at 20 tables, seconds at thousands) while this process
+        # mostly waits: the incident log's code (the store, 30-80 ms to import) loads in that wait, in a thread
+        # so the re-checks are not held up, instead of after the recovery where it adds to the run's wall.
+        loading = threading.Thread(target=importlib.import_module, args=("bot.ops.incident_log",))
+
+        def on_step(step: RecoveryStep) -> None:
+            if printer is not None:
+                printer(step)
+            if step.kind is StepKind.NOTIFY and loading.ident is None:  # one NOTIFY per recovery; started once
+                loading.start()
+
         actor = "cli --force" if force else "cli"
         result = await operator.recover(
             target, retries=retries, delay_s=delay, actor=actor, on_step=on_step, force=force
@@ -244,7 +271,9 @@ async def run_fix(
         alert_status = None
         if result.outcome is Outcome.ESCALATED and alert:
             alert_status = await _send_alert(client, settings, target, result)
-        from bot.ops.incident_log import record_incident  # the store's code: after the recovery, not before
+        if loading.is_alive():
+            loading.join()
+        from bot.ops.incident_log import record_incident
 
         incident = await record_incident(settings, result)
     if as_json:
@@ -359,6 +388,31 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return 1
 
 
+def run() -> NoReturn:
+    """The `pgrst-ops` console script and `python -m bot.cli`: main() in a process that ends with it.
+
+    Two costs of a short run that main() itself must keep for callers in the same process (the tests): the
+    garbage collector walking the ~40,000 objects start-up builds (config models, dataclasses; they live until
+    exit) about 100 times, ~18 ms; and the interpreter's teardown freeing every module after the work is done,
+    ~60 ms. So collections wait for 100,000 new objects (a long `fix` or `restart` still collects), and once
+    main() has returned and every stream and log handler is flushed, the process leaves with os._exit.
+    Everything main() does (the store's rows, the alert) is awaited before it returns.
+    """
+    gc.set_threshold(100_000, 10, 10)
+    code = main()  # SystemExit (--help, --version) and errors take the interpreter's ordinary way out
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)  # a thread still working: the interpreter waits for it, as it always has
+    atexit._run_exitfuncs()  # what the interpreter runs at exit: logging.shutdown flushes every handler
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:  # the reader went away before the last bytes: as main() answers that
+            code = code or 1
+        except (OSError, ValueError):  # a stream closed under us: nothing more can be said on it
+            pass
+    os._exit(code)
+
+
 def _main(argv: Sequence[str] | None, *, out: TextIO | None, err: TextIO | None) -> int:
     out = cast(TextIO, _Scrubbed(out or sys.stdout))
     err = cast(TextIO, _Scrubbed(err or sys.stderr))
@@ -427,4 +481,4 @@ def _main(argv: Sequence[str] | None, *, out: TextIO | None, err: TextIO | None)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -6,19 +6,19 @@ Plain text: the fixes' Markdown (`code`) is removed, and the only marks are ✅ 
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from bot.config import (
-    Target,
-)
-from bot.core.diagnosis import Diagnosis
-from bot.core.drift import DriftReport
-from bot.core.recovery import Outcome, RecoveryResult, RecoveryStep, StepKind, StepListener
-from bot.core.report import EnvReport
-from bot.core.schema_version import SchemaVersionReport
-from bot.core.verdicts import info
-from bot.messages.alert import numbered_steps
 from bot.messages.console_text import plain
+
+# `check` prints only reports: the recovery, drift and alert modules are imported by the builders that use
+# them, so a `check` run does not load them (start-up: bench/README.md "Start-up and `fix` wall").
+if TYPE_CHECKING:
+    from bot.config import Target
+    from bot.core.diagnosis import Diagnosis
+    from bot.core.drift import DriftReport
+    from bot.core.recovery import RecoveryResult, RecoveryStep, StepListener
+    from bot.core.report import EnvReport
+    from bot.core.schema_version import SchemaVersionReport
 
 RULE = "─" * 70
 # The CLI's own wording (the terminal has the URL printed above, and no Discord commands to point at).
@@ -92,6 +92,9 @@ def _section(out: TextIO, title: str) -> None:
 
 
 def step_printer(out: TextIO, verbose: bool) -> StepListener:
+    from bot.core.recovery import StepKind
+    from bot.core.verdicts import info
+
     titles = {
         StepKind.PROBE: "STEP 1: Run Health Probe",
         StepKind.DIAGNOSIS: "STEP 2: Diagnose from the database catalog",
@@ -132,6 +135,9 @@ def step_printer(out: TextIO, verbose: bool) -> StepListener:
 
 
 def print_outcome(out: TextIO, target: Target, result: RecoveryResult, alert_status: str | None) -> None:
+    from bot.core.recovery import Outcome
+    from bot.messages.alert import numbered_steps
+
     if result.outcome is Outcome.ALREADY_HEALTHY:
         out.write("\n  ✅ Already healthy: no action needed.\n")
         return

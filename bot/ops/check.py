@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bot.config import RecoveryConfig, Target
-from bot.core.diagnosis import Diagnosis
 from bot.core.project import ProjectState, refine, served_only
 from bot.core.report import EnvReport, unreachable
 from bot.core.verdicts import Verdict
-from bot.postgrest.probe import Prober
-from bot.supabase.watch import ProjectWatch
+
+if TYPE_CHECKING:  # a healthy `pgrst-ops check` never builds a diagnosis: not imported for it (~12 ms)
+    from bot.config import RecoveryConfig, Target
+    from bot.core.diagnosis import Diagnosis
+    from bot.postgrest.probe import Prober
+    from bot.supabase.watch import ProjectWatch
 
 
 @dataclass(frozen=True)

@@ -318,18 +318,22 @@ def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):
     config.write_text("environments:\n  dev:\n    rest_url: http://127.0.0.1:9\n    probe_tables: [a, b, c]\n")
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before a byte is written
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell has it
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "bot.cli", "--config", str(config), "check", "--json"],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-        )
+        for environ in (os.environ, buffered):  # unbuffered, a write fails; buffered, the flush at exit
+            for command in ([sys.executable, "-m", "bot.cli"], entry_points()[0]):
+                done = subprocess.run(
+                    [*command, "--config", str(config), "check", "--json"],
+                    stdout=write_end,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    timeout=60,
+                    env=environ,
+                )
+                assert done.returncode == 1, (command, done.stderr)
+                assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
     finally:
         os.close(write_end)
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
 
 
 def entry_points() -> list[list[str]]:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import resource
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -78,3 +79,98 @@ async def test_a_whole_check_run_stays_cheap(tmp_path: Path) -> None:
     assert rc == 0, out.decode()
     assert b"HEALTHY" in out
     assert cpu < CHECK_CPU_BOUND_S, f"`pgrst-ops check` used {cpu:.2f} s of CPU (wall {wall:.2f} s)"
+
+
+# main() as the tests call it in-process, in a process of its own: what the console script must match.
+MAIN_ONLY = "import sys, bot.cli; sys.exit(bot.cli.main(sys.argv[1:]))"
+VOLATILE = {"latency_ms", "duration_ms", "checked_at"}
+
+
+def console_script() -> str:
+    script = Path(sys.executable).with_name("pgrst-ops")
+    assert script.exists(), f"{script}: the package is not installed in this environment (pip install -e .)"
+    return str(script)
+
+
+async def run_process(*command: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of a fresh process, its streams buffered as a user's are (a pipe)."""
+    inherited = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**inherited, **(env or {})}
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def steady(doc: object) -> object:
+    """A JSON document without what differs from one run to the next (latencies, timestamps)."""
+    if isinstance(doc, dict):
+        return {k: steady(v) for k, v in doc.items() if k not in VOLATILE}
+    if isinstance(doc, list):
+        return [steady(v) for v in doc]
+    return doc
+
+
+async def schema_cache_down(request: web.Request) -> web.Response:
+    body = {"code": "PGRST002", "message": "Could not query the database for the schema cache. Retrying."}
+    return web.json_response(body, status=503, headers={"Server": "postgrest/12.0.2"})
+
+
+async def test_the_console_script_answers_as_main_does(tmp_path: Path) -> None:
+    """Same output, log lines and exit code from `pgrst-ops` / `python -m bot.cli` as from main() itself."""
+    async with LocalServer.catch_all(postgrest_answer) as up, LocalServer.catch_all(schema_cache_down) as down:
+        config = tmp_path / "config.yaml"
+        envs = {"up": {"rest_url": up, "probe_tables": ["judgments"]}, "down": {"rest_url": down}}
+        config.write_text(json.dumps({"environments": envs}))
+        cases = {
+            "healthy": ["check", "--env", "up", "--json"],
+            "unhealthy": ["check", "--json", "--verbose"],  # --verbose: httpx's log lines on stderr
+            "usage error": ["check", "--nope"],
+            "configuration error": ["check", "--env", "elsewhere", "--json"],
+        }
+        for case, args in cases.items():
+            argv = ["--config", str(config), *args]
+            expected = await run_process(sys.executable, "-c", MAIN_ONLY, *argv)
+            for command in ([console_script()], [sys.executable, "-m", "bot.cli"]):
+                rc, out, err = await run_process(*command, *argv)
+                assert rc == expected[0], (case, command, out, err)
+                if case == "usage error":
+                    assert rc == 2 and err == expected[2] and "unrecognized arguments: --nope" in err, err
+                    continue
+                assert steady(json.loads(out)) == steady(json.loads(expected[1])), (case, command)
+                assert sorted(err.splitlines()) == sorted(expected[2].splitlines()), (case, command)
+    assert expected[0] == 2  # the last case: an unknown environment is a configuration error
+
+
+async def test_a_fix_run_leaves_its_incident_in_the_store_before_the_process_ends(make_stack, tmp_path: Path) -> None:
+    """The console script leaves through os._exit: the incident row, the audit row and the printed report are
+    all there once it has ended (SQLite store: the bot's file on this machine)."""
+    from bot.store import open_store
+
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    db = tmp_path / "incidents.db"
+    store = await open_store(str(db))  # the bot's file exists here, so `fix` records into it
+    assert store is not None
+    await store.close()
+    config = tmp_path / "config.yaml"
+    env = {"prod": stack.env_config(probe_tables=["orders"])}
+    config.write_text(json.dumps({"environments": env, "incidents": {"store": str(db)}}))
+    argv = ["--config", str(config), "fix", "--env", "prod", "--json", "--no-alert"]
+    rc, out, err = await run_process(console_script(), *argv, env=stack.env_vars)
+    assert rc == 0, out + err
+    doc = json.loads(out)
+    assert doc["outcome"] == "recovered" and doc["incident"] == "incident #1 recorded (resolved: manual_reload)"
+
+    with sqlite3.connect(db) as conn:
+        incidents = conn.execute("SELECT env, trigger, resolution FROM incidents").fetchall()
+        audit = conn.execute("SELECT actor, action, env, outcome FROM audit").fetchall()
+    assert incidents == [("prod", "cli", "manual_reload")]
+    assert audit == [("cli", "fix", "prod", "recovered")]
+    # And main() itself, in its own process, on the same environment (now healthy): the same answer shape.
+    again = await run_process(sys.executable, "-c", MAIN_ONLY, *argv, env=stack.env_vars)
+    fast = await run_process(console_script(), *argv, env=stack.env_vars)
+    assert again[0] == fast[0] == 0
+    assert steady(json.loads(again[1]))["incident"] == steady(json.loads(fast[1]))["incident"]
+    assert json.loads(fast[1])["outcome"] == "already_healthy"
