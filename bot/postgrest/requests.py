@@ -59,7 +59,14 @@ def shared_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-# The transport of each client `make_http_client` made, for `send`.
+# The default headers of a client `make_http_client` made (httpx's, with our User-Agent).
+_CLIENT_HEADERS = {
+    "Accept": "*/*",
+    "Accept-Encoding": ACCEPT_ENCODING,
+    "Connection": "keep-alive",
+    "User-Agent": USER_AGENT,
+}
+# The transport of each client `make_http_client` made, for `send` and `build_request`.
 _TRANSPORTS: weakref.WeakKeyDictionary[httpx.AsyncClient, OriginPools] = weakref.WeakKeyDictionary()
 
 
@@ -130,9 +137,24 @@ def build_request(
     content: bytes | None = None,
 ) -> httpx.Request:
     """One request: JSON accepted unless `headers` say otherwise, the key headers when a key is given."""
-    values = utf8_headers({"Accept": JSON_ACCEPT, **(headers or {}), "Accept-Encoding": ACCEPT_ENCODING})
-    values.update(auth_headers(api_key))
-    return client.build_request(method, url, headers=values, params=params, json=json, content=content, timeout=timeout)
+    values = {"Accept": JSON_ACCEPT, **(headers or {}), "Accept-Encoding": ACCEPT_ENCODING, **auth_headers(api_key)}
+    if client not in _TRANSPORTS:
+        return client.build_request(
+            method, url, headers=utf8_headers(values), params=params, json=json, content=content, timeout=timeout
+        )
+    # A client made here has no base URL, cookies or other defaults than these: written at once, as httpx's
+    # merging would (which costs more than sending the request).
+    merged = utf8_headers(_CLIENT_HEADERS)
+    merged.update(utf8_headers(values))  # by name, whatever its case
+    return httpx.Request(
+        method,
+        url,
+        headers=merged,
+        params=params,
+        json=json,
+        content=content,
+        extensions={"timeout": timeout.as_dict()},
+    )
 
 
 async def send(client: httpx.AsyncClient, request: httpx.Request, cap: int) -> CappedAnswer:

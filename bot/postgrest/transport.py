@@ -16,6 +16,7 @@ has); nothing else is ever sent twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import ssl
@@ -36,6 +37,8 @@ _REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
 # What ends a chunked body after its data: the data's CRLF (unless already read), the zero-size chunk, trailers.
 _LAST_CHUNK_NEXT = re.compile(rb"0+(?:[ \t;][^\r\n]*)?\r\n(?:[^\r\n]+\r\n)*\r\n")
 _LAST_CHUNK = re.compile(rb"\r\n" + _LAST_CHUNK_NEXT.pattern)
+# Open files asked for (sockets among them) when the soft limit is lower: 3 connections x 10,000 environments.
+OPEN_FILES_WANTED = 32_768
 _HAPPY_EYEBALLS_S = 0.25  # as anyio, which httpcore used: a second address family tried after 250 ms
 
 
@@ -279,6 +282,7 @@ class OriginPools(httpx.AsyncBaseTransport):
     """The client's one transport: an `OriginPool` per origin, made on its first request."""
 
     def __init__(self, limits: httpx.Limits = PER_ORIGIN_LIMITS, tls: Callable[[], ssl.SSLContext] | None = None):
+        raise_open_files_limit()
         self.limits = limits
         self._tls = tls or httpx.create_ssl_context
         self._pools: dict[tuple[bytes, bytes, int | None], OriginPool] = {}
@@ -371,6 +375,21 @@ async def _body_bytes(request: httpx.Request) -> bytes:
     if request.headers.get("transfer-encoding", "").lower() == "chunked":
         return (b"%x\r\n%s\r\n" % (len(data), data) if data else b"") + b"0\r\n\r\n"
     return data
+
+
+def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> None:
+    """Raise the process's soft limit on open files towards its hard limit, as Go's runtime does for every
+    program: thousands of environments keep three connections each open between checks, and the soft limit
+    many service managers start a process with (1,024) would fail connects from about the 340th environment."""
+    try:
+        import resource
+    except ImportError:  # not on this platform: nothing to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _is_ip_literal(host: str) -> bool:
