@@ -77,6 +77,7 @@ def child(reader: str, argv: list[str]) -> int:
     if reader == "before":
         # Both readers (probe and drift) send through bot/postgrest/requests.py.
         bot.postgrest.requests.send_capped = before_send_capped  # type: ignore[assignment]
+        bot.postgrest.requests.send = before_send_capped  # type: ignore[assignment]  # its transport's own path
     return main(argv)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
 import httpx
@@ -117,12 +118,17 @@ class BoundedDecoder:
 
 async def read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
     """The decoded body, at most `cap` bytes, and whether it was longer (reading stopped there)."""
-    decoder = BoundedDecoder(response.headers.get("content-encoding", ""))
+    return await read_decoded(response.aiter_raw(), response.headers.get("content-encoding", ""), cap)
+
+
+async def read_decoded(raw_body: AsyncIterable[bytes], content_encoding: str, cap: int) -> tuple[bytes, bool]:
+    """`read_capped` over raw body bytes in `content_encoding` (bot/postgrest/transport.py reads its own)."""
+    decoder = BoundedDecoder(content_encoding)
     # BytesIO hands its buffer over without a copy (getvalue), and small steps keep temporaries small:
     # a 16 MiB cap costs about 16 MiB, not twice that.
     body = io.BytesIO()
     size = 0
-    async for raw in response.aiter_raw():
+    async for raw in raw_body:
         decoder.feed(raw)
         while piece := decoder.read(min(_STEP_BYTES, cap + 1 - size)):
             size += body.write(piece)

@@ -202,6 +202,8 @@ class IncidentDesk(IncidentLog):
         if len(self.states) < 2:
             return
         if self.network_down_since is None:
+            if not unreachable(report):  # this one answered: not down everywhere (no walk over every state)
+                return
             states = list(self.states.values())
             if unreachable_everywhere([s.last_report for s in states]):
                 since = min(s.unhealthy_since or report.checked_at for s in states)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from typing import TYPE_CHECKING
 
 from bot.config import Settings, Target
@@ -65,8 +66,11 @@ async def alive(prober: Prober, target: Target) -> bool:
 
 async def probe_loop(monitor: Monitor, name: str, *, wait_first: bool = False) -> None:
     """One environment's loop: the full probe on its interval, the cheap liveness check in between, thresholds
-    counted at the confirm pace (bot/core/watch.py next_probe); `wait_first`: check_all has just probed."""
-    last_full = time.monotonic()
+    counted at the confirm pace (bot/core/watch.py next_probe); `wait_first`: check_all has just probed. The
+    first full probe after the start's comes within one interval, at the environment's phase (`phase_s`)."""
+    # Each environment's full probes keep their own phase of the interval: loops started together would
+    # otherwise probe every environment in the same instant each interval (2,000 at once: seconds of work).
+    last_full = time.monotonic() - phase_s(name, monitor.settings.monitor.interval_s)
     if not wait_first:
         await monitor.checked(name)
     while True:
@@ -78,6 +82,11 @@ async def probe_loop(monitor: Monitor, name: str, *, wait_first: bool = False) -
             continue
         last_full = time.monotonic()
         await monitor.checked(name)
+
+
+def phase_s(name: str, interval_s: float) -> float:
+    """Where in the interval an environment's full probes fall, the same at every start: [0, interval_s)."""
+    return zlib.crc32(name.encode()) / 2**32 * interval_s
 
 
 async def _alive(prober: Prober, target: Target) -> bool:

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import functools
 import ssl
+import weakref
 from collections.abc import Iterable
+from http.cookiejar import CookieJar
 
 import httpx
 from pydantic import SecretStr
 
 from bot.config import EnvironmentConfig, Timeouts
-from bot.httpread import CappedAnswer, UndecodableBody, send_capped
+from bot.httpread import ACCEPT_ENCODING, CappedAnswer, UndecodableBody, send_capped
+from bot.postgrest.transport import PER_ORIGIN_LIMITS, OriginPools
 
 __all__ = [
     "JSON_ACCEPT",
+    "PER_ORIGIN_LIMITS",
     "UNPRODUCIBLE_ACCEPT",
     "USER_AGENT",
     "CappedAnswer",
+    "OriginPools",
     "UndecodableBody",
     "auth_headers",
     "build_request",
@@ -49,68 +54,51 @@ def utf8_headers(values: dict[str, str]) -> httpx.Headers:
 
 @functools.cache
 def shared_ssl_context() -> ssl.SSLContext:
-    """The process's one verifying SSL context (httpx's defaults: certifi's CA bundle)."""
+    """The process's one verifying SSL context (httpx's defaults: certifi's CA bundle), loaded on the first
+    https origin: plain-HTTP origins load no certificates."""
     return httpx.create_ssl_context()
 
 
-# For http:// origins: httpx builds a context for every transport; this one loads no certificates.
-_NO_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-_NO_TLS.check_hostname = False
-_NO_TLS.verify_mode = ssl.CERT_NONE
+# The default headers of a client `make_http_client` made (httpx's, with our User-Agent).
+_CLIENT_HEADERS = {
+    "Accept": "*/*",
+    "Accept-Encoding": ACCEPT_ENCODING,
+    "Connection": "keep-alive",
+    "User-Agent": USER_AGENT,
+}
+# The transport of each client `make_http_client` made, for `send` and `build_request`.
+_TRANSPORTS: weakref.WeakKeyDictionary[httpx.AsyncClient, OriginPools] = weakref.WeakKeyDictionary()
 
-PER_ORIGIN_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=8)
 
+class NoCookies(CookieJar):
+    """A jar that keeps nothing: no PostgREST, gateway or webhook cookie is needed, and parsing every answer's
+    headers for cookies was 6 % of a sweep's CPU."""
 
-class OriginPools(httpx.AsyncBaseTransport):
-    """The client's one transport: a small connection pool per origin, made on its first request.
+    def extract_cookies(self, response: object, request: object) -> None:
+        return None
 
-    Why not httpx's mounts: httpx finds a mounted transport by scanning every mount on every request (155 us
-    per request at 1,000 origins), while this is one dict lookup whatever the number of environments. Why a
-    pool per origin and not one shared pool: one environment can never use up the connections another needs,
-    and httpcore's pool bookkeeping, which grows with the cube of the connections in one pool, stays cheap
-    (bench/README.md). Every https origin shares one SSL context; plain-HTTP origins load no certificates.
-    """
-
-    def __init__(self, limits: httpx.Limits = PER_ORIGIN_LIMITS) -> None:
-        self.limits = limits
-        self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
-
-    @property
-    def origins(self) -> int:
-        """How many origins have a pool (one per origin asked so far)."""
-        return len(self._pools)
-
-    def _pool(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
-        key = (url.raw_scheme, url.raw_host, url.port)
-        pool = self._pools.get(key)
-        if pool is None:
-            tls = shared_ssl_context() if url.scheme == "https" else _NO_TLS
-            pool = self._pools[key] = httpx.AsyncHTTPTransport(limits=self.limits, verify=tls)
-        return pool
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._pool(request.url).handle_async_request(request)
-
-    async def aclose(self) -> None:
-        pools, self._pools = list(self._pools.values()), {}
-        for pool in pools:
-            await pool.aclose()
+    def add_cookie_header(self, request: object) -> None:
+        return None
 
 
 def make_http_client(envs: Iterable[EnvironmentConfig] = ()) -> httpx.AsyncClient:
-    """The one shared client: no redirects (a redirect is itself a finding), explicit timeouts, and one
-    transport whose cost does not grow with the number of environments (`OriginPools`).
+    """The one shared client: no redirects (a redirect is itself a finding), explicit timeouts, no cookies, and
+    one transport whose cost does not grow with the number of environments (bot/postgrest/transport.py).
 
     `envs` is accepted for the callers that name their environments; pools are made on first use, so a
     configured environment that is never asked costs nothing.
     """
     del envs
-    return httpx.AsyncClient(
+    transport = OriginPools(PER_ORIGIN_LIMITS, shared_ssl_context)
+    client = httpx.AsyncClient(
         timeout=httpx.Timeout(10.0, connect=5.0),
-        transport=OriginPools(),
+        transport=transport,
+        cookies=NoCookies(),
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
     )
+    _TRANSPORTS[client] = transport
+    return client
 
 
 def auth_headers(api_key: SecretStr | None) -> dict[str, str]:
@@ -149,12 +137,33 @@ def build_request(
     content: bytes | None = None,
 ) -> httpx.Request:
     """One request: JSON accepted unless `headers` say otherwise, the key headers when a key is given."""
-    values = utf8_headers({"Accept": JSON_ACCEPT, **(headers or {})})
-    values.update(auth_headers(api_key))
-    return client.build_request(method, url, headers=values, params=params, json=json, content=content, timeout=timeout)
+    values = {"Accept": JSON_ACCEPT, **(headers or {}), "Accept-Encoding": ACCEPT_ENCODING, **auth_headers(api_key)}
+    if client not in _TRANSPORTS:
+        return client.build_request(
+            method, url, headers=utf8_headers(values), params=params, json=json, content=content, timeout=timeout
+        )
+    # A client made here has no base URL, cookies or other defaults than these: written at once, as httpx's
+    # merging would (which costs more than sending the request).
+    merged = utf8_headers(_CLIENT_HEADERS)
+    merged.update(utf8_headers(values))  # by name, whatever its case
+    return httpx.Request(
+        method,
+        url,
+        headers=merged,
+        params=params,
+        json=json,
+        content=content,
+        extensions={"timeout": timeout.as_dict()},
+    )
 
 
 async def send(client: httpx.AsyncClient, request: httpx.Request, cap: int) -> CappedAnswer:
     """Send and read at most `cap` decoded bytes (bot/httpread.py). Raises httpx.HTTPError like `client.send`,
-    UndecodableBody when an answer came whose body cannot be decoded."""
-    return await send_capped(client, request, cap)
+    UndecodableBody when an answer came whose body cannot be decoded.
+
+    A client made by `make_http_client` sends straight through its transport: the client's own layers (auth,
+    redirects, cookies, event hooks) have nothing to do for it, and cost as much CPU as the request itself."""
+    pools = _TRANSPORTS.get(client)
+    if pools is None:
+        return await send_capped(client, request, cap)
+    return await pools.send_capped(request, cap)

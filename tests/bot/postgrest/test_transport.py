@@ -4,6 +4,8 @@ capped, so an environment that hangs every connection cannot starve another."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import httpx
 from aiohttp import web
@@ -62,3 +64,18 @@ async def test_an_origin_that_holds_every_connection_leaves_another_served() -> 
             assert most == cap, f"{most} connections to one origin, cap {cap}"
             release.set()
             assert [r.status_code for r in await asyncio.gather(*waiting)] == [200] * (cap + 4)
+
+
+def test_the_open_files_limit_is_raised_for_thousands_of_kept_connections() -> None:
+    # In a child: the limit is the process's. It starts at 1,024, as under many service managers.
+    code = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))\n"
+        "from bot.postgrest.transport import OPEN_FILES_WANTED, OriginPools\n"
+        "OriginPools()\n"
+        "now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]\n"
+        "print(now == (OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(OPEN_FILES_WANTED, hard)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "True"
