@@ -26,7 +26,7 @@ import httpx
 
 from bot.chat.bot import COGS, PgrstOpsBot, run_bot
 from bot.chat.sink import Channels, DiscordSink
-from bot.cli import package_version, program_parser
+from bot.cli_args import package_version, program_parser
 from bot.config import ConfigError, Settings, Target, load_settings, read_optional_secret, resolve_targets
 from bot.core.lease import Fence, LeaseTiming, Role, always_leading
 from bot.delivery.console import TEXT, ConsoleSink

@@ -157,17 +157,23 @@ class CappedAnswer:
     truncated: bool  # the decoded body was longer than the cap
 
 
+async def capped_answer(status: int, headers: dict[str, str], raw_body: AsyncIterable[bytes], cap: int) -> CappedAnswer:
+    """The one way an answer's body is read: at most `cap` decoded bytes; an undecodable body is UndecodableBody.
+    `headers` have lower-case names; the caller closes the body."""
+    encoding = headers.get("content-encoding", "")
+    try:
+        body, truncated = await read_decoded(raw_body, encoding, cap)
+    except httpx.DecodingError as err:
+        raise UndecodableBody(str(err), status=status, content_encoding=encoding) from None
+    return CappedAnswer(status, headers, body, truncated)
+
+
 async def send_capped(client: httpx.AsyncClient, request: httpx.Request, cap: int) -> CappedAnswer:
     """Send, read at most `cap` decoded bytes, close. Raises httpx.HTTPError like `client.send`."""
     request.headers["Accept-Encoding"] = ACCEPT_ENCODING
     response = await client.send(request, stream=True)
     try:
         headers = {k.lower(): v for k, v in response.headers.items()}
-        try:
-            body, truncated = await read_capped(response, cap)
-        except httpx.DecodingError as err:
-            encoding = headers.get("content-encoding", "")
-            raise UndecodableBody(str(err), status=response.status_code, content_encoding=encoding) from None
+        return await capped_answer(response.status_code, headers, response.aiter_raw(), cap)
     finally:
         await response.aclose()
-    return CappedAnswer(response.status_code, headers, body, truncated)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import httpx
 
-from bot.httpread import CappedAnswer, UndecodableBody, read_decoded
+from bot.httpread import CappedAnswer, capped_answer
 from bot.postgrest.wire import PIECE_BYTES, Expired, Head, Wire, request_head
 
 # Longer than the 10 s check interval thousands of environments use, so each check finds its connections
@@ -310,15 +310,9 @@ class OriginPools(httpx.AsyncBaseTransport):
         there): the same bounded decoding, the same exceptions."""
         head, body = await self.exchange(request)
         try:
-            headers = head.text_headers()
-            try:
-                data, truncated = await read_decoded(body, headers.get("content-encoding", ""), cap)
-            except httpx.DecodingError as err:
-                encoding = headers.get("content-encoding", "")
-                raise UndecodableBody(str(err), status=head.status, content_encoding=encoding) from None
+            return await capped_answer(head.status, head.text_headers(), body, cap)
         finally:
             await body.aclose()
-        return CappedAnswer(head.status, headers, data, truncated)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         head, body = await self.exchange(request)
