@@ -16,6 +16,7 @@ from bot.postgrest.probe import Prober
 from bot.postgrest.requests import make_http_client
 from tests.conftest import build_settings, targets_for
 from tests.support.localhttp import LocalServer
+from tests.support.pgstack import made_up_password, url_dsn
 
 
 async def recover(stack, environ=None, **env_overrides):
@@ -62,7 +63,9 @@ async def test_a_healthy_environment_leaves_no_connection_open(make_stack):
 
 async def test_an_unreachable_database_does_not_matter_while_healthy_and_is_the_reason_when_stale(make_stack):
     stack = make_stack()
-    refused = {f"DSN_{stack.db.upper()}": f"postgresql://ops:pw@127.0.0.1:1/{stack.db}"}
+    refused = {
+        f"DSN_{stack.db.upper()}": url_dsn("ops", made_up_password(), "127.0.0.1", 1, stack.db)
+    }  # nothing listens
     healthy = await recover(stack, refused)
     assert healthy.outcome is Outcome.ALREADY_HEALTHY and healthy.reason is None
 
