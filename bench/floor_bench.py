@@ -31,6 +31,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from bench.trees import compile_tree, export, pop_base
 from bot.config import parse_settings, resolve_targets
 from bot.core.recovery import Outcome, StepKind
 from bot.ops.recovery import RecoveryOperator
@@ -228,21 +229,6 @@ async def settle() -> None:
     await asyncio.sleep(0.3)  # let PostgREST finish whatever the last trial started
 
 
-def export(ref: str, into: Path) -> Path:
-    """The tree of git revision `ref`, byte-compiled, for the side-by-side `fix` wall."""
-    tree = into / "base"
-    tree.mkdir()
-    archive = subprocess.run(["git", "archive", ref], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    compile_tree(tree)
-    return tree
-
-
-def compile_tree(tree: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "bot", "cogs"], cwd=tree, env=env, check=True)
-
-
 async def bench_size(cluster: PgCluster, tables: int, workdir: Path, base: Path | None = None) -> dict:
     size = Size(cluster, tables)
     await size.start()
@@ -351,11 +337,7 @@ async def main(trials: int, sizes: tuple[int, ...], base: str | None = None) -> 
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
-    ref = None
-    if "--base" in argv:
-        at = argv.index("--base")
-        ref = argv[at + 1]
-        del argv[at : at + 2]
+    ref = pop_base(argv)
     trials = int(argv[0]) if argv else TRIALS
     sizes = tuple(int(a) for a in argv[1:]) or SIZES
     asyncio.run(main(trials, sizes, ref))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -22,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.trees import compile_tree, export, pop_base
 
 PORT = 19_990
 TARGET_MS = 300  # `check` within this of process start plus the probe itself
@@ -51,14 +52,6 @@ async def probe_ms(config: dict) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def export(ref: str, into: Path) -> Path:
-    tree = into / "base"
-    tree.mkdir()
-    archive = subprocess.run(["git", "archive", ref], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
-
-
 def main(runs: int, base: str | None) -> None:
     here = Path.cwd()
     server = subprocess.Popen([sys.executable, "-m", "bench.fake_postgrest", str(PORT), "1"], stdout=subprocess.PIPE)
@@ -71,9 +64,7 @@ def main(runs: int, base: str | None) -> None:
             trees = {"this tree": here}
             if base:
                 trees[f"base {base}"] = export(base, Path(tmp))
-            for tree in trees.values():  # bytecode, as an installed package has it
-                env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-                subprocess.run([sys.executable, "-m", "compileall", "-q", "bot", "cogs"], cwd=tree, env=env, check=True)
+            compile_tree(here)  # bytecode, as an installed package has it (export compiles the base)
             commands = {
                 "python -c pass": ["-c", "pass"],
                 "import bot.cli": ["-c", "import bot.cli"],
@@ -109,9 +100,5 @@ def main(runs: int, base: str | None) -> None:
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
-    ref = None
-    if "--base" in argv:
-        at = argv.index("--base")
-        ref = argv[at + 1]
-        del argv[at : at + 2]
+    ref = pop_base(argv)
     main(int(argv[0]) if argv else 11, ref)
