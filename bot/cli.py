@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import types
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO, cast
 
@@ -151,6 +152,8 @@ async def run_fix(
     out: TextIO,
     force: bool = False,
 ) -> int:
+    import asyncio
+
     from bot.core.recovery import Outcome, RecoveryStep, StepKind
     from bot.messages.cli_text import print_outcome, step_printer
     from bot.ops.recovery import RecoveryOperator
@@ -165,15 +168,17 @@ async def run_fix(
                 f"{'=' * 70}\n  OPERATOR-GRADE SCHEMA CACHE RECOVERY\n{'=' * 70}\n\n  Environment: {target.name.upper()}\n"
             )
         printer = None if as_json else step_printer(out, verbose)
-        # PostgREST reloads after the NOTIFY (70 ms at 20 tables, seconds at thousands) while this process
-        # mostly waits: the incident log's code (the store, 30-80 ms to import) loads in that wait, in a thread
-        # so the re-checks are not held up, instead of after the recovery where it adds to the run's wall.
+        # Without the bot's store on this machine (a CI runner) the run is not logged, and the store's code
+        # is never imported. With it, PostgREST reloads after the NOTIFY (70 ms at 20 tables, seconds at
+        # thousands) while this process mostly waits: the incident log's code (the store, 30-80 ms to import)
+        # loads in that wait, in a thread, instead of after the recovery where it adds to the run's wall.
+        logged = await asyncio.to_thread(settings.incidents.used_by_one_off_commands)
         loading = threading.Thread(target=importlib.import_module, args=("bot.ops.incident_log",))
 
         def on_step(step: RecoveryStep) -> None:
             if printer is not None:
                 printer(step)
-            if step.kind is StepKind.NOTIFY and loading.ident is None:  # one NOTIFY per recovery; started once
+            if step.kind is StepKind.NOTIFY and logged and loading.ident is None:  # one NOTIFY per recovery
                 loading.start()
 
         actor = "cli --force" if force else "cli"
@@ -183,11 +188,13 @@ async def run_fix(
         alert_status = None
         if result.outcome is Outcome.ESCALATED and alert:
             alert_status = await _send_alert(client, settings, target, result)
-        if loading.is_alive():
-            loading.join()
-        from bot.ops.incident_log import record_incident
+        incident = None
+        if logged:
+            if loading.is_alive():
+                loading.join()
+            from bot.ops.incident_log import record_incident
 
-        incident = await record_incident(settings, result)
+            incident = await record_incident(settings, result)
     if as_json:
         doc = result.to_json()
         doc["alert"] = alert_status
@@ -309,6 +316,17 @@ def run() -> NoReturn:
     os._exit(code)
 
 
+def _without_pydantic_plugins() -> None:
+    """pgrst-ops uses no pydantic plugin: looking for them reads every installed distribution's entry points
+    when the first config model is built (3-13 ms here), and pydantic's plugin loader imports importlib.metadata
+    (with email, zipfile and csv: ~20 ms of every start) before it reads PYDANTIC_DISABLE_PLUGINS. With every
+    plugin off, the loader's answer is known: none. Set PYDANTIC_DISABLE_PLUGINS to a name list to keep them."""
+    if os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__") in ("__all__", "1", "true"):
+        loader = types.ModuleType("pydantic.plugin._loader")
+        loader.get_plugins = tuple  # type: ignore[attr-defined] # what the real one returns with every plugin off
+        sys.modules.setdefault("pydantic.plugin._loader", loader)
+
+
 def _main(argv: Sequence[str] | None, *, out: TextIO | None, err: TextIO | None) -> int:
     out = cast(TextIO, _Scrubbed(out or sys.stdout))
     err = cast(TextIO, _Scrubbed(err or sys.stderr))
@@ -325,9 +343,7 @@ def _main(argv: Sequence[str] | None, *, out: TextIO | None, err: TextIO | None)
     # environment; the runtime lock has none of them): ~70 ms this CLI never uses. A None entry makes that
     # optional import fail as it does without them.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    # pgrst-ops uses no pydantic plugin; looking for them reads every installed distribution's entry points
-    # when the first config model is built (3-13 ms here). Set to a name list to keep plugins.
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _without_pydantic_plugins()
     import asyncio
 
     from bot.config import ConfigError, load_settings, resolve_targets

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from bot.config.fields import AlertRoleRef, Number, OffOrInterval, OffOrPoll, RoleRef, Snowflake, StrictModel
+from bot.config.fields import AlertRoleRef, HttpUrl, Number, OffOrInterval, OffOrPoll, RoleRef, Snowflake, StrictModel
 from bot.config.secrets import SecretRef
 from bot.core.identifiers import check_identifier, display_part, parse_qualified
 
@@ -133,7 +134,7 @@ class SupabaseConfig(StrictModel):
         default_factory=lambda: SecretRef(env="SUPABASE_ACCESS_TOKEN"),
         description="a personal access token or OAuth token (projects:read; projects:write to restart)",
     )
-    api_url: AnyHttpUrl = Field(default=AnyHttpUrl("https://api.supabase.com"))
+    api_url: HttpUrl = "https://api.supabase.com/"
     # The Management API allows ~60 requests a minute per user: answers are cached, shortest while unhealthy.
     unhealthy_cache_s: Number = Field(default=30.0, ge=5, le=3600)
     healthy_cache_s: Number = Field(default=300.0, ge=30, le=86_400)
@@ -152,11 +153,12 @@ class SupabaseConfig(StrictModel):
 
     @field_validator("api_url")
     @classmethod
-    def _https(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+    def _https(cls, value: str) -> str:
         # The token travels in every request: only a loopback test server may see it unencrypted.
-        if value.scheme != "https" and value.host not in LOOPBACK_HOSTS:
+        parts = urlsplit(value)  # already a normalised http(s) URL
+        if parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
             raise ValueError("must be https (plain http only for a localhost test server)")
-        if value.path not in (None, "", "/") or value.query:
+        if parts.path != "/" or parts.query or parts.fragment:
             raise ValueError("the API's base URL only, e.g. https://api.supabase.com (no path)")
         return value
 
@@ -206,14 +208,14 @@ class MaintenanceWindow(StrictModel):
 
 
 class EnvironmentConfig(StrictModel):
-    rest_url: AnyHttpUrl
-    admin_url: AnyHttpUrl | None = None
+    rest_url: HttpUrl
+    admin_url: HttpUrl | None = None
     probe_tables: list[ProbeTable] = Field(default_factory=list)
     probe_root: bool = True
     probe_functions: list[ProbeFunction] = Field(default_factory=list)
     notify_channel: str = "pgrst"
-    dashboard_url: AnyHttpUrl | None = None
-    restart_url: AnyHttpUrl | None = None
+    dashboard_url: HttpUrl | None = None
+    restart_url: HttpUrl | None = None
     protected: bool = False
     auto_recover: bool = True
     reload_role: RoleRef | None = None  # who may /reload this environment (default: discord.ops_role)

@@ -1,13 +1,15 @@
 """The building blocks of the config models: the strict base model (unknown keys refused, frozen), YAML-only
-numbers, Discord ids and role references (an alert role may also be `none`: no ping), and the "0 = off, else
-at least 1 second" interval rule.
+numbers, Discord ids and role references (an alert role may also be `none`: no ping), http(s) URLs, and the
+"0 = off, else at least 1 second" interval rule.
 
 Imports pydantic only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Strict
 
@@ -86,3 +88,54 @@ def off_or_a_poll(value: float) -> float:
 # Seconds that may also be 0 for "off": an interval (at least 1 s) or a database poll (at least 0.1 s).
 OffOrInterval = Annotated[float, Strict(), AllowInfNan(False), AfterValidator(off_or_an_interval)]
 OffOrPoll = Annotated[float, Strict(), AllowInfNan(False), AfterValidator(off_or_a_poll)]
+
+
+# -- URLs ---------------------------------------------------------------------------------------------------
+URL_MAX = 2083  # the longest URL browsers accept (pydantic's URL types used the same bound)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
+
+
+def _host(hostname: str) -> str:
+    """The host as a URL writes it: lower case, IDNA-encoded, an IPv6 address in brackets; ValueError if none."""
+    if ":" in hostname:
+        return f"[{ipaddress.IPv6Address(hostname)}]"  # urlsplit strips the brackets and lower-cases
+    if not hostname.isascii():
+        hostname = hostname.encode("idna").decode("ascii")  # UnicodeError is a ValueError
+    if not hostname.strip(".") or not set(hostname) <= _HOST_CHARS:
+        raise ValueError(hostname)
+    return hostname
+
+
+def http_url(value: Any) -> str:
+    """An absolute http(s) URL, normalised: scheme and host lower case, the scheme's default port dropped, an
+    empty path written `/`. The error never repeats the value (a URL may carry a password).
+
+    Checked with the standard library: pydantic's URL types import its e-mail and package-metadata code, ~25 ms
+    of every CLI start (bench/README.md "Start-up")."""
+    if not isinstance(value, str):
+        raise ValueError("must be a URL (text), e.g. https://<project>.supabase.co/rest/v1")
+    text = value.strip()
+    if not text or len(text) > URL_MAX or any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError(f"must be one URL of at most {URL_MAX} characters, without spaces")
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not text[len(scheme) :].startswith("://"):
+        raise ValueError("must be an absolute URL starting with http:// or https://")
+    try:
+        host = _host(parts.hostname or "")
+        port = parts.port
+    except ValueError:
+        raise ValueError("is not a valid URL: check its host and port") from None
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (f"{userinfo}@" if userinfo else "") + host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    url = f"{scheme}://{netloc}{parts.path or '/'}"
+    if parts.query:
+        url += f"?{parts.query}"
+    return url + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+# An absolute http(s) URL, kept as its normalised text.
+HttpUrl = Annotated[str, Strict(), AfterValidator(http_url)]

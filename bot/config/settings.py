@@ -7,6 +7,7 @@ Imports pydantic and the config's errors, fields, secrets and environment module
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ class MonitorConfig(StrictModel):
     drift_max_body_bytes: Count = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
 
 
+MEMORY_STORE = ":memory:"  # an SQLite store that keeps nothing across restarts
+
+
 class IncidentsConfig(StrictModel):
     """The incident store, reminders, silences, flap suppression and the outbox."""
 
@@ -168,6 +172,14 @@ class IncidentsConfig(StrictModel):
     def store_dsn(self) -> SecretRef | None:
         """The PostgreSQL store's DSN reference (None: SQLite)."""
         return self.store if isinstance(self.store, SecretRef) else None
+
+    def used_by_one_off_commands(self) -> bool:
+        """Whether a one-off command (fix, drift, restart) writes to the store: a configured PostgreSQL store
+        always; an SQLite file only when the bot's file exists on this machine (a CI runner gets no stray
+        database file). Reads the file system: call it off the event loop."""
+        if self.store_dsn is not None:
+            return True
+        return self.store_path != MEMORY_STORE and os.path.exists(self.store_path)
 
     @model_validator(mode="after")
     def _button_within_the_limit(self) -> IncidentsConfig:

@@ -32,12 +32,8 @@ def store_label(incidents: IncidentsConfig) -> str:
 
 
 async def store_in_use(incidents: IncidentsConfig) -> bool:
-    """Whether a one-off command (fix, drift) should write to the store: a configured PostgreSQL store always;
-    an SQLite file only when the bot's file exists on this machine (a CI runner gets no stray database file)."""
-    if incidents.store_dsn is not None:
-        return True
-    path = incidents.store_path
-    return path != MEMORY and await asyncio.to_thread(os.path.exists, path)
+    """Whether a one-off command (fix, drift) should write to the store (`used_by_one_off_commands`)."""
+    return incidents.store_dsn is not None or await asyncio.to_thread(incidents.used_by_one_off_commands)
 
 
 async def open_store(

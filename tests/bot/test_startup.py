@@ -26,7 +26,8 @@ CHECK_CPU_BOUND_S = 2.0
 REPORT_MODULES = """
 import json, sys, bot.cli
 rc = bot.cli.main(sys.argv[1:])
-heavy = ("discord", "asyncpg", "prometheus_client", "aiohttp", "bot.store", "bot.delivery.webhook", "click", "rich")
+heavy = ("discord", "asyncpg", "prometheus_client", "aiohttp", "bot.store", "bot.delivery.webhook", "click", "rich",
+         "pydantic.networks", "importlib.metadata")
 print(json.dumps({"rc": rc, "loaded": [m for m in heavy if m in sys.modules]}))
 """
 
@@ -174,3 +175,23 @@ async def test_a_fix_run_leaves_its_incident_in_the_store_before_the_process_end
     assert again[0] == fast[0] == 0
     assert steady(json.loads(again[1]))["incident"] == steady(json.loads(fast[1]))["incident"]
     assert json.loads(fast[1])["outcome"] == "already_healthy"
+
+
+async def test_a_fix_run_without_the_bots_store_here_logs_nothing_and_loads_no_store(make_stack, tmp_path: Path) -> None:
+    """A CI runner has no store file: the run is reported (incident null), no file appears, and the store's
+    code is never imported (it would compete with the re-checks while PostgREST reloads)."""
+    stack = make_stack()
+    stack.sql("CREATE TABLE public.orders (id int primary key); GRANT SELECT ON public.orders TO anon;")
+    db = tmp_path / "incidents.db"  # the default store, absent on this machine
+    config = tmp_path / "config.yaml"
+    env = {"prod": stack.env_config(probe_tables=["orders"])}
+    config.write_text(json.dumps({"environments": env, "incidents": {"store": str(db)}}))
+    argv = ["--config", str(config), "fix", "--env", "prod", "--json", "--no-alert"]
+    report = REPORT_MODULES.replace("rc = bot.cli.main(sys.argv[1:])", "rc = bot.cli.main(sys.argv[1:], out=sys.stderr)")
+    rc, out, err = await run_process(sys.executable, "-c", report, *argv, env=stack.env_vars)
+    assert rc == 0, out + err
+    doc = json.loads(err[err.index("{") : err.rindex("}") + 1])
+    assert doc["outcome"] == "recovered" and doc["incident"] is None
+    loaded = json.loads(out.splitlines()[-1])["loaded"]
+    assert "bot.store" not in loaded and "pydantic.networks" not in loaded, loaded
+    assert not db.exists()

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
+from bot.config.settings import MEMORY_STORE
 from bot.core.records import now, ts
 from bot.store.columns import OUTBOX_KEEP_DAYS
 from bot.store.errors import StoreError, cause_code, describe
@@ -23,7 +24,7 @@ from bot.store.migrations import migrate
 
 T = TypeVar("T")
 
-MEMORY = ":memory:"
+MEMORY = MEMORY_STORE
 
 
 class SqliteConnection:
