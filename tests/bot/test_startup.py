@@ -177,7 +177,7 @@ async def test_a_fix_run_leaves_its_incident_in_the_store_before_the_process_end
     assert json.loads(fast[1])["outcome"] == "already_healthy"
 
 
-async def test_a_fix_run_without_the_bots_store_here_logs_nothing_and_loads_no_store(make_stack, tmp_path: Path) -> None:
+async def test_fix_without_the_store_here_logs_nothing_and_loads_no_store(make_stack, tmp_path: Path) -> None:
     """A CI runner has no store file: the run is reported (incident null), no file appears, and the store's
     code is never imported (it would compete with the re-checks while PostgREST reloads)."""
     stack = make_stack()
@@ -187,7 +187,9 @@ async def test_a_fix_run_without_the_bots_store_here_logs_nothing_and_loads_no_s
     env = {"prod": stack.env_config(probe_tables=["orders"])}
     config.write_text(json.dumps({"environments": env, "incidents": {"store": str(db)}}))
     argv = ["--config", str(config), "fix", "--env", "prod", "--json", "--no-alert"]
-    report = REPORT_MODULES.replace("rc = bot.cli.main(sys.argv[1:])", "rc = bot.cli.main(sys.argv[1:], out=sys.stderr)")
+    report = REPORT_MODULES.replace(
+        "rc = bot.cli.main(sys.argv[1:])", "rc = bot.cli.main(sys.argv[1:], out=sys.stderr)"
+    )
     rc, out, err = await run_process(sys.executable, "-c", report, *argv, env=stack.env_vars)
     assert rc == 0, out + err
     doc = json.loads(err[err.index("{") : err.rindex("}") + 1])
