@@ -197,3 +197,34 @@ async def test_fix_without_the_store_here_logs_nothing_and_loads_no_store(make_s
     loaded = json.loads(out.splitlines()[-1])["loaded"]
     assert "bot.store" not in loaded and "pydantic.networks" not in loaded, loaded
     assert not db.exists()
+
+
+class RecordedWrites:
+    """A text stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+async def test_a_json_report_reaches_stdout_in_one_write(tmp_path: Path) -> None:
+    """Unbuffered (PYTHONUNBUFFERED, as in the image) every write is a system call: json.dump made ~560 of them
+    for one `fix` report. The document goes out whole, once."""
+    from bot.cli import main
+
+    async with LocalServer.catch_all(postgrest_answer) as url:
+        config = tmp_path / "config.yaml"
+        envs = {name: {"rest_url": url, "probe_tables": ["judgments"]} for name in ("dev", "prod")}
+        config.write_text(json.dumps({"environments": envs}))
+        out = RecordedWrites()
+        rc = await asyncio.to_thread(main, ["--config", str(config), "check", "--json"], out=out)  # type: ignore[arg-type]
+    assert rc == 0
+    assert len(out.writes) == 1 and out.writes[0].endswith("}\n")
+    doc = json.loads(out.writes[0])
+    assert doc["healthy"] is True and [e["env"] for e in doc["environments"]] == ["dev", "prod"]
