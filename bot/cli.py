@@ -36,9 +36,9 @@ from bot.cli_args import UsageError, build_parser  # noqa: E402 - stdlib only, a
 
 
 def write_json(out: TextIO, doc: object, *, indent: int | None = 2) -> None:
-    """One JSON document and a newline, in one write: json.dump writes every token on its own, one system call
-    each when stdout is unbuffered (PYTHONUNBUFFERED, as in the image: ~560 writes, ~25 ms for a `fix` report),
-    and the secret scrubber then sees the whole document at once."""
+    """One JSON document and a newline, in one write. json.dump writes every token on its own: one system call
+    each when stdout is unbuffered (PYTHONUNBUFFERED, as in the image), ~560 for a `fix` report (2.3 ms instead
+    of 0.2 to a pipe); and the secret scrubber sees the whole document at once."""
     out.write(json.dumps(doc, indent=indent, ensure_ascii=False) + "\n")
 
 
