@@ -20,6 +20,7 @@ from bot.config.fields import NO_PING, off_or_an_interval
 from bot.config.loading import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, default_config_path, load_settings, parse_settings
 from bot.config.secrets import EnvSecrets, SecretRef, read_optional_secret, resolve_secrets
 from bot.config.settings import (
+    MEMORY_STORE,
     AlertRoute,
     DiscordConfig,
     IncidentsConfig,
@@ -34,6 +35,7 @@ from bot.config.settings import (
 __all__ = [
     "CONFIG_PATH_ENV",
     "DEFAULT_CONFIG_PATH",
+    "MEMORY_STORE",
     "NO_PING",
     "WEEKDAYS",
     "AlertRoute",

@@ -33,7 +33,7 @@ def store_label(incidents: IncidentsConfig) -> str:
 
 async def store_in_use(incidents: IncidentsConfig) -> bool:
     """Whether a one-off command (fix, drift) should write to the store (`used_by_one_off_commands`)."""
-    return incidents.store_dsn is not None or await asyncio.to_thread(incidents.used_by_one_off_commands)
+    return await asyncio.to_thread(incidents.used_by_one_off_commands)
 
 
 async def open_store(

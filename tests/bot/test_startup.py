@@ -187,14 +187,12 @@ async def test_fix_without_the_store_here_logs_nothing_and_loads_no_store(make_s
     env = {"prod": stack.env_config(probe_tables=["orders"])}
     config.write_text(json.dumps({"environments": env, "incidents": {"store": str(db)}}))
     argv = ["--config", str(config), "fix", "--env", "prod", "--json", "--no-alert"]
-    report = REPORT_MODULES.replace(
-        "rc = bot.cli.main(sys.argv[1:])", "rc = bot.cli.main(sys.argv[1:], out=sys.stderr)"
-    )
-    rc, out, err = await run_process(sys.executable, "-c", report, *argv, env=stack.env_vars)
+    rc, out, err = await run_process(sys.executable, "-c", REPORT_MODULES, *argv, env=stack.env_vars)
     assert rc == 0, out + err
-    doc = json.loads(err[err.index("{") : err.rindex("}") + 1])
+    *report, modules = out.splitlines()  # the fix report, then the modules line
+    doc = json.loads("\n".join(report))
     assert doc["outcome"] == "recovered" and doc["incident"] is None
-    loaded = json.loads(out.splitlines()[-1])["loaded"]
+    loaded = json.loads(modules)["loaded"]
     assert "bot.store" not in loaded and "pydantic.networks" not in loaded, loaded
     assert not db.exists()
 

@@ -16,15 +16,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from bot.config.settings import MEMORY_STORE
+from bot.config import MEMORY_STORE as MEMORY
 from bot.core.records import now, ts
 from bot.store.columns import OUTBOX_KEEP_DAYS
 from bot.store.errors import StoreError, cause_code, describe
 from bot.store.migrations import migrate
 
 T = TypeVar("T")
-
-MEMORY = MEMORY_STORE
 
 
 class SqliteConnection:
